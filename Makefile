@@ -1,0 +1,29 @@
+VENV ?= .venv
+PY := $(VENV)/bin/python
+PYTHON ?= python3
+
+.PHONY: venv test run bench lint stress autobahn clean
+
+$(VENV)/.installed: pyproject.toml
+	test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install -q --upgrade pip
+	$(PY) -m pip install -q -e '.[dev]'
+	touch $@
+
+venv: $(VENV)/.installed
+
+lint: venv
+	$(VENV)/bin/ruff check websockets_routes tests benchmarks examples
+
+test: venv lint
+	$(PY) -m pytest -q
+
+run: venv
+	$(PY) -m websockets_routes serve examples.chat.app:router --host 127.0.0.1 --port 8765
+
+bench: venv
+	$(PY) benchmarks/match.py
+	$(PY) benchmarks/load.py
+
+clean:
+	rm -rf $(VENV) build *.egg-info
