@@ -1,0 +1,447 @@
+"""The opening-handshake decision engine: a Request in, a decision out.
+
+``decide()`` is pure and synchronous: routing plus the RFC 6455 section 4.2.1 checks.
+``resolve()`` adds the one asynchronous step, the view's ``process_request`` hook (or a
+plain-HTTP view), and never raises: a failing hook becomes ``Respond(500)``.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import hashlib
+import inspect
+import logging
+import re
+from collections.abc import Iterable, Iterator, Sequence
+from dataclasses import dataclass, field
+from http import HTTPStatus
+from typing import TYPE_CHECKING, Any, Union
+
+from .paths import BadTarget, RoutedPath, split_target
+
+if TYPE_CHECKING:
+    from .router import Router
+
+__all__ = [
+    "Headers",
+    "HeaderPairs",
+    "Request",
+    "Accept",
+    "Respond",
+    "Close",
+    "ServeHTTP",
+    "Decision",
+    "decide",
+    "resolve",
+    "accept_key",
+]
+
+logger = logging.getLogger("websockets_routes")
+
+GUID = "258EAFA5-E914-47DA-95CA-C5AB0DC85B11"
+HeaderPairs = Iterable[tuple[Union[str, bytes], Union[str, bytes]]]
+
+_TOKEN = re.compile(r"[!#$%&'*+\-.^_`|~0-9A-Za-z]+\Z")
+_FIELD_VALUE = re.compile(r"[\t\x20-\x7e\x80-\xff]*\Z")
+
+
+def _text(value: str | bytes) -> str:
+    if isinstance(value, bytes):
+        return value.decode("latin-1")
+    if isinstance(value, str):
+        return value
+    raise TypeError(f"header names and values must be str or bytes, not {type(value).__name__}")
+
+
+class Headers:
+    """Case-insensitive multi-mapping of HTTP header fields, in arrival order.
+
+    ``h[name]`` and ``h.get(name)`` join repeated fields with ``", "`` (RFC 9110 section
+    5.3); ``h.get_all(name)`` lists each value. ``bytes`` are read as latin-1.
+    """
+
+    __slots__ = ("_items", "_index")
+
+    def __init__(self, pairs: HeaderPairs | Headers | None = None) -> None:
+        self._items: list[tuple[str, str]] = []
+        self._index: dict[str, list[str]] = {}
+        if pairs is None:
+            return
+        items = pairs.items() if isinstance(pairs, Headers) else pairs
+        for name, value in items:
+            self.add(name, value)
+
+    def add(self, name: str | bytes, value: str | bytes) -> None:
+        name, value = _text(name), _text(value)
+        self._items.append((name, value))
+        self._index.setdefault(name.lower(), []).append(value)
+
+    def __getitem__(self, name: str) -> str:
+        values = self._index.get(name.lower())
+        if values is None:
+            raise KeyError(name)
+        return values[0] if len(values) == 1 else ", ".join(values)
+
+    def get(self, name: str, default: Any = None) -> Any:
+        values = self._index.get(name.lower())
+        if values is None:
+            return default
+        return values[0] if len(values) == 1 else ", ".join(values)
+
+    def get_all(self, name: str) -> list[str]:
+        return list(self._index.get(name.lower(), ()))
+
+    def __contains__(self, name: object) -> bool:
+        return isinstance(name, str) and name.lower() in self._index
+
+    def items(self) -> list[tuple[str, str]]:
+        return list(self._items)
+
+    def keys(self) -> list[str]:
+        return [name for name, _ in self._items]
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self.keys())
+
+    def __len__(self) -> int:
+        return len(self._items)
+
+    def __eq__(self, other: object) -> bool:
+        if isinstance(other, Headers):
+            return self._items == other._items
+        return NotImplemented
+
+    def __repr__(self) -> str:
+        return f"Headers({self._items!r})"
+
+
+class Request:
+    """An opening-handshake request: method, target and headers (str or bytes)."""
+
+    __slots__ = ("method", "target", "headers", "path", "remote_address")
+
+    def __init__(
+        self,
+        method: str | bytes,
+        target: str | bytes,
+        headers: HeaderPairs | Headers = (),
+        *,
+        remote_address: Any = None,
+    ) -> None:
+        self.method = _text(method)
+        self.target = _text(target)
+        self.headers = headers if isinstance(headers, Headers) else Headers(headers)
+        self.path: RoutedPath | None = None  # set once routed
+        self.remote_address = remote_address
+
+    def __repr__(self) -> str:
+        return f"Request({self.method!r}, {self.target!r})"
+
+
+def _pairs(headers: Iterable[tuple[Any, Any]]) -> list[tuple[str, str]]:
+    return [(_text(name), _text(str(value) if isinstance(value, int) else value))
+            for name, value in headers]
+
+
+@dataclass(frozen=True)
+class Accept:
+    """Complete the handshake with these 101 response headers."""
+
+    path: RoutedPath
+    subprotocol: str | None
+    headers: list[tuple[str, str]] = field(default_factory=list)
+
+
+@dataclass(frozen=True)
+class Respond:
+    """Answer with this HTTP response and do not upgrade."""
+
+    status: int
+    headers: list[tuple[str, str]] = field(default_factory=list)
+    body: bytes = b""
+
+    def __post_init__(self) -> None:
+        if not isinstance(self.status, int) or not 100 <= self.status <= 599:
+            raise ValueError(f"HTTP status must be an int from 100 to 599, not {self.status!r}")
+        if isinstance(self.body, str):
+            object.__setattr__(self, "body", self.body.encode("utf-8"))
+        elif not isinstance(self.body, (bytes, bytearray, memoryview)):
+            raise TypeError(f"response body must be bytes or str, not {type(self.body).__name__}")
+        else:
+            object.__setattr__(self, "body", bytes(self.body))
+        object.__setattr__(self, "headers", _pairs(self.headers))
+
+
+_RESERVED_CLOSE_CODES = {1004, 1005, 1006, 1015}
+
+
+def check_close_code(code: int, reason: str = "") -> None:
+    """Raise ValueError unless ``code``/``reason`` may be sent in a close frame."""
+    if (
+        not isinstance(code, int)
+        or code in _RESERVED_CLOSE_CODES
+        or not (1000 <= code <= 1014 or 3000 <= code <= 4999)
+    ):
+        raise ValueError(f"{code!r} is not a close code an endpoint may send (RFC 6455 7.4)")
+    if len(reason.encode("utf-8")) > 123:
+        raise ValueError("close reason must be at most 123 bytes of UTF-8")
+
+
+@dataclass(frozen=True)
+class Close:
+    """Complete the handshake, then close at once with ``code``."""
+
+    code: int
+    reason: str = ""
+    path: RoutedPath | None = None
+    headers: Sequence[tuple[str, str]] = ()
+
+    def __post_init__(self) -> None:
+        check_close_code(self.code, self.reason)
+        object.__setattr__(self, "headers", _pairs(self.headers))
+
+
+@dataclass(frozen=True)
+class ServeHTTP:
+    """A plain-HTTP route matched; ``resolve()`` calls its view for the response."""
+
+    path: RoutedPath
+
+
+Decision = Union[Accept, Respond, Close, ServeHTTP]
+
+
+def accept_key(key: str) -> str:
+    """The Sec-WebSocket-Accept value for a Sec-WebSocket-Key (RFC 6455 4.2.2)."""
+    digest = hashlib.sha1((key + GUID).encode("ascii")).digest()
+    return base64.b64encode(digest).decode("ascii")
+
+
+def respond(status: HTTPStatus, message: str, headers: Sequence[tuple[str, str]] = ()) -> Respond:
+    """A Respond with a short plain-text body saying why."""
+    body = f"{status.value} {status.phrase}: {message}\n".encode()
+    return Respond(
+        int(status),
+        [*headers, ("Content-Type", "text/plain; charset=utf-8")],
+        body,
+    )
+
+
+def _tokens(headers: Headers, name: str) -> set[str]:
+    return {
+        token.strip().lower()
+        for value in headers.get_all(name)
+        for token in value.split(",")
+        if token.strip()
+    }
+
+
+def _malformed(request: Request) -> str | None:
+    if not _TOKEN.match(request.method):
+        return "request method is not a token"
+    for name, value in request.headers.items():
+        if not _TOKEN.match(name):
+            return f"header name {name!r} is not a token"
+        if not _FIELD_VALUE.match(value):
+            return f"header {name!r} has a forbidden character"
+    return None
+
+
+def _check_upgrade(request: Request) -> Respond | None:
+    """RFC 6455 4.2.1 items 3-6, in the order the design gives them."""
+    headers = request.headers
+    if "websocket" not in _tokens(headers, "Upgrade") or "upgrade" not in _tokens(
+        headers, "Connection"
+    ):
+        return respond(
+            HTTPStatus.UPGRADE_REQUIRED,
+            "this is a WebSocket endpoint: send Upgrade: websocket and Connection: Upgrade",
+            [("Upgrade", "websocket"), ("Connection", "Upgrade")],
+        )
+    if headers.get_all("Sec-WebSocket-Version") != ["13"]:
+        return respond(
+            HTTPStatus.UPGRADE_REQUIRED,
+            "unsupported Sec-WebSocket-Version, only 13 is supported",
+            [("Sec-WebSocket-Version", "13")],
+        )
+    if len(headers.get_all("Host")) != 1:
+        return respond(HTTPStatus.BAD_REQUEST, "missing or repeated Host header")
+    keys = headers.get_all("Sec-WebSocket-Key")
+    if len(keys) != 1 or not _valid_key(keys[0]):
+        return respond(HTTPStatus.BAD_REQUEST, "Sec-WebSocket-Key must be base64 of 16 bytes")
+    return None
+
+
+def _valid_key(key: str) -> bool:
+    key = key.strip()
+    if len(key) != 24:
+        return False
+    try:
+        return len(base64.b64decode(key.encode("ascii"), validate=True)) == 16
+    except (binascii.Error, UnicodeEncodeError):
+        return False
+
+
+def _response_headers(request: Request, subprotocol: str | None) -> list[tuple[str, str]]:
+    headers = [
+        ("Upgrade", "websocket"),
+        ("Connection", "Upgrade"),
+        ("Sec-WebSocket-Accept", accept_key(request.headers["Sec-WebSocket-Key"].strip())),
+    ]
+    if subprotocol is not None:
+        headers.append(("Sec-WebSocket-Protocol", subprotocol))
+    return headers
+
+
+def choose_subprotocol(request: Request, supported: Sequence[str] | None) -> str | None:
+    """The first of the server's subprotocols that the client offered, or None."""
+    if not supported:
+        return None
+    offered = {
+        token.strip()
+        for value in request.headers.get_all("Sec-WebSocket-Protocol")
+        for token in value.split(",")
+    }
+    for candidate in supported:
+        if candidate in offered:
+            return candidate
+    return None
+
+
+def decide(router: Router, request: Request) -> Decision:
+    """Route and validate an opening handshake; pure and synchronous, no hooks run."""
+    try:
+        path, _query = split_target(request.target)
+    except BadTarget as exc:
+        return respond(HTTPStatus.BAD_REQUEST, str(exc))
+    problem = _malformed(request)
+    if problem is not None:
+        return respond(HTTPStatus.BAD_REQUEST, problem)
+    found = router.lookup(path)
+    if found is None:
+        if router.close_unmatched and request.method == "GET":
+            rejected = _check_upgrade(request)
+            if rejected is not None:
+                return rejected
+            return Close(
+                4040,
+                "no route for this path",
+                RoutedPath(request.target),
+                _response_headers(request, None),
+            )
+        return respond(HTTPStatus.NOT_FOUND, f"no route for {path}")
+    route, params = found
+    routed = RoutedPath(
+        request.target, params, route=route.view(), name=route.name, template=route.template.source
+    )
+    request.path = routed
+    if route.kind == "http":
+        if request.method not in ("GET", "HEAD"):
+            return respond(
+                HTTPStatus.METHOD_NOT_ALLOWED, "use GET or HEAD", [("Allow", "GET, HEAD")]
+            )
+        return ServeHTTP(routed)
+    if request.method != "GET":
+        return respond(
+            HTTPStatus.METHOD_NOT_ALLOWED, "a WebSocket handshake uses GET", [("Allow", "GET")]
+        )
+    rejected = _check_upgrade(request)
+    if rejected is not None:
+        return rejected
+    origins = route.origins if route.origins is not None else router.origins
+    if origins is not None:
+        sent = request.headers.get_all("Origin")
+        origin = sent[0] if len(sent) == 1 else None
+        if len(sent) > 1 or origin not in origins:
+            return respond(HTTPStatus.FORBIDDEN, f"origin {origin!r} is not allowed here")
+    supported = route.subprotocols if route.subprotocols is not None else router.subprotocols
+    subprotocol = choose_subprotocol(request, supported)
+    return Accept(routed, subprotocol, _response_headers(request, subprotocol))
+
+
+async def resolve(router: Router, request: Request) -> Decision:
+    """``decide()``, then the view's hook; never raises, never returns ServeHTTP."""
+    decision = decide(router, request)
+    if isinstance(decision, ServeHTTP):
+        return await _serve_http(decision.path, request)
+    if not isinstance(decision, Accept):
+        return decision
+    path = decision.path
+    hook = getattr(path.route, "process_request", None)
+    if hook is None:
+        return decision
+    try:
+        result = hook(path, request.headers)
+        if inspect.isawaitable(result):
+            result = await result
+        return _hook_decision(result, decision, request)
+    except Exception:
+        logger.exception(
+            "process_request of route %r failed for %s from %s",
+            path.name or path.template,
+            str(path),
+            request.remote_address or "an unknown peer",
+        )
+        return respond(HTTPStatus.INTERNAL_SERVER_ERROR, "the server could not check this request")
+
+
+def _hook_decision(result: Any, accepted: Accept, request: Request) -> Decision:
+    if result is None:
+        return accepted
+    if isinstance(result, Close):
+        return Close(
+            result.code,
+            result.reason,
+            result.path if result.path is not None else accepted.path,
+            accepted.headers,
+        )
+    if isinstance(result, Respond):
+        return result
+    if isinstance(result, tuple) and len(result) == 3:
+        status, headers, body = result
+        return Respond(int(status), _pairs(_header_items(headers)), body)
+    raise TypeError(
+        "process_request must return None, (status, headers, body) or Close, "
+        f"not {type(result).__name__}"
+    )
+
+
+def _header_items(headers: Any) -> Iterable[tuple[Any, Any]]:
+    if isinstance(headers, Headers):
+        return headers.items()
+    if hasattr(headers, "raw_items"):  # websockets.datastructures.Headers
+        return headers.raw_items()
+    if hasattr(headers, "items"):
+        return headers.items()
+    return headers
+
+
+async def _serve_http(path: RoutedPath, request: Request) -> Respond:
+    view = path.route
+    try:
+        result = view.handle(request)
+        if inspect.isawaitable(result):
+            result = await result
+        if isinstance(result, Respond):
+            return result
+        if isinstance(result, (bytes, str)):
+            content_type = "text/plain; charset=utf-8"
+            if isinstance(result, str) and result.lstrip().startswith("<"):
+                content_type = "text/html; charset=utf-8"
+            return Respond(200, [("Content-Type", content_type)], result)
+        if isinstance(result, tuple) and len(result) == 3:
+            status, headers, body = result
+            return Respond(int(status), _pairs(_header_items(headers)), body)
+        raise TypeError(
+            "an HTTP view must return (status, headers, body), bytes or str, "
+            f"not {type(result).__name__}"
+        )
+    except Exception:
+        logger.exception(
+            "HTTP view %r failed for %s from %s",
+            path.name or path.template,
+            str(path),
+            request.remote_address or "an unknown peer",
+        )
+        return respond(HTTPStatus.INTERNAL_SERVER_ERROR, "the view failed")

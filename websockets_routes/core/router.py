@@ -1,0 +1,241 @@
+"""The Router: route registration, mounting, url building, matching and decisions."""
+
+from __future__ import annotations
+
+import inspect
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from typing import Any, Literal, TypeVar
+
+from .handshake import Decision, Request, decide, resolve
+from .matcher import Matcher
+from .paths import BadTarget, RoutedPath, split_target
+from .templates import Template, compile_template
+
+__all__ = ["Router", "Route", "FunctionView"]
+
+V = TypeVar("V")
+RouteKind = Literal["websocket", "http"]
+
+
+class FunctionView:
+    """The view object of a function route: ``handle`` is the function itself."""
+
+    __slots__ = ("handle",)
+
+    def __init__(self, handle: Callable[..., Any]) -> None:
+        self.handle = handle
+
+    def __repr__(self) -> str:
+        return f"FunctionView({getattr(self.handle, '__qualname__', self.handle)!r})"
+
+
+def _is_async(func: Any) -> bool:
+    return inspect.iscoroutinefunction(func) or inspect.iscoroutinefunction(
+        getattr(func, "__call__", None)  # noqa: B004 - an async callable object
+    )
+
+
+@dataclass(frozen=True)
+class Route:
+    """One registered route: its compiled template, its view and its options."""
+
+    template: Template
+    endpoint: Any  # what was decorated
+    name: str | None
+    kind: RouteKind
+    subprotocols: tuple[str, ...] | None
+    origins: tuple[str | None, ...] | None
+    requirements: dict[str, str] | None
+
+    def view(self) -> Any:
+        """The view for one connection: a new instance for a class view."""
+        if isinstance(self.endpoint, type):
+            return self.endpoint()
+        return FunctionView(self.endpoint)
+
+    def mounted(self, prefix: str) -> Route:
+        template = compile_template(prefix + self.template.source, self.requirements)
+        return Route(
+            template,
+            self.endpoint,
+            self.name,
+            self.kind,
+            self.subprotocols,
+            self.origins,
+            self.requirements,
+        )
+
+
+def _check_view(endpoint: Any, template: str, kind: RouteKind) -> None:
+    if kind == "http":
+        if not callable(endpoint) or isinstance(endpoint, type):
+            raise TypeError(f"HTTP route {template!r}: the view must be a function of (request)")
+        return
+    if isinstance(endpoint, type):
+        handle = getattr(endpoint, "handle", None)
+        if handle is None or not _is_async(handle):
+            raise TypeError(
+                f"route {template!r}: class view {endpoint.__qualname__} needs an "
+                "'async def handle(self, ws, path)' method"
+            )
+        hook = getattr(endpoint, "process_request", None)
+        if hook is not None and not callable(hook):
+            raise TypeError(f"route {template!r}: process_request must be a method")
+        return
+    if not _is_async(endpoint):
+        raise TypeError(
+            f"route {template!r}: the view must be an 'async def view(ws, path)' function "
+            f"or a class with an async handle(), not {endpoint!r}"
+        )
+
+
+def _strings(values: Sequence[Any] | None, what: str, template: str) -> tuple[Any, ...] | None:
+    if values is None:
+        return None
+    if isinstance(values, (str, bytes)):
+        raise TypeError(f"route {template!r}: {what} must be a list of strings, not one string")
+    return tuple(values)
+
+
+class Router:
+    """Routes WebSocket handshakes (and plain-HTTP GETs) to views by URL template.
+
+    ``close_unmatched``: an unknown path completes the handshake and closes with 4040
+    instead of answering HTTP 404. ``subprotocols`` and ``origins`` apply to every route
+    that does not set its own.
+    """
+
+    def __init__(
+        self,
+        *,
+        close_unmatched: bool = False,
+        subprotocols: Sequence[str] | None = None,
+        origins: Sequence[str | None] | None = None,
+    ) -> None:
+        self.close_unmatched = close_unmatched
+        self.subprotocols = _strings(subprotocols, "subprotocols", "<router>")
+        self.origins = _strings(origins, "origins", "<router>")
+        self._matcher: Matcher[Route] = Matcher()
+        self._names: dict[str, Route] = {}
+        self._mounts: list[tuple[Router, str]] = []
+
+    # Registration
+
+    def route(
+        self,
+        template: str,
+        *,
+        name: str | None = None,
+        subprotocols: Sequence[str] | None = None,
+        origins: Sequence[str | None] | None = None,
+        requirements: dict[str, str] | None = None,
+    ) -> Callable[[V], V]:
+        """Decorate an async ``view(ws, path)`` or a class with ``async handle``."""
+        compiled = compile_template(template, requirements)
+        subs = _strings(subprotocols, "subprotocols", template)
+        allowed = _strings(origins, "origins", template)
+        self._check_name(name, template)
+
+        def decorator(endpoint: V) -> V:
+            _check_view(endpoint, template, "websocket")
+            self._add(
+                Route(compiled, endpoint, name, "websocket", subs, allowed, requirements)
+            )
+            return endpoint
+
+        return decorator
+
+    def http(self, template: str, *, name: str | None = None) -> Callable[[V], V]:
+        """Decorate ``view(request)`` answering GET/HEAD with (status, headers, body),
+        bytes or str."""
+        compiled = compile_template(template)
+        self._check_name(name, template)
+
+        def decorator(endpoint: V) -> V:
+            _check_view(endpoint, template, "http")
+            self._add(Route(compiled, endpoint, name, "http", None, None, None))
+            return endpoint
+
+        return decorator
+
+    def include(self, prefix: str, other: Router) -> None:
+        """Mount ``other``'s routes under ``prefix``, now and as it gains more."""
+        if not isinstance(other, Router):
+            raise TypeError(f"include() takes a Router, not {type(other).__name__}")
+        if other is self:
+            raise ValueError("a router cannot include itself")
+        if prefix and not prefix.startswith("/"):
+            raise ValueError(f"mount prefix {prefix!r} must start with '/'")
+        prefix = prefix.rstrip("/")
+        for route in other.routes:
+            self._check_name(route.name, prefix + route.template.source)
+        other._mounts.append((self, prefix))
+        for route in other.routes:
+            self._add(route.mounted(prefix))
+
+    def _check_name(self, name: str | None, template: str) -> None:
+        if name is not None and name in self._names:
+            raise ValueError(
+                f"route name {name!r} for {template!r} is already used by "
+                f"{self._names[name].template.source!r}"
+            )
+
+    def _add(self, route: Route) -> None:
+        if route.name is not None:
+            self._check_name(route.name, route.template.source)
+            self._names[route.name] = route
+        self._matcher.add(route.template, route)
+        for parent, prefix in self._mounts:
+            parent._add(route.mounted(prefix))
+
+    # Lookup
+
+    @property
+    def routes(self) -> list[Route]:
+        """Every route, in registration order (the order that decides ties)."""
+        return [route for _, route in self._matcher]
+
+    def lookup(self, path: str) -> tuple[Route, dict[str, str]] | None:
+        """The first route matching a path (no query string) and its decoded params."""
+        return self._matcher.match(path)
+
+    def match(self, target: str) -> RoutedPath | None:
+        """The RoutedPath for a request target, or None if no route matches."""
+        try:
+            path, _ = split_target(target)
+        except BadTarget:
+            return None
+        found = self._matcher.match(path)
+        if found is None:
+            return None
+        route, params = found
+        return RoutedPath(
+            target, params, route=route.view(), name=route.name, template=route.template.source
+        )
+
+    def url_for(self, name: str, /, **params: Any) -> str:
+        """The path of the named route with these params, each percent-encoded."""
+        route = self._names.get(name)
+        if route is None:
+            raise KeyError(f"no route named {name!r}")
+        unknown = set(params) - set(route.template.names)
+        if unknown:
+            raise ValueError(
+                f"route {name!r} ({route.template.source!r}) has no param(s) "
+                f"{', '.join(sorted(unknown))}"
+            )
+        return route.template.build({k: str(v) for k, v in params.items()})
+
+    # Decisions
+
+    def decide(self, request: Request) -> Decision:
+        """Routing and RFC 6455 validation for a handshake; pure, runs no hook."""
+        return decide(self, request)
+
+    async def resolve(self, request: Request) -> Decision:
+        """``decide()``, then the view's ``process_request`` hook or HTTP view."""
+        return await resolve(self, request)
+
+    def __repr__(self) -> str:
+        return f"<{type(self).__name__} with {len(self._matcher)} routes>"

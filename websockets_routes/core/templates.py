@@ -1,0 +1,284 @@
+"""Routes-syntax URL templates compiled to per-segment matchers, and URL building.
+
+A template such as ``/room/{room}/file-{id:\\d{2}}.json/*rest`` is split on ``/``
+into segments. Each segment is one of:
+
+- static text, compared with the percent-decoded request segment;
+- a single ``{name}`` parameter, which takes any non-empty segment;
+- a pattern: ``{name:regex}`` and/or text mixed with parameters, one compiled regex
+  matched against the whole decoded segment;
+- a tail (``*name`` or ``{name:.*}``, which may be empty, or ``{name:.+}``), optionally
+  after static text, which must come last and takes the rest of the path, slashes included.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from typing import Literal
+from urllib.parse import quote
+
+from routes.route import Route as _RoutesRoute
+
+from .paths import decode_rest, split_path
+
+__all__ = ["Segment", "Template", "compile_template", "encode_param"]
+
+SegmentKind = Literal["static", "param", "pattern", "tail"]
+
+_TAIL_PATTERNS = {".*": False, ".+": True}  # regex -> must the tail be non-empty
+_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*\Z")
+
+
+@dataclass(frozen=True, slots=True)
+class Segment:
+    """One ``/``-separated piece of a compiled template."""
+
+    kind: SegmentKind
+    text: str = ""  # static text, or the static prefix of a tail
+    names: tuple[str, ...] = ()
+    regex: re.Pattern[str] | None = None  # pattern segments: fullmatch on the decoded segment
+    nonempty: bool = True  # tail segments: whether the tail needs at least one character
+
+    def match(self, segment: str) -> dict[str, str] | None:
+        """Params captured from one decoded request segment, or None."""
+        if self.kind == "static":
+            return {} if segment == self.text else None
+        if self.kind == "param":
+            return {self.names[0]: segment} if segment else None
+        assert self.regex is not None
+        found = self.regex.fullmatch(segment)
+        if found is None:
+            return None
+        return {name: found.group(f"_p{i}") for i, name in enumerate(self.names)}
+
+    def match_tail(self, rest: str) -> dict[str, str] | None:
+        """Params captured from the decoded rest of a path, for a tail segment."""
+        if not rest.startswith(self.text):
+            return None
+        value = rest[len(self.text) :]
+        if self.nonempty and not value:
+            return None
+        return {self.names[0]: value}
+
+
+@dataclass(frozen=True, slots=True)
+class _Piece:
+    """A template piece between slashes, before it is compiled into a Segment."""
+
+    text: str = ""
+    name: str | None = None
+    regex: str | None = None  # None: default one-segment parameter
+    tail: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class Template:
+    """A compiled template: its source text, its segments and its parameter names."""
+
+    source: str
+    segments: tuple[Segment, ...]
+    names: tuple[str, ...]
+    _pieces: tuple[tuple[_Piece, ...], ...]
+
+    @property
+    def is_static(self) -> bool:
+        return all(s.kind == "static" for s in self.segments)
+
+    @property
+    def has_tail(self) -> bool:
+        return bool(self.segments) and self.segments[-1].kind == "tail"
+
+    def build(self, params: dict[str, str]) -> str:
+        """The path for these params, each value percent-encoded (``/`` included)."""
+        missing = [n for n in self.names if n not in params]
+        if missing:
+            raise KeyError(f"template {self.source!r} needs param(s) {', '.join(missing)}")
+        out = []
+        for pieces in self._pieces:
+            parts = []
+            for piece in pieces:
+                if piece.name is None:
+                    parts.append(quote(piece.text, safe="/:@!$&'()*+,;=-._~"))
+                    continue
+                value = str(params[piece.name])
+                if piece.tail:
+                    parts.append("/".join(encode_param(v) for v in value.split("/")))
+                else:
+                    parts.append(encode_param(value))
+            out.append("".join(parts))
+        path = "/" + "/".join(out)
+        found = _match_built(self, path)
+        if found is None or found != {n: str(params[n]) for n in self.names}:
+            raise ValueError(
+                f"params {params!r} do not fit template {self.source!r}"
+                " (a value does not match its pattern)"
+            )
+        return path
+
+
+def encode_param(value: str) -> str:
+    """Percent-encode one parameter value so that it stays one decoded segment."""
+    return quote(value, safe="")
+
+
+def _match_built(template: Template, path: str) -> dict[str, str] | None:
+    segments = split_path(path)
+    if segments is None:
+        return None
+    return match_segments(template.segments, segments, path)
+
+
+def match_segments(
+    compiled: tuple[Segment, ...], segments: list[str], raw_path: str
+) -> dict[str, str] | None:
+    """Match decoded segments against compiled ones (the linear reference)."""
+    params: dict[str, str] = {}
+    for i, seg in enumerate(compiled):
+        if seg.kind == "tail":
+            rest = decode_rest(raw_path, i)
+            if rest is None:
+                return None
+            found = seg.match_tail(rest)
+        else:
+            if i >= len(segments):
+                return None
+            found = seg.match(segments[i])
+        if found is None:
+            return None
+        params.update(found)
+    if not compiled or compiled[-1].kind != "tail":
+        if len(segments) != len(compiled):
+            return None
+    return params
+
+
+def compile_template(source: str, requirements: dict[str, str] | None = None) -> Template:
+    """Compile a Routes-syntax template; a bad one raises ValueError naming it."""
+    if not isinstance(source, str):
+        raise TypeError(f"route template must be a str, not {type(source).__name__}: {source!r}")
+    if not source.startswith("/"):
+        raise ValueError(f"route template {source!r} must start with '/'")
+    try:
+        pieces = _parse(source, requirements or {})
+        segments = tuple(_compile_segment(p, i == len(pieces) - 1) for i, p in enumerate(pieces))
+    except ValueError as exc:
+        raise ValueError(f"bad route template {source!r}: {exc}") from None
+    names = tuple(p.name for ps in pieces for p in ps if p.name is not None)
+    duplicates = sorted({n for n in names if names.count(n) > 1})
+    if duplicates:
+        raise ValueError(f"bad route template {source!r}: param {duplicates[0]!r} appears twice")
+    unused = set(requirements or {}) - set(names)
+    if unused:
+        raise ValueError(
+            f"bad route template {source!r}: requirements name unknown param(s) "
+            f"{', '.join(sorted(unused))}"
+        )
+    return Template(source, segments, names, pieces)
+
+
+def _extract_braces(source: str) -> tuple[str, dict[str, tuple[str, str | None]]]:
+    """Replace each balanced ``{name[:regex]}`` by a ``{_bN}`` placeholder.
+
+    Routes' own parser (``Route._pathkeys``) ends a ``{...}`` at the first ``}`` and
+    splits it on every ``:``, so ``{id:\\d{2}}`` and ``{x:(?:a|b)}`` come out wrong.
+    We cut those groups out by brace depth first and let Routes parse the rest.
+    """
+    out: list[str] = []
+    groups: dict[str, tuple[str, str | None]] = {}
+    i = 0
+    while i < len(source):
+        char = source[i]
+        if char == "}":
+            raise ValueError("unbalanced '}'")
+        if char != "{":
+            out.append(char)
+            i += 1
+            continue
+        depth, j = 1, i + 1
+        while j < len(source) and depth:
+            if source[j] == "\\":
+                j += 2
+                continue
+            depth += {"{": 1, "}": -1}.get(source[j], 0)
+            j += 1
+        if depth:
+            raise ValueError("unbalanced '{'")
+        body = source[i + 1 : j - 1]
+        name, sep, regex = body.partition(":")
+        placeholder = f"_b{len(groups)}"
+        groups[placeholder] = (name, regex if sep else None)
+        out.append("{" + placeholder + "}")
+        i = j
+    return "".join(out), groups
+
+
+def _parse(source: str, requirements: dict[str, str]) -> list[tuple[_Piece, ...]]:
+    stripped, groups = _extract_braces(source)
+    routelist = _RoutesRoute(None, stripped).routelist
+    pieces: list[_Piece] = []
+    for item in routelist:
+        if isinstance(item, str):
+            pieces.append(_Piece(text=item))
+            continue
+        if item["type"] == "*":
+            name, regex, tail = item["name"], None, True
+        elif item["name"] in groups:
+            name, regex = groups[item["name"]]
+            tail = False
+        else:  # Routes' ':name' form
+            name, regex, tail = item["name"], None, False
+        if not _NAME.match(name):
+            raise ValueError(f"bad param name {name!r}")
+        regex = requirements.get(name, regex)
+        if regex in _TAIL_PATTERNS:
+            tail = True
+        elif regex is not None:
+            try:
+                re.compile(regex)
+            except re.error as exc:
+                raise ValueError(f"bad regex for {name!r}: {exc}") from None
+            if "/" in regex:
+                raise ValueError(f"regex for {name!r} may not match '/': use a tail param")
+        pieces.append(_Piece(name=name, regex=regex, tail=tail))
+    # Split the flat piece list into segments on the '/' inside text pieces.
+    segments: list[list[_Piece]] = [[]]
+    for piece in pieces:
+        if piece.name is not None:
+            segments[-1].append(piece)
+            continue
+        parts = piece.text.split("/")
+        for k, part in enumerate(parts):
+            if k:
+                segments.append([])
+            if part:
+                segments[-1].append(_Piece(text=part))
+    if segments[0]:
+        raise ValueError("must start with '/'")
+    return [tuple(s) for s in segments[1:]]
+
+
+def _compile_segment(pieces: tuple[_Piece, ...], last: bool) -> Segment:
+    names = tuple(p.name for p in pieces if p.name is not None)
+    tails = [p for p in pieces if p.tail]
+    if tails:
+        tail = tails[0]
+        if not last or pieces[-1] is not tail:
+            raise ValueError(f"tail param {tail.name!r} must end the template")
+        if len(pieces) > 2 or (len(pieces) == 2 and pieces[0].name is not None):
+            raise ValueError(f"tail param {tail.name!r} may follow only static text")
+        prefix = pieces[0].text if len(pieces) == 2 else ""
+        assert tail.name is not None
+        nonempty = tail.regex is not None and _TAIL_PATTERNS[tail.regex]
+        return Segment("tail", text=prefix, names=(tail.name,), nonempty=nonempty)
+    if not names:
+        return Segment("static", text="".join(p.text for p in pieces))
+    if len(pieces) == 1 and pieces[0].regex is None:
+        return Segment("param", names=names)
+    parts = []
+    for piece in pieces:
+        if piece.name is None:
+            parts.append(re.escape(piece.text))
+        else:
+            parts.append(f"(?P<_p{names.index(piece.name)}>{piece.regex or '.+?'})")
+    return Segment("pattern", names=names, regex=re.compile("".join(parts), re.DOTALL))
