@@ -16,7 +16,7 @@ import re
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from http import HTTPStatus
-from typing import TYPE_CHECKING, Any, Union
+from typing import TYPE_CHECKING, Any
 
 from .paths import BadTarget, RoutedPath, split_target
 
@@ -40,7 +40,7 @@ __all__ = [
 logger = logging.getLogger("websockets_routes")
 
 GUID = "258EAFA5-E914-47DA-95CA-C5AB0DC85B11"
-HeaderPairs = Iterable[tuple[Union[str, bytes], Union[str, bytes]]]
+HeaderPairs = Iterable[tuple[str | bytes, str | bytes]]
 
 _TOKEN = re.compile(r"[!#$%&'*+\-.^_`|~0-9A-Za-z]+\Z")
 _FIELD_VALUE = re.compile(r"[\t\x20-\x7e\x80-\xff]*\Z")
@@ -140,8 +140,10 @@ class Request:
 
 
 def _pairs(headers: Iterable[tuple[Any, Any]]) -> list[tuple[str, str]]:
-    return [(_text(name), _text(str(value) if isinstance(value, int) else value))
-            for name, value in headers]
+    return [
+        (_text(name), _text(str(value) if isinstance(value, int) else value))
+        for name, value in headers
+    ]
 
 
 @dataclass(frozen=True)
@@ -209,7 +211,7 @@ class ServeHTTP:
     path: RoutedPath
 
 
-Decision = Union[Accept, Respond, Close, ServeHTTP]
+Decision = Accept | Respond | Close | ServeHTTP
 
 
 def accept_key(key: str) -> str:

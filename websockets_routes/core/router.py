@@ -139,9 +139,7 @@ class Router:
 
         def decorator(endpoint: V) -> V:
             _check_view(endpoint, template, "websocket")
-            self._add(
-                Route(compiled, endpoint, name, "websocket", subs, allowed, requirements)
-            )
+            self._add(Route(compiled, endpoint, name, "websocket", subs, allowed, requirements))
             return endpoint
 
         return decorator
