@@ -1,0 +1,82 @@
+"""The command line, run as users run it: ``python -m websockets_routes ...``."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parent.parent
+APP = "examples.chat.app:router"
+
+
+def run_cli(*args: str, cwd: Path = ROOT) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "websockets_routes", *args],
+        cwd=cwd,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+
+
+def test_routes_prints_the_table() -> None:
+    result = run_cli("routes", APP)
+    assert result.returncode == 0, result.stderr
+    lines = result.stdout.splitlines()
+    assert lines[0].split() == ["TEMPLATE", "NAME", "KIND", "VIEW", "SUBPROTOCOLS", "ORIGINS"]
+    assert any(line.split()[:3] == ["/rooms/{room}", "room", "websocket"] for line in lines)
+    assert any("examples.chat.app.Room" in line for line in lines)
+
+
+def test_check_accept_shows_route_params_and_accept_header() -> None:
+    result = run_cli("check", APP, "/rooms/lobby?x=1")
+    assert result.returncode == 0, result.stderr
+    out = result.stdout
+    assert out.startswith("Accept   101")
+    assert "/rooms/{room} (name room)" in out
+    assert "{'room': 'lobby'}" in out
+    assert "Sec-WebSocket-Accept:" in out
+
+
+def test_check_runs_the_view_hook() -> None:
+    result = run_cli("check", APP, "/rooms/Bad!Room")
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.startswith("Respond  HTTP 400")
+    assert "bad room name" in result.stdout
+    # --no-hooks shows what decide() alone says
+    assert run_cli("check", APP, "/rooms/Bad!Room", "--no-hooks").stdout.startswith("Accept")
+
+
+def test_check_unknown_path_and_headers() -> None:
+    assert "HTTP 404" in run_cli("check", APP, "/nowhere").stdout
+    out = run_cli("check", APP, "/rooms/a", "-H", "Sec-WebSocket-Version: 8").stdout
+    assert "HTTP 426" in out and "Sec-WebSocket-Version: 13" in out
+    out = run_cli("check", APP, "/healthz", "--no-upgrade").stdout
+    assert "HTTP 200" in out and "ok" in out
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (("routes", "no_such_module_xyz:router"), "cannot import module 'no_such_module_xyz'"),
+        (("routes", "examples.chat.app:nothing"), "has no attribute 'nothing'"),
+        (("routes", "examples.chat.app:rooms"), "is a dict, not a websockets_routes.Router"),
+        (("routes", "examples.chat.app"), "expected MODULE:ATTRIBUTE"),
+        (("check", APP, "/x", "-H", "no colon"), "must look like 'Name: value'"),
+        (("serve", APP, "--transport", "carrier-pigeon"), "invalid choice"),
+        (("serve", APP, "--port", "99999"), "out of range"),
+        (("frobnicate",), "invalid choice"),
+        ((), "required"),
+    ],
+)
+def test_bad_arguments_give_one_line_and_exit_2(args: tuple[str, ...], message: str) -> None:
+    result = run_cli(*args)
+    assert result.returncode == 2
+    assert result.stdout == ""
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1, result.stderr
+    assert message in lines[0]
+    assert "Traceback" not in result.stderr
