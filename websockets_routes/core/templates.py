@@ -28,6 +28,7 @@ SegmentKind = Literal["static", "param", "pattern", "tail"]
 
 _TAIL_PATTERNS = {".*": False, ".+": True}  # regex -> must the tail be non-empty
 _NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*\Z")
+_COLON_NAME_END = "/,;.#-"  # Routes' done_chars, plus the "-" it also ends at
 
 
 @dataclass(frozen=True, slots=True)
@@ -183,12 +184,30 @@ def _extract_braces(source: str) -> tuple[str, dict[str, tuple[str, str | None]]
     Routes' own parser (``Route._pathkeys``) ends a ``{...}`` at the first ``}`` and
     splits it on every ``:``, so ``{id:\\d{2}}`` and ``{x:(?:a|b)}`` come out wrong.
     We cut those groups out by brace depth first and let Routes parse the rest.
+
+    Routes also ends a ``:name`` at ``-`` but then drops that dash from the template
+    (``/a/:x-:y`` would match ``/a/12``), so ``:name`` params are cut out here too,
+    ending at the same characters Routes ends them at. Backslash escapes outside
+    braces are left in pairs for Routes to read, so ``\\{`` stays literal.
     """
     out: list[str] = []
     groups: dict[str, tuple[str, str | None]] = {}
     i = 0
     while i < len(source):
         char = source[i]
+        if char == "\\":
+            out.append(source[i : i + 2])
+            i += 2
+            continue
+        if char == ":" and source[i + 1 : i + 2] != "(":
+            j = i + 1
+            while j < len(source) and source[j] not in _COLON_NAME_END:
+                j += 1
+            placeholder = f"_b{len(groups)}"
+            groups[placeholder] = (source[i + 1 : j], None)
+            out.append("{" + placeholder + "}")
+            i = j
+            continue
         if char == "}":
             raise ValueError("unbalanced '}'")
         if char != "{":
