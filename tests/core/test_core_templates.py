@@ -124,6 +124,8 @@ def test_bad_requirements_raise_value_error_naming_the_template() -> None:
         compile_template("/u/{id}", {"nope": "x"})
     with pytest.raises(ValueError, match=r"'/u/\{id\}'.*bad regex"):
         compile_template("/u/{id}", {"id": "("})
+    with pytest.raises(ValueError, match=r"'/f/\*rest'"):
+        compile_template("/f/*rest", {"rest": "\\d+"})
 
 
 def test_non_string_template_is_a_type_error() -> None:

@@ -252,6 +252,8 @@ def _parse(source: str, requirements: dict[str, str]) -> list[tuple[_Piece, ...]
         regex = requirements.get(name, regex)
         if regex in _TAIL_PATTERNS:
             tail = True
+        elif tail and regex is not None:
+            raise ValueError(f"tail param {name!r} takes only '.*' or '.+' as its regex")
         elif regex is not None:
             try:
                 re.compile(regex)
