@@ -163,6 +163,9 @@ class Router:
             raise TypeError(f"include() takes a Router, not {type(other).__name__}")
         if other is self:
             raise ValueError("a router cannot include itself")
+        if any(ancestor is other for ancestor in self._ancestors()):
+            # Each router forwards new routes to its parents: a cycle would recurse forever.
+            raise ValueError(f"including this router under {prefix!r} would make a cycle")
         if prefix and not prefix.startswith("/"):
             raise ValueError(f"mount prefix {prefix!r} must start with '/'")
         prefix = prefix.rstrip("/")
@@ -171,6 +174,17 @@ class Router:
         other._mounts.append((self, prefix))
         for route in other.routes:
             self._add(route.mounted(prefix))
+
+    def _ancestors(self) -> list[Router]:
+        """Every router this one is included in, directly or not."""
+        found: list[Router] = []
+        pending = [parent for parent, _ in self._mounts]
+        while pending:
+            router = pending.pop()
+            if not any(router is seen for seen in found):
+                found.append(router)
+                pending.extend(parent for parent, _ in router._mounts)
+        return found
 
     def _check_name(self, name: str | None, template: str) -> None:
         if name is not None and name in self._names:

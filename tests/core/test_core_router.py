@@ -1,0 +1,402 @@
+"""The core Router: registration, views, matching, RoutedPath, include and url_for."""
+
+from __future__ import annotations
+
+import functools
+from typing import Any
+
+import pytest
+
+import websockets_routes
+from websockets_routes import RoutedPath, Router
+from websockets_routes.core import Router as CoreRouter
+
+
+async def view(ws: Any, path: RoutedPath) -> None:
+    pass
+
+
+async def other_view(ws: Any, path: RoutedPath) -> None:
+    pass
+
+
+# Registration and views
+
+
+def test_public_router_is_the_core_router() -> None:
+    assert issubclass(Router, CoreRouter)
+    assert websockets_routes.RoutedPath is RoutedPath
+
+
+def test_route_decorator_returns_the_object_unchanged() -> None:
+    router = Router()
+
+    async def handler(ws: Any, path: RoutedPath) -> None:
+        pass
+
+    class Room:
+        async def handle(self, ws: Any, path: RoutedPath) -> None:
+            pass
+
+    async def page(request: Any) -> str:
+        return "ok"
+
+    assert router.route("/a")(handler) is handler
+    assert router.route("/b")(Room) is Room
+    assert router.http("/c")(page) is page
+
+
+def test_routes_lists_template_name_and_view_in_registration_order() -> None:
+    router = Router()
+    router.route("/b/{id}", name="b")(view)
+    router.route("/a")(other_view)
+    listing = [(r.template.source, r.name, r.endpoint, r.kind) for r in router.routes]
+    assert listing == [("/b/{id}", "b", view, "websocket"), ("/a", None, other_view, "websocket")]
+
+
+@pytest.mark.parametrize(
+    "bad",
+    [
+        lambda ws, path: None,  # not async
+        42,
+        "handler",
+    ],
+)
+def test_a_view_that_is_not_async_raises_type_error_naming_the_template(bad: Any) -> None:
+    router = Router()
+    with pytest.raises(TypeError, match=r"'/bad/\{id\}'"):
+        router.route("/bad/{id}")(bad)
+    assert router.routes == []
+
+
+def test_class_views_need_an_async_handle() -> None:
+    router = Router()
+
+    class NoHandle:
+        pass
+
+    class SyncHandle:
+        def handle(self, ws: Any, path: Any) -> None:
+            pass
+
+    class BadHook:
+        process_request = 3
+
+        async def handle(self, ws: Any, path: Any) -> None:
+            pass
+
+    for cls in (NoHandle, SyncHandle, BadHook):
+        with pytest.raises(TypeError, match="'/room'"):
+            router.route("/room")(cls)
+    assert router.routes == []
+
+
+def test_async_callables_and_partials_are_accepted() -> None:
+    router = Router()
+
+    class Callable_:
+        async def __call__(self, ws: Any, path: Any) -> None:
+            pass
+
+    async def two(ws: Any, path: Any, extra: int) -> None:
+        pass
+
+    router.route("/obj")(Callable_())
+    router.route("/partial")(functools.partial(two, extra=1))
+    assert len(router.routes) == 2
+
+
+def test_http_views_must_be_functions() -> None:
+    router = Router()
+
+    class Page:
+        async def handle(self, request: Any) -> str:
+            return ""
+
+    with pytest.raises(TypeError, match="'/page'"):
+        router.http("/page")(Page)
+    with pytest.raises(TypeError, match="'/page'"):
+        router.http("/page")(None)  # type: ignore[arg-type]
+
+
+def test_bad_template_raises_at_decoration_time_naming_it() -> None:
+    router = Router()
+    with pytest.raises(ValueError, match=r"'/x/\{id'"):
+        router.route("/x/{id")
+    with pytest.raises(ValueError, match=r"'/x/\{id'"):
+        router.http("/x/{id")
+
+
+def test_duplicate_name_raises_value_error_naming_both_templates() -> None:
+    router = Router()
+    router.route("/a", name="same")(view)
+    with pytest.raises(ValueError, match=r"'same'.*'/b'.*'/a'"):
+        router.route("/b", name="same")(view)
+    with pytest.raises(ValueError, match="'same'"):
+        router.http("/c", name="same")
+    assert [r.template.source for r in router.routes] == ["/a"]
+
+
+def test_subprotocols_and_origins_must_be_lists_not_one_string() -> None:
+    with pytest.raises(TypeError, match="'/a'"):
+        Router().route("/a", subprotocols="chat")
+    with pytest.raises(TypeError, match="'/a'"):
+        Router().route("/a", origins="https://x")
+    with pytest.raises(TypeError):
+        Router(origins="https://x")
+
+
+# Matching and RoutedPath
+
+
+def test_static_and_dynamic_matches() -> None:
+    router = Router()
+    router.route("/static/page")(view)
+    router.route("/thing/{id}", name="thing")(other_view)
+    static = router.match("/static/page")
+    assert static is not None and static.params == {} and static.route.handle is view
+    found = router.match("/thing/42")
+    assert found is not None
+    assert found.params == {"id": "42"} and found.name == "thing"
+    assert found.route.handle is other_view
+    assert router.match("/thing") is None
+    assert router.match("/static/page/") is None
+    assert router.match("/nothing") is None
+
+
+def test_routed_path_attributes() -> None:
+    router = Router()
+    router.route("/thing/{id}", name="thing")(view)
+    target = "/thing/a%20b?x=1&y=%20"
+    found = router.match(target)
+    assert isinstance(found, RoutedPath) and isinstance(found, str)
+    assert str(found) == target and found == target
+    assert found.params == {"id": "a b"}
+    assert found.query == "x=1&y=%20"
+    assert found.name == "thing"
+    assert found.template == "/thing/{id}"
+    assert found.context == {}
+    assert found.route.handle is view
+    plain = router.match("/thing/1")
+    assert plain is not None and plain.query == "" and str(plain) == "/thing/1"
+
+
+def test_each_match_gets_a_fresh_context_and_a_fresh_class_view() -> None:
+    router = Router()
+
+    @router.route("/room/{room}")
+    class Room:
+        async def handle(self, ws: Any, path: RoutedPath) -> None:
+            pass
+
+    first, second = router.match("/room/1"), router.match("/room/1")
+    assert first is not None and second is not None
+    assert isinstance(first.route, Room) and isinstance(second.route, Room)
+    assert first.route is not second.route
+    first.context["user"] = "alice"
+    assert second.context == {}
+
+
+def test_query_string_never_takes_part_in_matching() -> None:
+    router = Router()
+    router.route("/a")(view)
+    router.route("/b/{id}")(view)
+    assert router.match("/a?") is not None
+    assert router.match("/a?b/c") is not None
+    found = router.match("/b/1?id=2")
+    assert found is not None and found.params == {"id": "1"} and found.query == "id=2"
+    assert router.match("/?a") is None
+
+
+def test_params_are_percent_decoded_per_segment() -> None:
+    router = Router()
+    router.route("/thing/{id}")(view)
+    router.route("/files/*rest")(view)
+    router.route("/caf\u00e9/{x}")(view)
+    assert router.match("/thing/a%20b").params == {"id": "a b"}  # type: ignore[union-attr]
+    assert router.match("/thing/a%2Fb").params == {"id": "a/b"}  # type: ignore[union-attr]
+    assert router.match("/thing/a%2fb/c") is None  # %2F never splits a segment
+    assert router.match("/thing/%E2%82%AC").params == {"id": "\u20ac"}  # type: ignore[union-attr]
+    assert router.match("/thing/a+b").params == {"id": "a+b"}  # type: ignore[union-attr]
+    assert router.match("/files/a%2Fb/c%20d").params == {"rest": "a/b/c d"}  # type: ignore[union-attr]
+    assert router.match("/caf%C3%A9/1").params == {"x": "1"}  # type: ignore[union-attr]
+    assert router.match("/%74hing/1") is not None  # static text matches decoded too
+
+
+@pytest.mark.parametrize(
+    "target",
+    ["thing/1", "", "http://host/thing/1", "/thing/%zz", "/thing/%ff", "/thing/a b", "/thing/1#f"],
+)
+def test_unroutable_targets_do_not_match(target: str) -> None:
+    router = Router()
+    router.route("/thing/{id}")(view)
+    router.route("/{any:.*}")(view)
+    assert router.match(target) is None
+
+
+def test_first_registered_route_wins() -> None:
+    router = Router()
+    router.route("/users/{id}", name="dynamic")(view)
+    router.route("/users/me", name="static")(view)
+    router.route("/users/{id:\\d+}", name="digits")(view)
+    router.route("/{any:.*}", name="tail")(view)
+    assert router.match("/users/me").name == "dynamic"  # type: ignore[union-attr]
+    assert router.match("/users/7").name == "dynamic"  # type: ignore[union-attr]
+    assert router.match("/users/7/x").name == "tail"  # type: ignore[union-attr]
+
+
+def test_static_wins_when_registered_first() -> None:
+    router = Router()
+    router.route("/users/me", name="static")(view)
+    router.route("/users/{id}", name="dynamic")(view)
+    assert router.match("/users/me").name == "static"  # type: ignore[union-attr]
+    assert router.match("/users/you").name == "dynamic"  # type: ignore[union-attr]
+
+
+def test_routes_added_later_are_live_at_once_and_lose_ties() -> None:
+    router = Router()
+    router.route("/a/{x}", name="first")(view)
+    assert router.match("/b/1") is None
+    assert router.match("/a/1").name == "first"  # type: ignore[union-attr]
+    router.route("/b/{x}", name="b")(view)
+    router.route("/a/{y}", name="second")(view)
+    router.route("/{t:.*}", name="tail")(view)
+    assert router.match("/b/1").name == "b"  # type: ignore[union-attr]
+    assert router.match("/a/1").name == "first"  # type: ignore[union-attr]
+    assert router.match("/c").name == "tail"  # type: ignore[union-attr]
+    early = Router()
+    early.route("/{t:.*}", name="tail")(view)
+    early.route("/a", name="static")(view)
+    assert early.match("/a").name == "tail"  # type: ignore[union-attr]
+
+
+def test_lookup_takes_a_path_without_query() -> None:
+    router = Router()
+    router.route("/t/{id}", name="t")(view)
+    found = router.lookup("/t/x%20y")
+    assert found is not None
+    route, params = found
+    assert route.name == "t" and params == {"id": "x y"}
+    assert router.lookup("/nope") is None
+
+
+# include
+
+
+def test_include_mounts_routes_under_a_prefix_keeping_names() -> None:
+    api = Router()
+    api.route("/users/{id}", name="user")(view)
+    root = Router()
+    root.route("/", name="home")(view)
+    root.include("/api/v1", api)
+    found = root.match("/api/v1/users/7")
+    assert found is not None
+    assert found.params == {"id": "7"} and found.name == "user"
+    assert found.template == "/api/v1/users/{id}"
+    assert root.match("/users/7") is None
+    assert root.url_for("user", id="a b") == "/api/v1/users/a%20b"
+    assert api.url_for("user", id="7") == "/users/7"
+
+
+def test_routes_added_to_an_included_router_later_appear() -> None:
+    api = Router()
+    root = Router()
+    root.include("/api/", api)  # a trailing slash on the prefix is dropped
+    api.route("/late/{x}", name="late")(view)
+    found = root.match("/api/late/1")
+    assert found is not None and found.name == "late" and found.params == {"x": "1"}
+    assert root.url_for("late", x="1") == "/api/late/1"
+
+
+def test_nested_includes_propagate() -> None:
+    leaf, mid, root = Router(), Router(), Router()
+    mid.include("/mid", leaf)
+    root.include("/root", mid)
+    leaf.route("/leaf/{x}", name="leaf")(view)
+    assert root.match("/root/mid/leaf/1").name == "leaf"  # type: ignore[union-attr]
+    assert root.url_for("leaf", x="1") == "/root/mid/leaf/1"
+
+
+def test_include_with_a_param_in_the_prefix() -> None:
+    api = Router()
+    api.route("/items/{item}", name="item")(view)
+    root = Router()
+    root.include("/org/{org}", api)
+    found = root.match("/org/acme/items/3")
+    assert found is not None and found.params == {"org": "acme", "item": "3"}
+    assert root.url_for("item", org="a/b", item="3") == "/org/a%2Fb/items/3"
+
+
+def test_include_rejects_bad_arguments() -> None:
+    root = Router()
+    with pytest.raises(TypeError):
+        root.include("/x", object())  # type: ignore[arg-type]
+    with pytest.raises(ValueError):
+        root.include("/x", root)
+    with pytest.raises(ValueError, match="'x'"):
+        root.include("x", Router())
+
+
+def test_include_refuses_a_name_already_used() -> None:
+    api = Router()
+    api.route("/a", name="a")(view)
+    root = Router()
+    root.route("/a", name="a")(view)
+    with pytest.raises(ValueError, match="'a'"):
+        root.include("/api", api)
+    assert len(root.routes) == 1
+
+
+def test_include_refuses_a_cycle() -> None:
+    a, b, c = Router(), Router(), Router()
+    a.route("/x")(view)
+    a.include("/b", b)
+    b.include("/c", c)
+    with pytest.raises(ValueError, match="cycle"):
+        c.include("/a", a)
+    with pytest.raises(ValueError, match="cycle"):
+        b.include("/a", a)
+    c.route("/late")(view)  # still propagates without recursing forever
+    assert a.match("/b/c/late") is not None
+
+
+# url_for
+
+
+def test_url_for_percent_encodes_every_value() -> None:
+    router = Router()
+    router.route("/t/{id}", name="t")(view)
+    router.route("/f/*rest", name="f")(view)
+    router.route("/n/{n:\\d{2}}", name="n")(view)
+    assert router.url_for("t", id="a/b c") == "/t/a%2Fb%20c"
+    assert router.url_for("t", id="\u00e9?#%") == "/t/%C3%A9%3F%23%25"
+    assert router.url_for("t", id=42) == "/t/42"
+    assert router.url_for("f", rest="a/b c/") == "/f/a/b%20c/"
+    assert router.url_for("n", n="12") == "/n/12"
+    for name, params in [("t", {"id": "a/b c"}), ("f", {"rest": "x/%2F/y"})]:
+        found = router.match(router.url_for(name, **params))
+        assert found is not None and found.params == params
+
+
+def test_url_for_errors_name_what_is_wrong() -> None:
+    router = Router()
+    router.route("/t/{id}", name="t")(view)
+    router.route("/n/{n:\\d{2}}", name="n")(view)
+    with pytest.raises(KeyError, match="'nope'"):
+        router.url_for("nope")
+    with pytest.raises(KeyError, match="id"):
+        router.url_for("t")
+    with pytest.raises(ValueError, match="zzz"):
+        router.url_for("t", id="1", zzz="2")
+    with pytest.raises(ValueError, match="'123'"):
+        router.url_for("n", n="123")  # does not fit the regex
+    with pytest.raises(ValueError, match="''"):
+        router.url_for("t", id="")  # would not match back
+
+
+def test_close_unmatched_and_router_options_are_kept() -> None:
+    router = Router(close_unmatched=True, subprotocols=["a", "b"], origins=[None])
+    assert router.close_unmatched is True
+    assert router.subprotocols == ("a", "b")
+    assert router.origins == (None,)
+    assert "0 routes" in repr(router)
