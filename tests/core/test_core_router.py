@@ -360,6 +360,21 @@ def test_include_refuses_a_cycle() -> None:
     assert a.match("/b/c/late") is not None
 
 
+def test_included_router_keeps_its_router_wide_origins_and_subprotocols() -> None:
+    api = Router(origins=["https://app.example"], subprotocols=["chat"])
+    api.route("/locked")(view)
+    api.route("/open", origins=[None, "https://other.example"], subprotocols=[])(view)
+    root = Router(origins=["https://root.example"])
+    root.include("/api", api)
+    api.route("/late")(view)
+    by_template = {r.template.source: r for r in root.routes}
+    for template in ("/api/locked", "/api/late"):
+        assert by_template[template].origins == ("https://app.example",)
+        assert by_template[template].subprotocols == ("chat",)
+    assert by_template["/api/open"].origins == (None, "https://other.example")
+    assert by_template["/api/open"].subprotocols == ()
+
+
 # url_for
 
 

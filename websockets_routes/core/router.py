@@ -54,15 +54,20 @@ class Route:
             return self.endpoint()
         return FunctionView(self.endpoint)
 
-    def mounted(self, prefix: str) -> Route:
+    def mounted(self, prefix: str, owner: Router) -> Route:
+        """This route under ``prefix``, keeping ``owner``'s router-wide options.
+
+        Without them, a route of an included router would fall back to the including
+        router's ``origins``: an allow-list set on the included router would vanish.
+        """
         template = compile_template(prefix + self.template.source, self.requirements)
         return Route(
             template,
             self.endpoint,
             self.name,
             self.kind,
-            self.subprotocols,
-            self.origins,
+            self.subprotocols if self.subprotocols is not None else owner.subprotocols,
+            self.origins if self.origins is not None else owner.origins,
             self.requirements,
         )
 
@@ -173,7 +178,7 @@ class Router:
             self._check_name(route.name, prefix + route.template.source)
         other._mounts.append((self, prefix))
         for route in other.routes:
-            self._add(route.mounted(prefix))
+            self._add(route.mounted(prefix, other))
 
     def _ancestors(self) -> list[Router]:
         """Every router this one is included in, directly or not."""
@@ -199,7 +204,7 @@ class Router:
             self._names[route.name] = route
         self._matcher.add(route.template, route)
         for parent, prefix in self._mounts:
-            parent._add(route.mounted(prefix))
+            parent._add(route.mounted(prefix, self))
 
     # Lookup
 
