@@ -1,0 +1,842 @@
+"""Loopback WebSocket load benchmark: our servers against websockets, side by side.
+
+    python benchmarks/load.py [--quick] [--rounds N] [--duration S] [--uvloop]
+        [--servers ours,websockets-router,...] [--workloads handshake,echo32-50,...]
+        [--json FILE|-]
+
+This process is the load generator (the picows client, on uvloop when installed),
+pinned to one core; every server runs in its own process (``benchmarks/servers.py``),
+pinned to another core, and all of them run for the whole run. Rounds interleave the
+servers (the order rotates each round) and the table shows medians, so a noisy
+neighbour on the shared machine skews every server alike. Ratios are to the
+``--baseline`` server (websockets' own router) measured in the same run.
+
+Workloads:
+  handshake-C  connect, receive the server's "hello", close; handshakes/s with C clients
+  echo32-C     round trips of a 32-byte text message over C connections; messages/s
+  echo64k-C    round trips of a 64 KiB binary message over C connections; messages/s
+  idle-mem     server RSS growth per idle connection with --idle-conns open (fresh
+               server process each round); KiB per connection, lower is better
+
+The raw asyncio TCP echo (``raw``) is the ceiling for the echo workloads: its client
+sends and awaits as many bytes as a masked frame of the same payload takes.
+Only 127.0.0.1 is ever contacted; every loop is bounded in time and count.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import json
+import logging
+import os
+import platform
+import resource
+import select
+import shlex
+import shutil
+import signal
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from dataclasses import dataclass, field
+from typing import Any
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+
+from servers import HIT_TARGET, HOST, KINDS, Kind, missing_modules  # noqa: E402
+
+SERVERS_PY = os.path.join(os.path.dirname(os.path.abspath(__file__)), "servers.py")
+DEFAULT_SERVERS = [
+    "ours",
+    "ours-anyio",
+    "ours-hook",
+    "websockets-router",
+    "websockets",
+    "raw",
+]
+TRIO_SERVERS = ["ours-anyio-trio", "websockets-trio-router", "trio-websocket"]
+
+
+@dataclass(frozen=True)
+class Workload:
+    name: str
+    kind: str  # "handshake" | "echo" | "idle-mem"
+    concurrency: int = 1
+    size: int = 0
+    text: bool = False
+    unit: str = "/s"
+    higher_is_better: bool = True
+
+
+WORKLOADS: dict[str, Workload] = {
+    w.name: w
+    for w in [
+        Workload("handshake-1", "handshake", 1),
+        Workload("handshake-50", "handshake", 50),
+        Workload("echo32-1", "echo", 1, 32, True),
+        Workload("echo32-50", "echo", 50, 32, True),
+        Workload("echo64k-1", "echo", 1, 65536, False),
+        Workload("echo64k-50", "echo", 50, 65536, False),
+        Workload("idle-mem", "idle-mem", unit=" KiB/conn", higher_is_better=False),
+    ]
+}
+
+# Ratio targets of issue 4 for ours vs websockets' router (memory: at most 1.0x).
+TARGETS = {
+    "handshake": 1.5,
+    "echo32": 1.3,
+    "echo64k": 1.0,
+    "idle-mem": 1.0,
+}
+
+log = logging.getLogger("load")
+
+
+class BenchError(Exception):
+    pass
+
+
+# Server processes.
+
+
+@dataclass
+class ServerProcess:
+    name: str
+    proc: subprocess.Popen[bytes]
+    port: int
+    log_path: str
+
+    @property
+    def pid(self) -> int:
+        return self.proc.pid
+
+    def alive(self) -> bool:
+        return self.proc.poll() is None
+
+    def rss_kib(self) -> int:
+        with open(f"/proc/{self.pid}/status") as status:
+            for line in status:
+                if line.startswith("VmRSS:"):
+                    return int(line.split()[1])
+        raise BenchError(f"no VmRSS for {self.name} (pid {self.pid})")
+
+    def stop(self, timeout: float = 5.0) -> None:
+        if self.proc.poll() is None:
+            with contextlib.suppress(ProcessLookupError):
+                self.proc.send_signal(signal.SIGTERM)
+            try:
+                self.proc.wait(timeout)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait(timeout)
+        if self.proc.stdin is not None:
+            self.proc.stdin.close()
+        if self.proc.stdout is not None:
+            self.proc.stdout.close()
+
+    def log_tail(self, lines: int = 15) -> str:
+        try:
+            with open(self.log_path, errors="replace") as f:
+                return "".join(f.readlines()[-lines:])
+        except OSError:
+            return ""
+
+
+def stop_all(servers: list[ServerProcess]) -> None:
+    """SIGTERM every server at once, then wait for each (SIGKILL after 5 s)."""
+    for server in servers:
+        if server.alive():
+            with contextlib.suppress(ProcessLookupError):
+                server.proc.send_signal(signal.SIGTERM)
+    for server in servers:
+        server.stop()
+
+
+class Pinning:
+    """Which cores the client and the servers run on, and how servers get there."""
+
+    def __init__(self, client_cpu: int | None, server_cpu: int | None) -> None:
+        self.taskset = shutil.which("taskset")
+        self.note = ""
+        cpus = sorted(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else []
+        if len(cpus) < 2:
+            self.client_cpu = self.server_cpu = None
+            self.note = f"not pinned: {len(cpus) or 'unknown number of'} usable core(s)"
+            return
+        self.client_cpu = cpus[0] if client_cpu is None else client_cpu
+        self.server_cpu = cpus[1] if server_cpu is None else server_cpu
+        how = "taskset" if self.taskset else "sched_setaffinity (no taskset)"
+        self.note = f"client on cpu {self.client_cpu}, servers on cpu {self.server_cpu} via {how}"
+
+    def pin_self(self) -> None:
+        if self.client_cpu is not None:
+            os.sched_setaffinity(0, {self.client_cpu})
+
+    def server_command(self, argv: list[str]) -> tuple[list[str], Any]:
+        if self.server_cpu is None:
+            return argv, None
+        if self.taskset:
+            return [self.taskset, "-c", str(self.server_cpu), *argv], None
+        cpu = self.server_cpu
+        return argv, lambda: os.sched_setaffinity(0, {cpu})
+
+
+def start_server(
+    name: str, pinning: Pinning, uvloop: bool, routes: int, logdir: str, timeout: float = 30.0
+) -> ServerProcess:
+    argv = [sys.executable, SERVERS_PY, name, "--routes", str(routes)]
+    if uvloop and KINDS[name].runtime == "asyncio":
+        argv.append("--uvloop")
+    if os.environ.get("BENCH_CPROFILE_DIR"):
+        argv += ["--cprofile", os.path.join(os.environ["BENCH_CPROFILE_DIR"], f"{name}.prof")]
+    argv, preexec = pinning.server_command(argv)
+    log_path = os.path.join(logdir, f"{name}-{time.monotonic_ns()}.log")
+    with open(log_path, "wb") as log_file:
+        proc = subprocess.Popen(
+            argv,
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            stderr=log_file,
+            preexec_fn=preexec,  # noqa: PLW1509 - only sets CPU affinity
+        )
+    server = ServerProcess(name, proc, 0, log_path)
+    assert proc.stdout is not None
+    deadline = time.monotonic() + timeout
+    line = b""
+    while time.monotonic() < deadline and proc.poll() is None:
+        ready, _, _ = select.select([proc.stdout], [], [], 0.2)
+        if ready:
+            line = proc.stdout.readline()
+            break
+    if not line.startswith(b"READY "):
+        server.stop()
+        raise BenchError(f"{name} did not start:\n{server.log_tail()}")
+    server.port = int(line.split()[1])
+    return server
+
+
+# Clients (picows), one listener per connection, callback driven: no task per message,
+# so the load generator is not what limits the rate.
+
+
+def client_modules() -> Any:
+    import picows
+
+    return picows
+
+
+class Counter:
+    def __init__(self) -> None:
+        self.messages = 0
+        self.errors = 0
+
+
+def make_ws_listener(picows: Any) -> type:
+    TEXT, BINARY, CONT = (
+        picows.WSMsgType.TEXT,
+        picows.WSMsgType.BINARY,
+        picows.WSMsgType.CONTINUATION,
+    )
+
+    class EchoListener(picows.WSListener):  # type: ignore[misc]
+        """Waits for the hello, then (when started) keeps one message in flight."""
+
+        def __init__(self) -> None:
+            loop = asyncio.get_running_loop()
+            self.hello: asyncio.Future[None] = loop.create_future()
+            self.closed: asyncio.Future[None] = loop.create_future()
+            self.idle: asyncio.Future[None] | None = None
+            self.running = False
+            self.received = 0
+            self.payload = b""
+            self.msg_type = TEXT
+            self.counter: Counter | None = None
+
+        def on_ws_connected(self, transport: Any) -> None:
+            self.transport = transport
+
+        def start(self, payload: bytes, text: bool, counter: Counter) -> None:
+            self.payload, self.msg_type, self.counter = payload, TEXT if text else BINARY, counter
+            self.running = True
+            self.idle = asyncio.get_running_loop().create_future()
+            self.transport.send(self.msg_type, payload)
+
+        def on_ws_frame(self, transport: Any, frame: Any) -> None:
+            kind = frame.msg_type
+            if kind is not TEXT and kind is not BINARY and kind is not CONT:
+                return  # close/ping/pong: picows answers pings itself
+            if not self.hello.done():
+                self.hello.set_result(None)
+                return
+            self.received += frame.payload_size
+            if not frame.fin:
+                return
+            assert self.counter is not None
+            if self.received == len(self.payload):
+                self.counter.messages += 1
+            else:
+                self.counter.errors += 1
+            self.received = 0
+            if self.running:
+                transport.send(self.msg_type, self.payload)
+            elif self.idle is not None and not self.idle.done():
+                self.idle.set_result(None)
+
+        def on_ws_disconnected(self, transport: Any) -> None:
+            for future in (self.hello, self.closed, self.idle):
+                if future is not None and not future.done():
+                    if future is self.closed:
+                        future.set_result(None)
+                    else:
+                        future.set_exception(ConnectionError("disconnected"))
+
+    return EchoListener
+
+
+class RawEcho(asyncio.Protocol):
+    """The raw-TCP counterpart of EchoListener: one frame-sized write in flight."""
+
+    def __init__(self) -> None:
+        loop = asyncio.get_running_loop()
+        self.hello: asyncio.Future[None] = loop.create_future()
+        self.closed: asyncio.Future[None] = loop.create_future()
+        self.idle: asyncio.Future[None] | None = None
+        self.running = False
+        self.received = 0
+        self.payload = b""
+        self.counter: Counter | None = None
+
+    def connection_made(self, transport: Any) -> None:
+        self.transport = transport
+        self.hello.set_result(None)
+
+    def start(self, payload: bytes, text: bool, counter: Counter) -> None:
+        # A masked client frame: 2-byte header, extended length, 4-byte mask.
+        extra = 2 + 4 + (0 if len(payload) < 126 else 2 if len(payload) < 65536 else 8)
+        self.payload, self.counter = payload + b"x" * extra, counter
+        self.running = True
+        self.idle = asyncio.get_running_loop().create_future()
+        self.transport.write(self.payload)
+
+    def data_received(self, data: bytes) -> None:
+        self.received += len(data)
+        if self.received < len(self.payload):
+            return
+        assert self.counter is not None
+        self.counter.messages += 1
+        self.received -= len(self.payload)
+        if self.running:
+            self.transport.write(self.payload)
+        elif self.idle is not None and not self.idle.done():
+            self.idle.set_result(None)
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        for future in (self.hello, self.closed, self.idle):
+            if future is not None and not future.done():
+                if future is self.closed:
+                    future.set_result(None)
+                else:
+                    future.set_exception(ConnectionError("disconnected"))
+
+
+class Client:
+    def __init__(self, server: ServerProcess, websocket: bool) -> None:
+        self.server = server
+        self.websocket = websocket
+        self.url = f"ws://{HOST}:{server.port}{HIT_TARGET}"
+        if websocket:
+            self.picows = client_modules()
+            self.listener_class = make_ws_listener(self.picows)
+
+    async def connect(self, timeout: float = 10.0) -> Any:
+        """An open connection whose hello has arrived."""
+        if self.websocket:
+            _, listener = await asyncio.wait_for(
+                self.picows.ws_connect(self.listener_class, self.url, max_frame_size=1 << 24),
+                timeout,
+            )
+        else:
+            _, listener = await asyncio.wait_for(
+                asyncio.get_running_loop().create_connection(RawEcho, HOST, self.server.port),
+                timeout,
+            )
+        try:
+            await asyncio.wait_for(asyncio.shield(listener.hello), timeout)
+        except BaseException:
+            self.abort(listener)
+            raise
+        return listener
+
+    def abort(self, listener: Any) -> None:
+        if self.websocket:
+            listener.transport.disconnect(graceful=False)
+        else:
+            listener.transport.abort()
+
+    async def close(self, listener: Any, timeout: float = 5.0) -> None:
+        """The closing handshake (WebSocket) or a FIN (raw), then wait for the end."""
+        if listener.closed.done():
+            return
+        if self.websocket:
+            listener.transport.send_close(self.picows.WSCloseCode.OK)
+        else:
+            listener.transport.close()
+        try:
+            await asyncio.wait_for(asyncio.shield(listener.closed), timeout)
+        except asyncio.TimeoutError:
+            self.abort(listener)
+            with contextlib.suppress(asyncio.TimeoutError):
+                await asyncio.wait_for(asyncio.shield(listener.closed), 1.0)
+
+    async def open_many(self, n: int, parallel: int = 50) -> list[Any]:
+        gate = asyncio.Semaphore(parallel)
+        listeners: list[Any] = []
+
+        async def one() -> None:
+            async with gate:
+                listeners.append(await self.connect())
+
+        results = await asyncio.gather(*(one() for _ in range(n)), return_exceptions=True)
+        errors = [r for r in results if isinstance(r, BaseException)]
+        if errors:
+            await self.close_many(listeners)
+            raise BenchError(
+                f"{self.server.name}: {len(errors)}/{n} connections failed: {errors[0]!r}"
+            )
+        return listeners
+
+    async def close_many(self, listeners: list[Any]) -> None:
+        await asyncio.gather(*(self.close(listener) for listener in listeners))
+
+
+@dataclass
+class Timing:
+    duration: float
+    warmup: float
+
+
+async def run_handshakes(client: Client, workload: Workload, timing: Timing) -> dict[str, Any]:
+    counter = Counter()
+    start = time.monotonic()
+    measure_from = start + timing.warmup
+    deadline = measure_from + timing.duration
+    max_iterations = 1_000_000  # a bound, whatever the clock does
+
+    async def worker() -> None:
+        for _ in range(max_iterations):
+            if time.monotonic() >= deadline:
+                return
+            try:
+                listener = await client.connect()
+                await client.close(listener)
+            except (OSError, asyncio.TimeoutError, ConnectionError) as exc:
+                counter.errors += 1
+                log.debug("handshake failed: %r", exc)
+                if counter.errors > 100:
+                    raise BenchError(f"{client.server.name}: too many failures: {exc!r}") from exc
+                continue
+            if time.monotonic() >= measure_from:
+                counter.messages += 1
+
+    await asyncio.gather(*(worker() for _ in range(workload.concurrency)))
+    elapsed = max(time.monotonic(), deadline) - measure_from
+    return {
+        "value": counter.messages / elapsed,
+        "count": counter.messages,
+        "errors": counter.errors,
+    }
+
+
+async def run_echo(client: Client, workload: Workload, timing: Timing) -> dict[str, Any]:
+    counter = Counter()
+    listeners = await client.open_many(workload.concurrency)
+    try:
+        payload = (b"x" * workload.size) if workload.text else os.urandom(workload.size)
+        for listener in listeners:
+            listener.start(payload, workload.text, counter)
+        await asyncio.sleep(timing.warmup)
+        first, t0 = counter.messages, time.monotonic()
+        await asyncio.sleep(timing.duration)
+        last, t1 = counter.messages, time.monotonic()
+        for listener in listeners:
+            listener.running = False
+        idle = [listener.idle for listener in listeners if listener.idle is not None]
+        with contextlib.suppress(asyncio.TimeoutError, ConnectionError):
+            await asyncio.wait_for(asyncio.gather(*idle), 10.0)
+    finally:
+        await client.close_many(listeners)
+    if counter.errors:
+        raise BenchError(f"{client.server.name}: {counter.errors} echoes came back wrong")
+    return {"value": (last - first) / (t1 - t0), "count": last - first, "errors": 0}
+
+
+async def run_idle_memory(client: Client, n: int, settle: float) -> dict[str, Any]:
+    server = client.server
+    # Warm up: lazy imports and first allocations are not per-connection costs.
+    await client.close_many(await client.open_many(min(n, 20)))
+    await asyncio.sleep(settle)
+    before = server.rss_kib()
+    listeners = await client.open_many(n)
+    try:
+        await asyncio.sleep(settle)
+        after = server.rss_kib()
+    finally:
+        await client.close_many(listeners)
+    return {
+        "value": (after - before) / n,
+        "rss_before_kib": before,
+        "rss_after_kib": after,
+        "connections": n,
+        "errors": 0,
+    }
+
+
+# The run.
+
+
+@dataclass
+class Options:
+    servers: list[str]
+    workloads: list[str]
+    rounds: int
+    timing: Timing
+    idle_conns: int
+    uvloop: bool
+    baseline: str
+    routes: int
+    client_cpu: int | None = None
+    server_cpu: int | None = None
+    quiet: bool = False
+
+
+@dataclass
+class Results:
+    meta: dict[str, Any]
+    skipped: dict[str, str] = field(default_factory=dict)
+    samples: dict[str, dict[str, list[float]]] = field(default_factory=dict)
+    errors: dict[str, dict[str, int]] = field(default_factory=dict)
+    pids: list[int] = field(default_factory=list)
+
+    def add(self, server: str, workload: str, sample: dict[str, Any]) -> None:
+        self.samples.setdefault(server, {}).setdefault(workload, []).append(sample["value"])
+        if sample.get("errors"):
+            per = self.errors.setdefault(server, {})
+            per[workload] = per.get(workload, 0) + sample["errors"]
+
+    def median(self, server: str, workload: str) -> float | None:
+        values = self.samples.get(server, {}).get(workload)
+        return statistics.median(values) if values else None
+
+    def ratio(self, server: str, workload: str, baseline: str) -> float | None:
+        value, base = self.median(server, workload), self.median(baseline, workload)
+        if value is None or not base:
+            return None
+        return value / base
+
+    def to_json(self, baseline: str) -> dict[str, Any]:
+        out: dict[str, Any] = {
+            "meta": self.meta,
+            "skipped": self.skipped,
+            "pids": self.pids,
+            "results": {},
+        }
+        for server, per in self.samples.items():
+            out["results"][server] = {
+                name: {
+                    "unit": WORKLOADS[name].unit.strip(),
+                    "rounds": values,
+                    "median": self.median(server, name),
+                    "ratio": self.ratio(server, name, baseline),
+                    "errors": self.errors.get(server, {}).get(name, 0),
+                }
+                for name, values in per.items()
+            }
+        return out
+
+
+def applies(kind: Kind, workload: Workload) -> bool:
+    return kind.websocket or workload.kind == "echo" or workload.kind == "idle-mem"
+
+
+async def measure(server: ServerProcess, workload: Workload, options: Options) -> dict[str, Any]:
+    client = Client(server, KINDS[server.name].websocket)
+    if workload.kind == "handshake":
+        return await run_handshakes(client, workload, options.timing)
+    if workload.kind == "echo":
+        return await run_echo(client, workload, options.timing)
+    settle = 0.2 if options.timing.duration < 1 else 0.5
+    return await run_idle_memory(client, options.idle_conns, settle)
+
+
+_T0 = time.monotonic()
+
+
+def say(options: Options, text: str) -> None:
+    if not options.quiet:
+        print(f"[{time.monotonic() - _T0:6.1f}s] {text}", file=sys.stderr, flush=True)
+
+
+async def run(
+    options: Options, results: Results, running: list[ServerProcess], pinning: Pinning, logdir: str
+) -> None:
+    def spawn(name: str) -> ServerProcess:
+        server = start_server(name, pinning, options.uvloop, options.routes, logdir)
+        running.append(server)
+        results.pids.append(server.pid)
+        return server
+
+    workloads = [WORKLOADS[w] for w in options.workloads]
+    throughput = [w for w in workloads if w.kind != "idle-mem"]
+    live: dict[str, ServerProcess] = {}
+    if throughput:
+        for name in options.servers:
+            if not any(applies(KINDS[name], w) for w in throughput):
+                continue
+            try:
+                live[name] = spawn(name)
+            except BenchError as exc:
+                results.skipped[name] = str(exc).splitlines()[0]
+                say(options, f"note: {exc}")
+    for round_no in range(options.rounds):
+        shift = round_no % max(1, len(options.servers))
+        order = options.servers[shift:] + options.servers[:shift]
+        for workload in workloads:
+            for name in order:
+                if name in results.skipped or not applies(KINDS[name], workload):
+                    continue
+                fresh = workload.kind == "idle-mem"
+                try:
+                    server = spawn(name) if fresh else live[name]
+                except BenchError as exc:
+                    results.skipped[name] = str(exc).splitlines()[0]
+                    say(options, f"note: {exc}")
+                    continue
+                try:
+                    sample = await measure(server, workload, options)
+                except BenchError as exc:
+                    sample = None
+                    say(options, f"note: round {round_no + 1} {workload.name} {name}: {exc}")
+                finally:
+                    if fresh:
+                        server.stop()
+                if not server.alive() and not fresh:
+                    results.skipped[name] = f"server died:\n{server.log_tail()}"
+                    say(options, f"note: {name} died; skipped from now on\n{server.log_tail()}")
+                if sample is not None:
+                    results.add(name, workload.name, sample)
+                    say(
+                        options,
+                        f"round {round_no + 1}/{options.rounds} {workload.name:13} "
+                        f"{name:24} {sample['value']:12.1f}{workload.unit}",
+                    )
+
+
+def format_table(results: Results, options: Options) -> str:
+    servers = [s for s in options.servers if s in results.samples]
+    header = ["workload"] + servers
+    rows = [header]
+    for name in options.workloads:
+        workload = WORKLOADS[name]
+        row = [name + ("" if workload.higher_is_better else " (lower=better)")]
+        for server in servers:
+            value = results.median(server, name)
+            if value is None:
+                row.append("-")
+                continue
+            ratio = results.ratio(server, name, options.baseline)
+            cell = f"{value:.1f}" if value < 100 else f"{value:.0f}"
+            if ratio is not None and server != options.baseline:
+                cell += f" ({ratio:.2f}x)"
+            row.append(cell)
+        rows.append(row)
+    widths = [max(len(row[i]) for row in rows) for i in range(len(header))]
+    lines = ["  ".join(cell.ljust(widths[i]) for i, cell in enumerate(row)) for row in rows]
+    lines.insert(1, "  ".join("-" * w for w in widths))
+    units = "units: handshake = handshakes/s, echo = round trips/s, idle-mem = KiB/connection"
+    return "\n".join(lines + ["", units, f"ratios: median / median of {options.baseline}"])
+
+
+def raise_nofile(needed: int) -> None:
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if soft != resource.RLIM_INFINITY and soft < needed:
+        target = needed if hard == resource.RLIM_INFINITY else min(hard, needed)
+        with contextlib.suppress(ValueError, OSError):
+            resource.setrlimit(resource.RLIMIT_NOFILE, (target, hard))
+
+
+def parse_list(text: str, known: dict[str, Any], what: str) -> list[str]:
+    chosen: list[str] = []
+    for item in (part.strip() for part in text.split(",")):
+        if not item:
+            continue
+        if item == "all":
+            matches = list(known)
+        elif item == "trio" and what == "server":
+            matches = TRIO_SERVERS
+        elif what == "workload":
+            matches = [k for k in known if k == item or k.startswith(item + "-")]
+        else:
+            matches = [item] if item in known else []
+        if not matches:
+            raise SystemExit(f"load.py: unknown {what} {item!r}; known: {', '.join(known)}")
+        chosen += [m for m in matches if m not in chosen]
+    return chosen
+
+
+def parse_args(argv: list[str] | None) -> tuple[Options, argparse.Namespace]:
+    parser = argparse.ArgumentParser(
+        description=__doc__.split("\n\n")[0],
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+        epilog=f"servers: {', '.join(KINDS)} (or 'all', 'trio')\n"
+        f"workloads: {', '.join(WORKLOADS)} (a prefix like 'echo32' selects both)",
+    )
+    parser.add_argument(
+        "--quick",
+        action="store_true",
+        help="a few seconds in all: 1 round, 0.2 s per measurement, 50 idle conns",
+    )
+    parser.add_argument("--servers", default=",".join(DEFAULT_SERVERS))
+    parser.add_argument("--workloads", default="all")
+    parser.add_argument("--rounds", type=int)
+    parser.add_argument("--duration", type=float, help="seconds per measurement (default 3)")
+    parser.add_argument("--warmup", type=float, help="seconds before each measurement")
+    parser.add_argument("--idle-conns", type=int, help="connections for idle-mem (1000)")
+    parser.add_argument("--uvloop", action="store_true", help="run asyncio servers on uvloop")
+    parser.add_argument("--baseline", default="websockets-router")
+    parser.add_argument("--routes", type=int, default=1000, help="routes in routed servers")
+    parser.add_argument("--client-cpu", type=int)
+    parser.add_argument("--server-cpu", type=int)
+    parser.add_argument("--json", metavar="FILE", help="write results as JSON ('-': stdout)")
+    parser.add_argument("--quiet", action="store_true", help="no progress lines on stderr")
+    args = parser.parse_args(argv)
+
+    def positive(value: float | None, name: str) -> None:
+        if value is not None and value <= 0:
+            parser.error(f"{name} must be positive")
+
+    for value, name in [
+        (args.rounds, "--rounds"),
+        (args.duration, "--duration"),
+        (args.idle_conns, "--idle-conns"),
+        (args.routes, "--routes"),
+    ]:
+        positive(value, name)
+    if args.warmup is not None and args.warmup < 0:
+        parser.error("--warmup must not be negative")
+    quick = args.quick
+    options = Options(
+        servers=parse_list(args.servers, KINDS, "server"),
+        workloads=parse_list(args.workloads, WORKLOADS, "workload"),
+        rounds=args.rounds or (1 if quick else 3),
+        timing=Timing(
+            duration=args.duration or (0.2 if quick else 3.0),
+            warmup=args.warmup if args.warmup is not None else (0.05 if quick else 0.5),
+        ),
+        idle_conns=args.idle_conns or (50 if quick else 1000),
+        uvloop=args.uvloop,
+        baseline=args.baseline,
+        routes=args.routes,
+        client_cpu=args.client_cpu,
+        server_cpu=args.server_cpu,
+        quiet=args.quiet,
+    )
+    if options.baseline not in KINDS:
+        parser.error(f"unknown --baseline {options.baseline!r}")
+    return options, args
+
+
+def main(argv: list[str] | None = None) -> int:
+    options, args = parse_args(argv)
+    logging.basicConfig(level=logging.WARNING)
+    logging.getLogger("picows").setLevel(logging.CRITICAL)  # expected disconnects
+    pinning = Pinning(options.client_cpu, options.server_cpu)
+    pinning.pin_self()
+    raise_nofile(options.idle_conns + 200)
+    say(options, f"pinning: {pinning.note}")
+
+    chosen = []
+    results = Results(meta={})
+    for name in options.servers:
+        missing = missing_modules(KINDS[name])
+        if missing:
+            results.skipped[name] = f"not available: needs {', '.join(missing)}"
+            say(options, f"note: skipping {name}: needs {', '.join(missing)}")
+        else:
+            chosen.append(name)
+    if options.baseline not in chosen:
+        say(options, f"note: baseline {options.baseline} not in this run: no ratios")
+    options.servers = chosen
+
+    try:
+        import uvloop
+
+        client_loop = "uvloop"
+        loop_factory: Any = uvloop.new_event_loop
+    except ImportError:
+        client_loop = "asyncio"
+        loop_factory = asyncio.new_event_loop
+    results.meta = {
+        "command": "python "
+        + " ".join(shlex.quote(a) for a in ["benchmarks/load.py", *sys.argv[1:]])
+        if argv is None
+        else "load.main(" + repr(argv) + ")",
+        "date": time.strftime("%Y-%m-%d %H:%M:%S"),
+        "python": platform.python_version(),
+        "servers_loop": "uvloop" if options.uvloop else "asyncio",
+        "client": f"picows on {client_loop}",
+        "pinning": pinning.note,
+        "rounds": options.rounds,
+        "duration": options.timing.duration,
+        "warmup": options.timing.warmup,
+        "idle_conns": options.idle_conns,
+        "routes": options.routes,
+        "baseline": options.baseline,
+        "servers": {name: KINDS[name].note for name in options.servers},
+    }
+
+    running: list[ServerProcess] = []
+    interrupted = False
+
+    def on_term(signum: int, frame: Any) -> None:
+        raise KeyboardInterrupt
+
+    previous = signal.signal(signal.SIGTERM, on_term)
+    try:
+        with tempfile.TemporaryDirectory(prefix="ws-bench-") as logdir:
+            try:
+                loop = loop_factory()
+                try:
+                    loop.run_until_complete(run(options, results, running, pinning, logdir))
+                finally:
+                    with contextlib.suppress(Exception):
+                        loop.run_until_complete(loop.shutdown_asyncgens())
+                    loop.close()
+            except KeyboardInterrupt:
+                interrupted = True
+                say(options, "interrupted: stopping servers")
+            finally:
+                stop_all(running)
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+
+    table = format_table(results, options)
+    if args.json == "-":
+        json.dump(results.to_json(options.baseline), sys.stdout, indent=2)
+        sys.stdout.write("\n")
+        print(table, file=sys.stderr)
+    else:
+        print(table)
+        if args.json:
+            with open(args.json, "w") as f:
+                json.dump(results.to_json(options.baseline), f, indent=2)
+    for name, why in results.skipped.items():
+        print(f"skipped {name}: {why}", file=sys.stderr)
+    return 130 if interrupted else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
