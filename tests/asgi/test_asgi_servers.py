@@ -174,3 +174,21 @@ async def test_plain_get_to_websocket_route_gets_426_and_unknown_404(server: str
         status, _, body = await http_request(port, "GET", "/nowhere")
         assert status == 404
         assert b"no route for /nowhere" in body
+
+
+async def without_denial_extension(scope, receive, send):
+    """router.asgi as a server that does not offer websocket.http.response sees it."""
+    scope = {k: v for k, v in scope.items() if k != "extensions"}
+    await router.asgi(scope, receive, send)
+
+
+async def test_without_the_denial_extension_servers_answer_403(server: str) -> None:
+    async with run_server(server, without_denial_extension) as port:
+        with pytest.raises(InvalidStatus) as caught:
+            async with connect(f"ws://127.0.0.1:{port}/nowhere"):
+                pass
+        # The engine's 404 and its body cannot get through: each server answers 403.
+        assert caught.value.response.status_code == 403
+        assert b"no route" not in (caught.value.response.body or b"")
+        async with connect(f"ws://127.0.0.1:{port}/echo/x") as ws:
+            assert await ws.recv() == "hello x query="

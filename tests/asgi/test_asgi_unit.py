@@ -258,6 +258,18 @@ async def test_root_path_is_stripped_before_routing() -> None:
     assert server.sent[1] == {"type": "websocket.send", "text": "hello x query="}
 
 
+async def test_mounted_under_starlette_routes_relative_to_the_mount() -> None:
+    from starlette.applications import Starlette
+    from starlette.routing import Mount
+
+    app = Starlette(routes=[Mount("/ws", app=router.asgi)])
+    server = await run(app, ws_scope("/ws/rooms/gone"), CONNECT)
+    assert server.sent[1] == {"type": "websocket.close", "code": 4410, "reason": "room gone"}
+    server = await run(app, ws_scope("/ws/nowhere"), CONNECT)
+    assert server.sent[0]["status"] == 404
+    assert server.sent[1]["body"].startswith(b"404 Not Found: no route for /nowhere")
+
+
 # The connection object
 
 
@@ -395,3 +407,19 @@ async def test_unknown_scope_type_raises() -> None:
 def test_router_asgi_is_one_app_per_router() -> None:
     assert router.asgi is router.asgi
     assert isinstance(router.asgi, ASGIApp) and router.asgi.router is router
+
+
+async def test_connection_closed_escaping_a_handler_is_not_an_error(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    probe = Router()
+
+    @probe.route("/probe")
+    async def handler(ws, path):
+        async with anyio.create_task_group() as tg:  # raises an ExceptionGroup
+            tg.start_soon(ws.recv)
+            await ws.recv()
+
+    server = await run(ASGIApp(probe), ws_scope("/probe"), CONNECT, disconnect(1006))
+    assert server.types() == ["websocket.accept"]  # the client is gone: no close sent
+    assert not [r for r in caplog.records if r.levelno >= logging.WARNING]

@@ -135,15 +135,16 @@ class ASGIApp:
                 tg.start_soon(ws._read)
                 try:
                     await path.route.handle(ws, path)
-                except ConnectionClosed as exc:
-                    # A handler that lets the closed connection's exception out did
-                    # nothing wrong: the peer left.
-                    logger.debug("route %r for %s: connection closed (%s)", route, peer, exc)
-                except Exception:
-                    logger.exception(
-                        "handler of route %r failed for %s from %s", route, str(path), peer
-                    )
-                    await ws._close_quietly(1011, "")
+                except Exception as exc:
+                    if _only_closed(exc):
+                        # A handler that lets the closed connection's exception out
+                        # (alone or from a task group) did nothing wrong: the peer left.
+                        logger.debug("route %r for %s: %s", route, peer, exc)
+                    else:
+                        logger.exception(
+                            "handler of route %r failed for %s from %s", route, str(path), peer
+                        )
+                        await ws._close_quietly(1011, "")
                 finally:
                     # The reader must not outlive the handler.
                     tg.cancel_scope.cancel()
@@ -341,6 +342,13 @@ class ASGIWebSocket:
 
 
 # Helpers
+
+
+def _only_closed(exc: BaseException) -> bool:
+    if isinstance(exc, ConnectionClosed):
+        return True
+    inner = getattr(exc, "exceptions", None)  # an exception group (3.11+ or backport)
+    return isinstance(inner, tuple) and bool(inner) and all(_only_closed(e) for e in inner)
 
 
 async def _lifespan(receive: Receive, send: Send) -> None:
