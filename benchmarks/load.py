@@ -124,6 +124,14 @@ class ServerProcess:
                     return int(line.split()[1])
         raise BenchError(f"no VmRSS for {self.name} (pid {self.pid})")
 
+    def cpu_ns(self) -> int:
+        """CPU time used so far by all the server's threads, in ns (schedstat)."""
+        total = 0
+        for task in os.listdir(f"/proc/{self.pid}/task"):
+            with contextlib.suppress(OSError), open(f"/proc/{self.pid}/task/{task}/schedstat") as f:
+                total += int(f.read().split()[0])
+        return total
+
     def stop(self, timeout: float = 5.0) -> None:
         if self.proc.poll() is None:
             with contextlib.suppress(ProcessLookupError):
@@ -425,6 +433,7 @@ async def run_handshakes(client: Client, workload: Workload, timing: Timing) -> 
     measure_from = start + timing.warmup
     deadline = measure_from + timing.duration
     max_iterations = 1_000_000  # a bound, whatever the clock does
+    window: dict[str, float] = {}
 
     async def worker() -> None:
         for _ in range(max_iterations):
@@ -439,15 +448,29 @@ async def run_handshakes(client: Client, workload: Workload, timing: Timing) -> 
                 if counter.errors > 100:
                     raise BenchError(f"{client.server.name}: too many failures: {exc!r}") from exc
                 continue
-            if time.monotonic() >= measure_from:
-                counter.messages += 1
+            counter.messages += 1
 
-    await asyncio.gather(*(worker() for _ in range(workload.concurrency)))
-    elapsed = max(time.monotonic(), deadline) - measure_from
+    async def snapshots() -> None:
+        await asyncio.sleep(max(0.0, measure_from - time.monotonic()))
+        window["count0"], window["cpu0"] = counter.messages, client.server.cpu_ns()
+        window["t0"] = time.monotonic()
+        await asyncio.sleep(max(0.0, deadline - time.monotonic()))
+        window["count1"], window["cpu1"] = counter.messages, client.server.cpu_ns()
+        window["t1"] = time.monotonic()
+
+    await asyncio.gather(snapshots(), *(worker() for _ in range(workload.concurrency)))
+    return sample(window, counter.errors)
+
+
+def sample(window: dict[str, float], errors: int) -> dict[str, Any]:
+    count = window["count1"] - window["count0"]
+    cpu = window["cpu1"] - window["cpu0"]
     return {
-        "value": counter.messages / elapsed,
-        "count": counter.messages,
-        "errors": counter.errors,
+        "value": count / (window["t1"] - window["t0"]),
+        "count": count,
+        "server_cpu_us_per_op": cpu / 1000 / count if count else None,
+        "server_cpu_share": cpu / 1e9 / (window["t1"] - window["t0"]),
+        "errors": errors,
     }
 
 
@@ -458,10 +481,20 @@ async def run_echo(client: Client, workload: Workload, timing: Timing) -> dict[s
         payload = (b"x" * workload.size) if workload.text else os.urandom(workload.size)
         for listener in listeners:
             listener.start(payload, workload.text, counter)
+        server = client.server
+        window: dict[str, float] = {}
         await asyncio.sleep(timing.warmup)
-        first, t0 = counter.messages, time.monotonic()
+        window["count0"], window["cpu0"], window["t0"] = (
+            counter.messages,
+            server.cpu_ns(),
+            time.monotonic(),
+        )
         await asyncio.sleep(timing.duration)
-        last, t1 = counter.messages, time.monotonic()
+        window["count1"], window["cpu1"], window["t1"] = (
+            counter.messages,
+            server.cpu_ns(),
+            time.monotonic(),
+        )
         for listener in listeners:
             listener.running = False
         idle = [listener.idle for listener in listeners if listener.idle is not None]
@@ -471,7 +504,7 @@ async def run_echo(client: Client, workload: Workload, timing: Timing) -> dict[s
         await client.close_many(listeners)
     if counter.errors:
         raise BenchError(f"{client.server.name}: {counter.errors} echoes came back wrong")
-    return {"value": (last - first) / (t1 - t0), "count": last - first, "errors": 0}
+    return sample(window, 0)
 
 
 async def run_idle_memory(client: Client, n: int, settle: float) -> dict[str, Any]:
@@ -517,25 +550,34 @@ class Options:
 class Results:
     meta: dict[str, Any]
     skipped: dict[str, str] = field(default_factory=dict)
-    samples: dict[str, dict[str, list[float]]] = field(default_factory=dict)
+    # server -> workload -> metric ("value" or "cpu", server µs per op) -> per-round values
+    samples: dict[str, dict[str, dict[str, list[float]]]] = field(default_factory=dict)
     errors: dict[str, dict[str, int]] = field(default_factory=dict)
     pids: list[int] = field(default_factory=list)
 
     def add(self, server: str, workload: str, sample: dict[str, Any]) -> None:
-        self.samples.setdefault(server, {}).setdefault(workload, []).append(sample["value"])
+        metrics = self.samples.setdefault(server, {}).setdefault(workload, {})
+        metrics.setdefault("value", []).append(sample["value"])
+        if sample.get("server_cpu_us_per_op") is not None:
+            metrics.setdefault("cpu", []).append(sample["server_cpu_us_per_op"])
         if sample.get("errors"):
             per = self.errors.setdefault(server, {})
             per[workload] = per.get(workload, 0) + sample["errors"]
 
-    def median(self, server: str, workload: str) -> float | None:
-        values = self.samples.get(server, {}).get(workload)
+    def median(self, server: str, workload: str, metric: str = "value") -> float | None:
+        values = self.samples.get(server, {}).get(workload, {}).get(metric)
         return statistics.median(values) if values else None
 
-    def ratio(self, server: str, workload: str, baseline: str) -> float | None:
-        value, base = self.median(server, workload), self.median(baseline, workload)
-        if value is None or not base:
+    def ratio(
+        self, server: str, workload: str, baseline: str, metric: str = "value"
+    ) -> float | None:
+        """Median over the baseline's median; for "cpu", baseline over server, so that
+        for every metric but idle memory a ratio above 1 means better than the baseline."""
+        value = self.median(server, workload, metric)
+        base = self.median(baseline, workload, metric)
+        if not value or not base:
             return None
-        return value / base
+        return base / value if metric == "cpu" else value / base
 
     def to_json(self, baseline: str) -> dict[str, Any]:
         out: dict[str, Any] = {
@@ -548,12 +590,17 @@ class Results:
             out["results"][server] = {
                 name: {
                     "unit": WORKLOADS[name].unit.strip(),
-                    "rounds": values,
+                    "rounds": metrics["value"],
                     "median": self.median(server, name),
                     "ratio": self.ratio(server, name, baseline),
+                    "server_cpu_us_per_op": {
+                        "rounds": metrics.get("cpu", []),
+                        "median": self.median(server, name, "cpu"),
+                        "ratio": self.ratio(server, name, baseline, "cpu"),
+                    },
                     "errors": self.errors.get(server, {}).get(name, 0),
                 }
-                for name, values in per.items()
+                for name, metrics in per.items()
             }
         return out
 
@@ -635,19 +682,22 @@ async def run(
                     )
 
 
-def format_table(results: Results, options: Options) -> str:
+def format_table(results: Results, options: Options, metric: str = "value") -> str:
     servers = [s for s in options.servers if s in results.samples]
     header = ["workload"] + servers
     rows = [header]
     for name in options.workloads:
         workload = WORKLOADS[name]
-        row = [name + ("" if workload.higher_is_better else " (lower=better)")]
+        if metric == "cpu" and workload.kind == "idle-mem":
+            continue
+        lower = metric == "cpu" or not workload.higher_is_better
+        row = [name + (" (lower=better)" if lower else "")]
         for server in servers:
-            value = results.median(server, name)
+            value = results.median(server, name, metric)
             if value is None:
                 row.append("-")
                 continue
-            ratio = results.ratio(server, name, options.baseline)
+            ratio = results.ratio(server, name, options.baseline, metric)
             cell = f"{value:.1f}" if value < 100 else f"{value:.0f}"
             if ratio is not None and server != options.baseline:
                 cell += f" ({ratio:.2f}x)"
@@ -656,8 +706,14 @@ def format_table(results: Results, options: Options) -> str:
     widths = [max(len(row[i]) for row in rows) for i in range(len(header))]
     lines = ["  ".join(cell.ljust(widths[i]) for i, cell in enumerate(row)) for row in rows]
     lines.insert(1, "  ".join("-" * w for w in widths))
-    units = "units: handshake = handshakes/s, echo = round trips/s, idle-mem = KiB/connection"
-    return "\n".join(lines + ["", units, f"ratios: median / median of {options.baseline}"])
+    if metric == "cpu":
+        title = "Server CPU time per operation, µs (median; ratio = baseline µs / server µs)"
+    else:
+        title = (
+            "Throughput (median; ratio = server / baseline): handshakes/s, echo round trips/s;"
+            " idle-mem KiB/connection (ratio = server / baseline)"
+        )
+    return "\n".join([title, *lines, ""])
 
 
 def raise_nofile(needed: int) -> None:
@@ -823,7 +879,10 @@ def main(argv: list[str] | None = None) -> int:
     finally:
         signal.signal(signal.SIGTERM, previous)
 
-    table = format_table(results, options)
+    table = format_table(results, options) + "\n" + format_table(results, options, "cpu")
+    table += f"baseline: {options.baseline}; {results.meta['pinning']}; servers on "
+    table += f"{results.meta['servers_loop']}, client {results.meta['client']}"
+
     if args.json == "-":
         json.dump(results.to_json(options.baseline), sys.stdout, indent=2)
         sys.stdout.write("\n")

@@ -284,8 +284,11 @@ def watch_stdin() -> None:
     """Stop this process when the parent closes our stdin or dies."""
 
     def wait() -> None:
-        with contextlib.suppress(Exception):
-            sys.stdin.buffer.read()
+        # os.read, not sys.stdin: a daemon thread blocked inside the buffered reader
+        # holds its lock and stalls interpreter shutdown.
+        with contextlib.suppress(OSError):
+            while os.read(0, 4096):
+                pass
         os.kill(os.getpid(), signal.SIGTERM)
 
     threading.Thread(target=wait, name="stdin-watch", daemon=True).start()

@@ -1,0 +1,113 @@
+"""The load benchmark's machinery works end to end (numbers are not checked: the
+machine is shared, so only that every measurement happened and nothing was left over)."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parent.parent
+BENCH = ROOT / "benchmarks"
+sys.path.insert(0, str(BENCH))
+
+import servers  # noqa: E402
+
+ALL_WORKLOADS = [
+    "handshake-1",
+    "handshake-50",
+    "echo32-1",
+    "echo32-50",
+    "echo64k-1",
+    "echo64k-50",
+    "idle-mem",
+]
+
+
+def run_load(*args: str, timeout: float = 60) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, str(BENCH / "load.py"), *args],
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        stdin=subprocess.DEVNULL,
+        cwd=ROOT,
+    )
+
+
+def alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    return True
+
+
+def test_quick_run_measures_every_workload_and_stops_every_server(tmp_path: Path) -> None:
+    out = tmp_path / "bench.json"
+    done = run_load(
+        "--quick",
+        "--quiet",
+        "--servers",
+        "websockets,raw",
+        "--baseline",
+        "websockets",
+        "--json",
+        str(out),
+    )
+    assert done.returncode == 0, done.stderr
+    report = json.loads(out.read_text())
+    results = report["results"]
+
+    # A WebSocket server gets every workload, each with a positive rate and no error.
+    assert sorted(results["websockets"]) == sorted(ALL_WORKLOADS)
+    for name, result in results["websockets"].items():
+        assert result["errors"] == 0, name
+        assert len(result["rounds"]) == 1 and result["median"] > 0, name
+        assert result["ratio"] == 1.0, name
+    for name in ALL_WORKLOADS[:-1]:
+        assert results["websockets"][name]["server_cpu_us_per_op"]["median"] > 0, name
+    # The raw TCP ceiling has no WebSocket handshake, only echo and memory, and its
+    # ratios are to the baseline measured in the same run.
+    assert sorted(results["raw"]) == sorted(n for n in ALL_WORKLOADS if "handshake" not in n)
+    raw, base = results["raw"]["echo32-50"], results["websockets"]["echo32-50"]
+    assert raw["ratio"] == pytest.approx(raw["median"] / base["median"])
+    assert "echo64k-50" in done.stdout and "idle-mem" in done.stdout
+
+    # One long-lived process per server plus a fresh one per idle-mem measurement,
+    # and none of them outlives the run.
+    assert len(report["pids"]) == 4
+    assert not [pid for pid in report["pids"] if alive(pid)]
+
+
+def test_bad_arguments_give_one_line_and_no_server() -> None:
+    done = run_load("--servers", "nginx")
+    assert done.returncode != 0
+    assert "unknown server 'nginx'" in done.stderr
+    assert "Traceback" not in done.stderr
+    done = run_load("--workloads", "echo1g")
+    assert done.returncode != 0 and "unknown workload 'echo1g'" in done.stderr
+
+
+def test_routed_servers_hit_the_middle_route_of_1000() -> None:
+    table = servers.route_table(1000)
+    assert len(table) == 1000 and len({t for t, _ in table}) == 1000
+    assert table[500] == ("/bench/{room}/user/{user}", "/bench/<room>/user/<user>")
+
+    async def handler(ws: object) -> None: ...
+
+    from werkzeug.routing import Map, Rule
+
+    url_map = Map([Rule(rule, endpoint=handler) for _, rule in table])
+    assert url_map.bind("localhost").match(servers.HIT_TARGET) == (
+        handler,
+        {"room": "lobby", "user": "42"},
+    )
+    router = servers.ours_router(1000)
+    route, params = router.lookup(servers.HIT_TARGET)
+    assert router.routes.index(route) == 500
+    assert params == {"room": "lobby", "user": "42"}
