@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
-__all__ = ["ConnectionClosed", "ConnectionClosedOK", "ConnectionClosedError"]
+__all__ = ["ConnectionClosed", "ConnectionClosedOK", "ConnectionClosedError", "OK_CLOSE_CODES"]
+
+OK_CLOSE_CODES = frozenset({1000, 1001, 1005})
 
 
 class ConnectionClosed(Exception):
@@ -24,14 +26,15 @@ class ConnectionClosed(Exception):
 
     @staticmethod
     def for_code(code: int, reason: str = "") -> ConnectionClosed:
-        """The right subclass: OK for 1000/1001, Error for anything else."""
-        if code in (1000, 1001):
+        """The right subclass: OK for 1000, 1001 and 1005 (a close frame without a code,
+        as ``websockets`` counts it), Error for anything else."""
+        if code in OK_CLOSE_CODES:
             return ConnectionClosedOK(code, reason)
         return ConnectionClosedError(code, reason)
 
 
 class ConnectionClosedOK(ConnectionClosed):
-    """Closed normally (1000 or 1001)."""
+    """Closed normally (1000, 1001, or 1005: a close frame without a code)."""
 
 
 class ConnectionClosedError(ConnectionClosed):
