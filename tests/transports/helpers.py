@@ -115,3 +115,86 @@ def close_code_of(data: bytes) -> int | None:
     b0, _, payload = parse_frames(data)[-1]
     assert b0 == 0x88, f"last frame is {b0:#x}, not a close frame"
     return struct.unpack("!H", payload[:2])[0] if payload else None
+
+
+class RawClient:
+    """A byte-level client on an anyio socket stream (asyncio or trio)."""
+
+    def __init__(self, stream: object) -> None:
+        self.stream = stream
+        self.buffer = bytearray()
+
+    @classmethod
+    async def connect(cls, port: int) -> RawClient:
+        import anyio
+
+        return cls(await anyio.connect_tcp("127.0.0.1", port))
+
+    async def __aenter__(self) -> RawClient:
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.stream.aclose()  # type: ignore[attr-defined]
+
+    async def send(self, data: bytes) -> None:
+        await self.stream.send(data)  # type: ignore[attr-defined]
+
+    async def _fill(self) -> bool:
+        import anyio
+
+        try:
+            chunk = await self.stream.receive()  # type: ignore[attr-defined]
+        except (anyio.EndOfStream, anyio.BrokenResourceError):
+            return False
+        self.buffer += chunk
+        return True
+
+    async def read_head(self) -> str:
+        """The HTTP response head (status line and headers), without the blank line."""
+        while b"\r\n\r\n" not in self.buffer:
+            if not await self._fill():
+                raise EOFError(f"EOF before the end of the response head: {bytes(self.buffer)!r}")
+        head, _, rest = bytes(self.buffer).partition(b"\r\n\r\n")
+        self.buffer = bytearray(rest)
+        return head.decode("latin-1")
+
+    async def read_to_eof(self) -> bytes:
+        while await self._fill():
+            pass
+        data, self.buffer = bytes(self.buffer), bytearray()
+        return data
+
+    async def read_frame(self) -> tuple[int, bytes]:
+        """The next server frame: (first byte, payload); EOFError at EOF."""
+        while True:
+            data = bytes(self.buffer)
+            if len(data) >= 2:
+                n = data[1] & 0x7F
+                pos = 2
+                if n == 126 and len(data) >= 4:
+                    (n,) = struct.unpack("!H", data[2:4])
+                    pos = 4
+                elif n == 127 and len(data) >= 10:
+                    (n,) = struct.unpack("!Q", data[2:10])
+                    pos = 10
+                if (data[1] & 0x7F) < 126 or pos > 2:
+                    if len(data) >= pos + n:
+                        del self.buffer[: pos + n]
+                        return data[0], data[pos : pos + n]
+            if not await self._fill():
+                raise EOFError("EOF before a whole frame")
+
+    async def open(self, target: str = "/echo", extra: list[tuple[str, str]] | tuple = ()) -> str:
+        """Send a handshake; return the response head, which must be a 101."""
+        await self.send(handshake(target, key=random_key(), extra=extra))
+        head = await self.read_head()
+        assert head.startswith("HTTP/1.1 101 "), head
+        return head
+
+    async def expect_close(self) -> int | None:
+        """Read frames up to a close frame (skipping pings); return its code."""
+        while True:
+            b0, payload = await self.read_frame()
+            if b0 == 0x88:
+                return struct.unpack("!H", payload[:2])[0] if payload else None
+            assert b0 == 0x89, f"unexpected frame {b0:#x}"
