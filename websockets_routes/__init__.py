@@ -6,6 +6,7 @@ transport behind each convenience below is imported when first used.
 
 from __future__ import annotations
 
+from collections.abc import Coroutine
 from typing import TYPE_CHECKING, Any
 
 from .core import (
@@ -51,14 +52,18 @@ class Router(_CoreRouter):
     as its handshake hook, ``router.serve()`` (websockets), ``router.asgi`` (ASGI app).
     """
 
-    async def handle(self, ws: Any, path: str | None = None) -> None:
+    def handle(self, ws: Any, path: str | None = None) -> Coroutine[Any, Any, None]:
         """A ``websockets`` connection handler, new ``(ws)`` or legacy ``(ws, path)``."""
         from .transports import websockets as transport
 
-        await transport.handle(self, ws, path)
+        # The transport's coroutine itself, not one awaiting it: a frame less held for
+        # each open connection.
+        return transport.handle(self, ws, path)
 
-    async def __call__(self, ws: Any, path: str | None = None) -> None:
-        await self.handle(ws, path)
+    def __call__(self, ws: Any, path: str | None = None) -> Coroutine[Any, Any, None]:
+        from .transports import websockets as transport
+
+        return transport.handle(self, ws, path)
 
     async def process_request(self, *args: Any) -> Any:
         """A ``process_request`` hook for ``websockets`` servers, new and legacy."""

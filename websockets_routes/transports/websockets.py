@@ -42,11 +42,11 @@ except ImportError as exc:  # pragma: no cover - exercised in a subprocess test
         "pip install websockets-routes[websockets]"
     ) from exc
 
-from ..core import Accept, Close, ConnectionClosed, Request, Respond, RoutedPath
+from ..core import Accept, Close, ConnectionClosed, Decision, Request, Respond, RoutedPath
 from ..core.paths import BadTarget, split_target
 
 if TYPE_CHECKING:
-    from ..core import Router
+    from .. import Router
 
     Protocol: type[Any]  # built on first use by __getattr__ below
 
@@ -260,19 +260,9 @@ async def handle(router: Router, ws: Any, path: str | None = None) -> None:
     ``path`` is None when ``websockets`` calls it with the connection alone (every
     server of websockets 14+); a ``(ws, path)`` caller may pass the target.
     """
-    target, headers = _target_and_headers(ws, path)
-    decision: Accept | Close | Respond | None = _take_decision(router, ws, target)
-    if decision is None:
-        # No hook ran during the handshake: decide now. The view's hook still runs,
-        # and an HTTP rejection becomes a close code (404 -> 4040).
-        decision = await router.resolve(_core_request(target, headers, _remote_address(ws)))
-    if isinstance(decision, Close):
-        await _close(ws, decision.code, decision.reason)
+    routed = await _routed_path(router, ws, path)
+    if routed is None:
         return
-    if isinstance(decision, Respond):
-        await _close(ws, _close_code(decision.status), _close_reason(decision))
-        return
-    routed = decision.path
     try:
         await routed.route.handle(ws, routed)
     except (_WSConnectionClosed, ConnectionClosed) as exc:
@@ -290,6 +280,28 @@ async def handle(router: Router, ws: Any, path: str | None = None) -> None:
             _peer(_remote_address(ws)),
         )
         await _close(ws, 1011, "internal error")
+
+
+async def _routed_path(router: Router, ws: Any, path: str | None) -> RoutedPath | None:
+    """The accepted path, or None once the connection is closed as decided.
+
+    A function of its own so that nothing but the RoutedPath stays referenced from
+    handle()'s frame while the view runs.
+    """
+    target, headers = _target_and_headers(ws, path)
+    decision: Decision | None = _take_decision(router, ws, target)
+    if decision is None:
+        # No hook ran during the handshake: decide now. The view's hook still runs,
+        # and an HTTP rejection becomes a close code (404 -> 4040).
+        decision = await router.resolve(_core_request(target, headers, _remote_address(ws)))
+    if isinstance(decision, Close):
+        await _close(ws, decision.code, decision.reason)
+        return None
+    if isinstance(decision, Respond):
+        await _close(ws, _close_code(decision.status), _close_reason(decision))
+        return None
+    assert isinstance(decision, Accept)  # resolve() never returns ServeHTTP
+    return decision.path
 
 
 # router.serve()
