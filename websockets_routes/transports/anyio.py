@@ -1,0 +1,765 @@
+"""Our WebSocket server on anyio: the same server on asyncio and on trio.
+
+```python
+import anyio
+from websockets_routes import Router
+from websockets_routes.transports.anyio import serve
+
+router = Router()
+
+@router.route("/echo")
+async def echo(ws, path):
+    async for message in ws:
+        await ws.send(message)
+
+async def main():
+    async with serve(router, "127.0.0.1", 8765) as server:
+        await server.serve_forever()
+
+anyio.run(main, backend="trio")   # or backend="asyncio"
+```
+
+It runs the sans-IO connection driver (``core.connection``: h11 for the handshake,
+wsproto for frames) and the shared connection policy (``core.session``: message
+queue, pings, keepalive, how a handler's end closes the connection) over anyio byte
+streams; this module only moves bytes, waits and keeps time.
+
+Structure (structured concurrency): one task group per server. It holds one accept
+loop per listening socket and one task per connection; a connection's task holds its
+reader task and, with ``ping_interval``, its keepalive task, and runs the handler
+itself. ``server.close()`` stops accepting, sends 1001 to every open connection,
+lets handlers finish for up to ``close_timeout`` and then cancels what is left;
+``wait_closed()`` returns when no task of the server is left.
+
+Options: those of ``core.session.ServerOptions`` (``max_size``, ``max_queue``,
+``open_timeout``, ``ping_interval``, ``ping_timeout``, ``close_timeout``,
+``max_header_bytes``, ``compression``, ``ssl``), plus ``backlog`` and ``reuse_port``
+for the listening socket. With ``ssl=`` (an ``ssl.SSLContext``) connections are
+wrapped in anyio TLS streams; the TLS handshake counts against ``open_timeout``.
+"""
+
+from __future__ import annotations
+
+import errno
+import logging
+import math
+import ssl as _ssl
+import sys
+from collections.abc import Callable, Generator
+from http import HTTPStatus
+from types import TracebackType
+from typing import Any
+
+import anyio
+import anyio.abc
+from anyio.abc import SocketAttribute
+from anyio.streams.tls import TLSStream
+
+from ..core.connection import ServerConnection, State
+from ..core.errors import ConnectionClosedOK
+from ..core.events import Closed, RequestReceived
+from ..core.handshake import Accept, Request, Respond, respond
+from ..core.paths import RoutedPath
+from ..core.session import (
+    CLOSED,
+    MESSAGES,
+    PAUSE,
+    PONGS,
+    ServerOptions,
+    Session,
+    handler_error_is_close,
+    peer_name,
+)
+
+__all__ = ["serve", "Server", "Connection"]
+
+logger = logging.getLogger("websockets_routes.server")
+
+_READ_SIZE = 65536
+_OPEN = State.OPEN
+_CLOSED_STATE = State.CLOSED
+# The peer is gone or the stream was closed under us: all end the connection.
+_STREAM_ERRORS = (
+    anyio.EndOfStream,
+    anyio.BrokenResourceError,
+    anyio.ClosedResourceError,
+    OSError,
+)
+# accept() failures that say "out of resources": wait and try again, as trio does.
+_ACCEPT_RETRY = {errno.EMFILE, errno.ENFILE, errno.ENOMEM, errno.ENOBUFS}
+
+
+def _timeout(value: float | None) -> float:
+    return math.inf if value is None else value
+
+
+class _PongWaiter:
+    """What ``await ws.ping()`` returns: await it for the round-trip time in seconds."""
+
+    __slots__ = ("_event", "_latency", "_error")
+
+    def __init__(self) -> None:
+        self._event = anyio.Event()
+        self._latency: float | None = None
+        self._error: BaseException | None = None
+
+    def _set(self, latency: float) -> None:
+        self._latency = latency
+        self._event.set()
+
+    def _fail(self, error: BaseException) -> None:
+        self._error = error
+        self._event.set()
+
+    def done(self) -> bool:
+        return self._event.is_set()
+
+    async def wait(self) -> float:
+        await self._event.wait()
+        if self._error is not None:
+            raise self._error
+        assert self._latency is not None
+        return self._latency
+
+    def __await__(self) -> Generator[Any, None, float]:
+        return self.wait().__await__()
+
+
+class Connection:
+    """The connection object handlers get, as on every transport of ours.
+
+    ``await send(str | bytes)``, ``await recv()``, ``async for message in ws``,
+    ``await close(code=1000, reason="")``, ``await ping(data=None)`` (returns an
+    awaitable giving the latency), ``await pong(data=b"")``; ``path`` (RoutedPath),
+    ``request`` (core Request), ``subprotocol``, ``remote_address``,
+    ``local_address``, ``close_code``/``close_reason`` (None until closed),
+    ``latency`` (of the last keepalive ping answered).
+
+    A closed connection raises ``ConnectionClosed`` (``ConnectionClosedOK`` for 1000
+    and 1001): ``recv()`` first returns the messages received before the close.
+    ``send``, ``recv`` and ``ping`` may run in different tasks at once; ``recv`` in two
+    tasks at once is an error.
+    """
+
+    def __init__(
+        self,
+        stream: anyio.abc.ByteStream,
+        session: Session,
+        request: Request,
+        options: ServerOptions,
+        *,
+        tcp: anyio.abc.ByteStream | None = None,
+        local_address: Any = None,
+    ) -> None:
+        conn = session.conn
+        self._stream = stream
+        # The stream under TLS: half-closing it ends TCP after what we wrote.
+        self._tcp = tcp if tcp is not None else stream
+        self._session = session
+        self._conn = conn
+        self._options = options
+        self.request = request
+        self.path: RoutedPath = conn.path
+        self.subprotocol: str | None = conn.subprotocol
+        self.remote_address: Any = conn.remote_address
+        self.local_address: Any = local_address
+        self.latency = 0.0
+        self._writing = False
+        self._pending: list[bytes] = []
+        self._flushed: anyio.Event | None = None
+        self._recv_waiter: anyio.Event | None = None
+        self._resume: anyio.Event | None = None
+        self._closed = anyio.Event()  # the driver reported Closed
+        self._done = anyio.Event()  # TCP is over: the reader has finished
+        self._aborted = False
+
+    def __repr__(self) -> str:
+        return (
+            f"<Connection {str(self.path)!r} from {peer_name(self.remote_address)}"
+            f" {self._conn.state.name}>"
+        )
+
+    @property
+    def close_code(self) -> int | None:
+        return self._conn.close_code
+
+    @property
+    def close_reason(self) -> str | None:
+        conn = self._conn
+        return conn.close_reason if conn.close_code is not None else None
+
+    @property
+    def state(self) -> State:
+        return self._conn.state
+
+    # Receiving
+
+    async def recv(self) -> str | bytes:
+        """The next message (``str`` or ``bytes``); ConnectionClosed once closed."""
+        session = self._session
+        while True:
+            if session.messages:
+                message, resume = session.take()
+                if resume and self._resume is not None:
+                    self._resume.set()
+                return message
+            if session.closed:
+                raise session.closed_error()
+            if self._recv_waiter is not None:
+                raise RuntimeError("recv() is already waiting for a message in another task")
+            waiter = self._recv_waiter = anyio.Event()
+            try:
+                await waiter.wait()
+            finally:
+                self._recv_waiter = None
+
+    # An iterator object rather than an async generator: a loop left by an exception
+    # would leave a generator for the garbage collector to finalize.
+    def __aiter__(self) -> Connection:
+        return self
+
+    async def __anext__(self) -> str | bytes:
+        # As in websockets: a normal close ends the loop, an abnormal one raises.
+        try:
+            return await self.recv()
+        except ConnectionClosedOK:
+            raise StopAsyncIteration from None
+
+    # Sending
+
+    async def send(self, message: str | bytes | bytearray | memoryview) -> None:
+        """Send one text (``str``) or binary (bytes-like) message."""
+        await self._write(self._conn.send(message))
+        if self._aborted:
+            raise self._session.closed_error()
+
+    async def ping(self, data: str | bytes | None = None) -> _PongWaiter:
+        """Send a ping; await the result for the latency once the pong arrives."""
+        payload = data.encode("utf-8") if isinstance(data, str) else data
+        waiter = _PongWaiter()
+        frame = self._session.ping(
+            None if payload is None else bytes(payload), waiter, anyio.current_time()
+        )
+        await self._write(frame)
+        return waiter
+
+    async def pong(self, data: str | bytes = b"") -> None:
+        """Send an unsolicited pong."""
+        payload = data.encode("utf-8") if isinstance(data, str) else bytes(data)
+        await self._write(self._conn.send_pong(payload))
+
+    async def close(self, code: int = 1000, reason: str = "") -> None:
+        """Close with ``code``/``reason`` and wait (up to ``close_timeout``) for the
+        closing handshake; does nothing more if the connection is already closing."""
+        frame = self._conn.close(code, reason)
+        if frame:
+            await self._write(frame)
+        await self._wait_closed()
+
+    async def wait_closed(self) -> None:
+        """Wait until the connection is closed (closing handshake done or TCP lost)."""
+        await self._closed.wait()
+
+    # Internals: writing in order
+
+    async def _write(self, data: bytes) -> None:
+        """Write ``data`` after everything generated before it, whoever wrote that.
+
+        Frames are generated synchronously and queued here in the same order, so a
+        close frame never overtakes a message, nor a compressed message another.
+        Returns when ``data`` has been handed to the stream (its back-pressure).
+        """
+        if self._writing:
+            if data:
+                self._pending.append(data)
+            flushed = self._flushed
+            if flushed is None:
+                flushed = self._flushed = anyio.Event()
+            await flushed.wait()
+            return
+        if not data or self._aborted:
+            return
+        self._writing = True
+        try:
+            await self._stream.send(data)
+            pending = self._pending
+            while pending:
+                chunk = b"".join(pending)
+                pending.clear()
+                await self._stream.send(chunk)
+        except _STREAM_ERRORS:
+            await self._abort()
+        except BaseException:
+            # Cancelled in the middle of a write: the peer may hold half a frame,
+            # the connection cannot go on.
+            await self._abort()
+            raise
+        finally:
+            self._writing = False
+            flushed = self._flushed
+            if flushed is not None:
+                self._flushed = None
+                flushed.set()
+
+    async def _abort(self) -> None:
+        """End the connection at once (1006 unless a close frame was sent): a timeout,
+        or the stream failed. Closing the stream wakes the reader."""
+        self._aborted = True
+        self._pending.clear()
+        if not self._session.closed:
+            self._apply(self._session.receive_eof())
+        await anyio.aclose_forcefully(self._stream)
+
+    # Internals: what the network says
+
+    def _apply(self, flags: int) -> None:
+        session = self._session
+        if flags & MESSAGES:
+            waiter = self._recv_waiter
+            if waiter is not None:
+                waiter.set()
+        if flags & PONGS:
+            now = anyio.current_time()
+            for waiter, sent in session.take_acked():
+                waiter._set(now - sent)
+        if flags & PAUSE:
+            self._resume = anyio.Event()
+        if flags & CLOSED:
+            error = session.closed_error()
+            for waiter in session.take_pings():
+                waiter._fail(error)
+            if self._recv_waiter is not None:
+                self._recv_waiter.set()
+            if self._resume is not None:
+                self._resume.set()
+            self._closed.set()
+
+    async def _read_loop(self) -> None:
+        """Read until the connection is closed, then end TCP; sets ``_done``."""
+        session = self._session
+        conn = self._conn
+        stream = self._stream
+        try:
+            while not session.closed:
+                if session.paused:
+                    resume = self._resume
+                    if resume is not None:
+                        await resume.wait()
+                    continue
+                try:
+                    data = await stream.receive(_READ_SIZE)
+                except _STREAM_ERRORS:
+                    flags = session.receive_eof()
+                else:
+                    flags = session.receive_data(data)
+                out = conn.data_to_send()
+                if flags:
+                    self._apply(flags)
+                if out:
+                    await self._write(out)
+            await self._finish_tcp()
+        finally:
+            self._done.set()
+
+    async def _finish_tcp(self) -> None:
+        """RFC 6455 7.1.1: the server ends TCP first. Half-close, so that what we
+        wrote still arrives, read until the peer's EOF (or close_timeout), close."""
+        if self._aborted:
+            return
+        await self._write(b"")  # wait for a write in progress in another task
+        try:
+            await self._tcp.send_eof()
+        except (*_STREAM_ERRORS, NotImplementedError):
+            pass
+        with anyio.move_on_after(_timeout(self._options.close_timeout)):
+            try:
+                while await self._stream.receive(_READ_SIZE):
+                    pass  # the driver ignores bytes once closed
+            except _STREAM_ERRORS:
+                pass
+
+    async def _wait_closed(self) -> None:
+        """Wait for the closing handshake; abort TCP after ``close_timeout``."""
+        with anyio.move_on_after(_timeout(self._options.close_timeout)):
+            await self._closed.wait()
+        if not self._session.closed:
+            await self._abort()
+
+    async def _keepalive_loop(self) -> None:
+        session = self._session
+        while True:
+            deadline = session.keepalive_deadline()
+            if deadline is None:
+                return
+            await anyio.sleep_until(deadline)
+            out = session.keepalive(anyio.current_time())
+            if out:
+                closing = self._conn.state is not _OPEN  # it was the 1011 close
+                await self._write(out)
+                if closing:
+                    await self._wait_closed()
+                    return
+
+    async def _going_away(self) -> None:
+        """The server shuts down: close with 1001."""
+        frame = self._session.shutdown()
+        if frame:
+            await self._write(frame)
+
+
+class Server:
+    """A running server: ``async with serve(...) as server``.
+
+    ``port`` (the bound port, also for ``port=0``), ``listeners``, ``sockets``,
+    ``connections`` (the open ones), ``await serve_forever()``, ``close()``,
+    ``await wait_closed()``.
+    """
+
+    def __init__(
+        self,
+        router: Any,
+        host: str | None = None,
+        port: int | None = None,
+        *,
+        backlog: int = 1024,
+        reuse_port: bool = False,
+        on_handler_error: Callable[[BaseException], None] | None = None,
+        **options: Any,
+    ) -> None:
+        self.router = router
+        self.host = host
+        self._port = port
+        self.options = ServerOptions(**options)
+        self._backlog = backlog
+        self._reuse_port = reuse_port
+        # The TestClient hears of handler exceptions this way.
+        self._on_handler_error = on_handler_error
+        self.listeners: list[anyio.abc.SocketListener] = []
+        self._bound_port: int | None = None
+        self.connections: set[Connection] = set()
+        self._tg: anyio.abc.TaskGroup | None = None
+        self._conn_tg: anyio.abc.TaskGroup | None = None
+        self._accept_scopes: list[anyio.CancelScope] = []
+        self._active = 0
+        self._closing = False
+        self._idle: anyio.Event | None = None
+        self._stop: anyio.Event | None = None
+        self._closed: anyio.Event | None = None
+
+    def __repr__(self) -> str:
+        where = f"{self.host}:{self.port}" if self.listeners else "not listening"
+        return f"<Server {where} {len(self.connections)} open>"
+
+    @property
+    def port(self) -> int:
+        """The bound port (the first listener's)."""
+        if self._bound_port is None:
+            raise RuntimeError("the server is not listening")
+        return self._bound_port
+
+    @property
+    def sockets(self) -> list[Any]:
+        return [listener.extra(SocketAttribute.raw_socket) for listener in self.listeners]
+
+    def is_serving(self) -> bool:
+        return self._tg is not None and not self._closing
+
+    # Lifecycle
+
+    async def __aenter__(self) -> Server:
+        if self._tg is not None:
+            raise RuntimeError("this server was already started")
+        self._idle = anyio.Event()
+        self._stop = anyio.Event()
+        self._closed = anyio.Event()
+        if self._port is not None:
+            multi = await anyio.create_tcp_listener(
+                local_host=self.host,
+                local_port=self._port,
+                backlog=self._backlog,
+                reuse_port=self._reuse_port,
+            )
+            self.listeners = list(multi.listeners)
+            self._bound_port = int(self.listeners[0].extra(SocketAttribute.local_port))
+        tg = anyio.create_task_group()
+        await tg.__aenter__()
+        self._tg = tg
+        try:
+            await tg.start(self._host)
+        except BaseException:
+            self._closing = True
+            await tg.__aexit__(*sys.exc_info())
+            raise
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> bool | None:
+        tg = self._tg
+        assert tg is not None
+        try:
+            self.close()
+            await self.wait_closed()
+        except BaseException:
+            # Cancelled while shutting down gracefully: the task group cancels the rest.
+            tg.cancel_scope.cancel()
+            if exc is None:
+                return await tg.__aexit__(*sys.exc_info())
+        return await tg.__aexit__(exc_type, exc, tb)
+
+    async def serve_forever(self) -> None:
+        """Serve until ``close()`` is called (from another task) and the server closed."""
+        if self._closed is None:
+            raise RuntimeError("use serve_forever() inside `async with serve(...)`")
+        await self._closed.wait()
+
+    def close(self) -> None:
+        """Stop accepting, close open connections with 1001, then (after
+        ``close_timeout``) cancel the handlers still running. Does not wait."""
+        if self._closing or self._conn_tg is None:
+            self._closing = True
+            return
+        self._closing = True
+        for scope in self._accept_scopes:
+            scope.cancel()
+        self._conn_tg.start_soon(self._shutdown)
+
+    async def wait_closed(self) -> None:
+        """Wait until every connection and task of the server has ended."""
+        if self._closed is not None:
+            await self._closed.wait()
+
+    # Internals
+
+    async def _host(self, *, task_status: anyio.abc.TaskStatus[None]) -> None:
+        assert self._stop is not None and self._closed is not None
+        try:
+            async with anyio.create_task_group() as tg:
+                self._conn_tg = tg
+                for listener in self.listeners:
+                    tg.start_soon(self._accept_loop, listener)
+                task_status.started()
+                await self._stop.wait()
+                tg.cancel_scope.cancel()
+        finally:
+            self._conn_tg = None
+            for listener in self.listeners:
+                await anyio.aclose_forcefully(listener)
+            self._closed.set()
+
+    async def _shutdown(self) -> None:
+        assert self._idle is not None and self._stop is not None
+        tg = self._conn_tg
+        assert tg is not None
+        for ws in list(self.connections):
+            tg.start_soon(ws._going_away)
+        if self._active:
+            with anyio.move_on_after(_timeout(self.options.close_timeout)):
+                await self._idle.wait()
+            if self._active:
+                logger.info("cancelling %d connection(s) still open at shutdown", self._active)
+        self._stop.set()
+
+    async def _accept_loop(self, listener: anyio.abc.SocketListener) -> None:
+        with anyio.CancelScope() as scope:
+            self._accept_scopes.append(scope)
+            if self._closing:
+                scope.cancel()
+            try:
+                while True:
+                    try:
+                        stream = await listener.accept()
+                    except OSError as exc:
+                        if exc.errno not in _ACCEPT_RETRY:
+                            raise
+                        logger.error("accept() failed (%s); retrying in 100 ms", exc)
+                        await anyio.sleep(0.1)
+                        continue
+                    assert self._conn_tg is not None
+                    self._conn_tg.start_soon(self.handle_stream, stream)
+            except (anyio.ClosedResourceError, anyio.BrokenResourceError):
+                pass
+            finally:
+                # Stop listening now, not when the last connection ends.
+                await anyio.aclose_forcefully(listener)
+
+    def start_stream(self, stream: anyio.abc.ByteStream, remote_address: Any = None) -> None:
+        """Serve one already-connected byte stream in this server's task group."""
+        if self._conn_tg is None or self._closing:
+            raise RuntimeError("the server is not running")
+        self._conn_tg.start_soon(self.handle_stream, stream, remote_address)
+
+    async def handle_stream(self, stream: anyio.abc.ByteStream, remote_address: Any = None) -> None:
+        """Serve one connection on ``stream`` until it ends (closing the stream)."""
+        self._active += 1
+        try:
+            if remote_address is None:
+                remote_address = stream.extra(SocketAttribute.remote_address, None)
+            await self._serve(stream, remote_address)
+        except Exception:
+            logger.exception("connection from %s failed", peer_name(remote_address))
+        finally:
+            self._active -= 1
+            await anyio.aclose_forcefully(stream)
+            if self._active == 0 and self._closing and self._idle is not None:
+                self._idle.set()
+
+    async def _serve(self, stream: anyio.abc.ByteStream, remote_address: Any) -> None:
+        options = self.options
+        conn = options.connection(remote_address)
+        tcp = stream
+        request: Request | None = None
+        events: list[Any] = []
+        with anyio.move_on_after(_timeout(options.open_timeout)) as scope:
+            if options.ssl is not None:
+                tcp = _SerialSend(stream)
+                try:
+                    stream = await TLSStream.wrap(
+                        tcp, server_side=True, ssl_context=options.ssl, standard_compatible=False
+                    )
+                except (*_STREAM_ERRORS, _ssl.SSLError) as exc:
+                    logger.info("TLS handshake with %s failed: %s", peer_name(remote_address), exc)
+                    return
+            request = await _read_request(stream, conn, options)
+            if request is None:
+                return  # 400/431 answered, or the peer left
+            decision = await self.router.resolve(request)
+            if self._closing and not isinstance(decision, Respond):
+                decision = respond(HTTPStatus.SERVICE_UNAVAILABLE, "the server is shutting down")
+            events = conn.carry_out(decision)
+        if scope.cancelled_caught:
+            logger.info(
+                "opening handshake from %s not done within %ss",
+                peer_name(remote_address),
+                options.open_timeout,
+            )
+            return
+        assert request is not None
+        session = Session(conn, options, anyio.current_time())
+        ws = Connection(
+            stream,
+            session,
+            request,
+            options,
+            tcp=tcp,
+            local_address=stream.extra(SocketAttribute.local_address, None),
+        )
+        flags = session.dispatch(events)
+        out = conn.data_to_send()
+        if flags:
+            ws._apply(flags)
+        await ws._write(out)
+        if conn.state is _CLOSED_STATE:  # an HTTP response, or a failure right away
+            await ws._finish_tcp()
+            return
+        self.connections.add(ws)
+        try:
+            async with anyio.create_task_group() as tg:
+                tg.start_soon(ws._read_loop)
+                if options.ping_interval is not None:
+                    tg.start_soon(ws._keepalive_loop)
+                if isinstance(decision, Accept) and conn.state is _OPEN:
+                    await self._run_handler(ws, session)
+                # A Close decision: the close frame is out; the same wait applies.
+                await ws._wait_closed()
+                await ws._done.wait()
+                tg.cancel_scope.cancel()
+        finally:
+            self.connections.discard(ws)
+
+    async def _run_handler(self, ws: Connection, session: Session) -> None:
+        path = ws.path
+        try:
+            await path.route.handle(ws, path)
+        except Exception as exc:
+            frame = session.handler_failed(exc)
+            if self._on_handler_error is not None and not handler_error_is_close(exc):
+                self._on_handler_error(exc)
+        else:
+            frame = session.handler_returned()
+        if frame:
+            await ws._write(frame)
+
+
+async def _read_request(
+    stream: anyio.abc.ByteStream, conn: ServerConnection, options: ServerOptions
+) -> Request | None:
+    """Read until the request head is complete; None if answered (400/431) or gone."""
+    while True:
+        try:
+            data = await stream.receive(_READ_SIZE)
+        except _STREAM_ERRORS:
+            conn.receive_eof()
+            return None
+        events = conn.receive_data(data)
+        out = conn.data_to_send()
+        if out:
+            try:
+                await stream.send(out)
+            except _STREAM_ERRORS:
+                return None
+        for event in events:
+            if type(event) is RequestReceived:
+                return event.request
+            if type(event) is Closed:
+                await _finish_rejected(stream, options)
+                return None
+
+
+async def _finish_rejected(stream: anyio.abc.ByteStream, options: ServerOptions) -> None:
+    # The 400/431 answer is written: let it arrive before closing (see _finish_tcp).
+    tcp = stream.transport_stream if isinstance(stream, TLSStream) else stream
+    try:
+        await tcp.send_eof()
+    except (*_STREAM_ERRORS, NotImplementedError):
+        return
+    with anyio.move_on_after(_timeout(options.close_timeout)):
+        try:
+            while await stream.receive(_READ_SIZE):
+                pass
+        except _STREAM_ERRORS:
+            pass
+
+
+class _SerialSend(anyio.abc.ByteStream):
+    """A TCP stream for a TLS layer whose sends may come from two tasks at once.
+
+    anyio's TLSStream flushes its outgoing records from whichever task needs it
+    (the reader, for TLS 1.3 post-handshake messages, as well as the writer); a
+    lock keeps those sends one at a time and in the order the records were made.
+    """
+
+    def __init__(self, stream: anyio.abc.ByteStream) -> None:
+        self._stream = stream
+        self._lock = anyio.Lock()
+
+    async def receive(self, max_bytes: int = 65536) -> bytes:
+        return await self._stream.receive(max_bytes)
+
+    async def send(self, item: bytes) -> None:
+        async with self._lock:
+            await self._stream.send(item)
+
+    async def send_eof(self) -> None:
+        await self._stream.send_eof()
+
+    async def aclose(self) -> None:
+        await self._stream.aclose()
+
+    @property
+    def extra_attributes(self) -> Any:
+        return self._stream.extra_attributes
+
+
+def serve(router: Any, host: str | None = None, port: int = 0, **options: Any) -> Server:
+    """Serve ``router`` on ``host``:``port``; use as ``async with serve(...) as server``.
+
+    Runs under asyncio and trio alike (``anyio.run(main, backend="trio")``). Options:
+    ``max_size``, ``max_queue``, ``open_timeout``, ``ping_interval``, ``ping_timeout``,
+    ``close_timeout``, ``max_header_bytes``, ``compression``, ``ssl`` (see
+    ``core.session.ServerOptions``), ``backlog``, ``reuse_port``.
+    """
+    return Server(router, host, port, **options)
