@@ -54,11 +54,13 @@ __all__ = ["handle", "process_request", "serve", "Protocol", "Serve"]
 
 logger = logging.getLogger("websockets_routes.websockets")
 
-# Where the handshake leaves its decision for handle(): an attribute of the connection
-# (as websockets.asyncio.router does with connection.handler), holding (router, decision).
+# Where the handshake leaves its outcome for handle(): an attribute of the connection
+# (as websockets.asyncio.router does with connection.handler), holding (router, kept):
+# the accepted RoutedPath, or the Close. Not the whole Accept: its 101 headers are
+# websockets' business, and a crowd of pending handshakes should not hold them.
 _STASH = "_websockets_routes_decision"
 # The legacy process_request(path, headers) hook cannot reach the connection.
-_LEGACY_PENDING: contextvars.ContextVar[tuple[Any, str, Accept | Close] | None] = (
+_LEGACY_PENDING: contextvars.ContextVar[tuple[Any, str, RoutedPath | Close] | None] = (
     contextvars.ContextVar("websockets_routes_legacy_pending", default=None)
 )
 _UNSET: Any = object()
@@ -209,7 +211,7 @@ async def process_request(router: Router, *args: Any) -> Any:
     if isinstance(decision, Respond):
         return _response(decision)
     assert isinstance(decision, (Accept, Close))
-    setattr(connection, _STASH, (router, decision))
+    setattr(connection, _STASH, (router, _kept(decision)))
     if isinstance(decision, Accept):
         forced = _forced_subprotocol(router, decision, request.headers)
         if forced is not _UNSET:
@@ -224,14 +226,18 @@ async def _legacy_process_request(router: Router, path: str, headers: Any) -> An
     if isinstance(decision, Respond):
         return _legacy_response(decision)
     assert isinstance(decision, (Accept, Close))
-    _LEGACY_PENDING.set((router, str(path), decision))
+    _LEGACY_PENDING.set((router, str(path), _kept(decision)))
     return None
 
 
 # The connection handler
 
 
-def _take_decision(router: Router, ws: Any, target: str) -> Accept | Close | None:
+def _kept(decision: Accept | Close) -> RoutedPath | Close:
+    return decision.path if isinstance(decision, Accept) else decision
+
+
+def _take_decision(router: Router, ws: Any, target: str) -> RoutedPath | Close | None:
     stashed = getattr(ws, _STASH, None)
     if stashed is not None:
         setattr(ws, _STASH, None)
@@ -289,7 +295,9 @@ async def _routed_path(router: Router, ws: Any, path: str | None) -> RoutedPath 
     handle()'s frame while the view runs.
     """
     target, headers = _target_and_headers(ws, path)
-    decision: Decision | None = _take_decision(router, ws, target)
+    decision: RoutedPath | Decision | None = _take_decision(router, ws, target)
+    if isinstance(decision, RoutedPath):
+        return decision
     if decision is None:
         # No hook ran during the handshake: decide now. The view's hook still runs,
         # and an HTTP rejection becomes a close code (404 -> 4040).
@@ -479,7 +487,7 @@ def _protocol_class() -> type:
                 self._routes_subprotocol = _forced_subprotocol(
                     self.router, decision, request_headers
                 )
-            setattr(self, _STASH, (self.router, decision))
+            setattr(self, _STASH, (self.router, _kept(decision)))
             return None
 
         def process_subprotocol(self, headers: Any, available_subprotocols: Any) -> Any:
