@@ -423,7 +423,7 @@ class Server:
         *,
         backlog: int = 1024,
         reuse_port: bool = False,
-        on_handler_error: Callable[[BaseException], None] | None = None,
+        on_handler_error: Callable[[Connection, BaseException], None] | None = None,
         **options: Any,
     ) -> None:
         self.router = router
@@ -508,6 +508,11 @@ class Server:
             tg.cancel_scope.cancel()
             if exc is None:
                 return await tg.__aexit__(*sys.exc_info())
+        if isinstance(exc, Exception):
+            # The block failed: let its exception out as it is, not wrapped in an
+            # ExceptionGroup by the task group (which has nothing left to run).
+            await tg.__aexit__(None, None, None)
+            return None
         return await tg.__aexit__(exc_type, exc, tb)
 
     async def serve_forever(self) -> None:
@@ -586,13 +591,24 @@ class Server:
                 # Stop listening now, not when the last connection ends.
                 await anyio.aclose_forcefully(listener)
 
-    def start_stream(self, stream: anyio.abc.ByteStream, remote_address: Any = None) -> None:
-        """Serve one already-connected byte stream in this server's task group."""
+    def start_stream(
+        self,
+        stream: anyio.abc.ByteStream,
+        remote_address: Any = None,
+        done: anyio.Event | None = None,
+    ) -> None:
+        """Serve one already-connected byte stream in this server's task group;
+        ``done`` is set when the connection has ended."""
         if self._conn_tg is None or self._closing:
             raise RuntimeError("the server is not running")
-        self._conn_tg.start_soon(self.handle_stream, stream, remote_address)
+        self._conn_tg.start_soon(self.handle_stream, stream, remote_address, done)
 
-    async def handle_stream(self, stream: anyio.abc.ByteStream, remote_address: Any = None) -> None:
+    async def handle_stream(
+        self,
+        stream: anyio.abc.ByteStream,
+        remote_address: Any = None,
+        done: anyio.Event | None = None,
+    ) -> None:
         """Serve one connection on ``stream`` until it ends (closing the stream)."""
         self._active += 1
         try:
@@ -606,6 +622,8 @@ class Server:
             await anyio.aclose_forcefully(stream)
             if self._active == 0 and self._closing and self._idle is not None:
                 self._idle.set()
+            if done is not None:
+                done.set()
 
     async def _serve(self, stream: anyio.abc.ByteStream, remote_address: Any) -> None:
         options = self.options
@@ -677,7 +695,7 @@ class Server:
         except Exception as exc:
             frame = session.handler_failed(exc)
             if self._on_handler_error is not None and not handler_error_is_close(exc):
-                self._on_handler_error(exc)
+                self._on_handler_error(ws, exc)
         else:
             frame = session.handler_returned()
         if frame:
