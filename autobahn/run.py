@@ -272,6 +272,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--timeout", type=float, default=3600, help="seconds for wstest")
     parser.add_argument("--report", metavar="OUTDIR", help="only summarize a finished run")
     args = parser.parse_args(argv)
+
+    def on_term(signum: int, frame: Any) -> None:
+        raise KeyboardInterrupt  # so that wstest and the echo server are stopped too
+
+    signal.signal(signal.SIGTERM, on_term)
     try:
         if args.report:
             return summarize(Path(args.report))
