@@ -6,8 +6,9 @@ import os
 import struct
 import zlib
 
+import h11
 import pytest
-from hypothesis import HealthCheck, given, settings
+from hypothesis import HealthCheck, event, given, settings
 from hypothesis import strategies as st
 from websockets.client import ClientProtocol
 from websockets.extensions.permessage_deflate import ClientPerMessageDeflateFactory
@@ -16,7 +17,12 @@ from websockets.http11 import Response as WsResponse
 from websockets.uri import parse_uri
 
 from websockets_routes.core import Close, ConnectionClosed, Respond, Router
-from websockets_routes.core.connection import ServerConnection, State, negotiate_deflate
+from websockets_routes.core.connection import (
+    ServerConnection,
+    State,
+    _fast_head,
+    negotiate_deflate,
+)
 from websockets_routes.core.events import Closed, Message, Ping, Pong, RequestReceived
 from websockets_routes.core.masking import Masker, apply_mask, py_apply_mask
 
@@ -82,13 +88,54 @@ def test_request_event_carries_request_and_peer():
     assert conn.state is State.DECIDING
 
 
-def test_request_split_in_single_bytes():
+def test_request_split_in_single_bytes_reads_as_a_whole_one():
+    data = handshake(extra=[("X-Spaces", "  a  b  "), ("x-empty", "")])
     conn = ServerConnection()
-    data = handshake()
     events = []
     for i in range(len(data)):
-        events += conn.receive_data(data[i : i + 1])
+        events += conn.receive_data(data[i : i + 1])  # h11 parses this one
+    (whole,) = ServerConnection().receive_data(data)  # the fast parser this one
     assert [type(e) for e in events] == [RequestReceived]
+    assert events[0].request.headers.items() == whole.request.headers.items()
+    assert whole.request.headers["x-spaces"] == "a  b"
+    assert _fast_head(data) is not None
+
+
+_BASE_HEAD = handshake(extra=[("Origin", "http://a.example"), ("X-Value", " a  b ")])
+_edits = st.tuples(
+    st.integers(min_value=0),
+    st.sampled_from([b" ", b"\t", b"\r", b"\n", b":", b"\x00", b"\x7f", b"\x80", b"\xff", b"a"]),
+    st.sampled_from(["insert", "replace", "delete"]),
+)
+
+
+@settings(max_examples=500, deadline=None)
+@given(edits=st.lists(_edits, max_size=3))
+def test_fast_request_parser_agrees_with_h11(edits):
+    data = bytearray(_BASE_HEAD)
+    for pos, byte, op in edits:
+        pos %= len(data)
+        if op == "insert":
+            data[pos:pos] = byte
+        elif op == "replace":
+            data[pos : pos + 1] = byte
+        else:
+            del data[pos]
+    data = bytes(data)
+    fast = _fast_head(data)
+    event("fast" if fast is not None else "h11")
+    if fast is None:
+        return  # h11 decides, as before
+    conn = h11.Connection(h11.SERVER)
+    conn.receive_data(data)
+    parsed = conn.next_event()  # must not raise: the fast parser only takes what h11 takes
+    assert type(parsed) is h11.Request
+    assert fast[:3] == (
+        parsed.method.decode(),
+        parsed.target.decode("latin-1"),
+        [(n.decode("latin-1"), v.decode("latin-1")) for n, v in parsed.headers.raw_items()],
+    )
+    assert fast[3] == len(data) - len(conn.trailing_data[0])
 
 
 def test_deflate_negotiated_by_default_and_reflected_in_101():
@@ -574,6 +621,9 @@ frames_strategy = st.lists(
         st.binary(max_size=20).map(lambda b: frame(0x1, b)),  # maybe invalid UTF-8
         st.binary(max_size=50).map(lambda b: frame(0x2, b, fin=False) + frame(0x0, b)),
         st.binary(max_size=40),  # garbage
+        st.integers(min_value=0, max_value=5100).map(lambda code: close(code, "r")),
+        st.binary(max_size=4).map(lambda b: frame(0x8, b)),  # short or odd close payloads
+        st.binary(min_size=120, max_size=130).map(lambda b: frame(0x9, b)),
         st.sampled_from(
             [
                 frame(0x1, "é".encode()[:1], fin=False) + frame(0x0, "é".encode()[1:]),

@@ -73,6 +73,7 @@ Both paths give the same events for the same bytes, however they are chunked.
 
 from __future__ import annotations
 
+import re
 import struct
 import zlib
 from enum import Enum
@@ -382,6 +383,71 @@ def negotiate_deflate(offers: list[str], max_size: int) -> tuple[str, _Deflate] 
     return None
 
 
+# A strict subset of what h11 accepts (its _abnf grammar, CRLF line ends, HTTP/1.1,
+# visible characters only in values, one Host, no body framing headers): a request head
+# in this form is parsed here in a few microseconds, to the same result as h11; anything
+# else goes to h11, which accepts, or rejects with 400/431, as it always does.
+_TOKEN = r"[-!#$%&'*+.^_`|~0-9A-Za-z]+"
+_REQUEST_LINE = re.compile(rf"({_TOKEN}) ([\x21-\x7e]+) HTTP/1\.1")
+_HEADER_LINE = re.compile(
+    rf"({_TOKEN}):[ \t]*((?:[\x21-\x7e\x80-\xff]+(?:[ \t]+[\x21-\x7e\x80-\xff]+)*)?)[ \t]*"
+)
+
+
+def _fast_head(data: bytes) -> tuple[str, str, list[tuple[str, str]], int] | None:
+    """``(method, target, headers, head size)`` of a plain request head, else None."""
+    end = data.find(b"\r\n\r\n")
+    if end < 0:
+        return None
+    lines = data[:end].decode("latin-1").split("\r\n")
+    match = _REQUEST_LINE.fullmatch(lines[0])
+    if match is None:
+        return None
+    headers = []
+    hosts = 0
+    header_line = _HEADER_LINE.fullmatch
+    for line in lines[1:]:
+        field = header_line(line)
+        if field is None:
+            return None
+        name, value = field.groups()
+        lowered = name.lower()
+        if lowered == "host":
+            hosts += 1
+        elif lowered == "content-length" or lowered == "transfer-encoding":
+            return None
+        headers.append((name, value))
+    if hosts != 1:
+        return None
+    return match[1], match[2], headers, end + 4
+
+
+# Close codes a peer may send (RFC 6455 7.4, IANA registry): as wsproto accepts them.
+_VALID_CLOSE_CODES = frozenset([*range(1000, 1004), *range(1007, 1015), *range(3000, 5000)])
+
+
+def _parse_close(payload: bytes) -> tuple[int, str]:
+    """``(code, reason)`` of a close frame; ParseFailed as wsproto words it."""
+    if not payload:
+        return 1005, ""  # RFC 6455 7.1.5: no status code
+    if len(payload) == 1:
+        raise ParseFailed("CLOSE with 1 byte payload")
+    code = (payload[0] << 8) | payload[1]
+    if code not in _VALID_CLOSE_CODES:
+        if code < 1000 or code > 4999:
+            raise ParseFailed("CLOSE with invalid code")
+        if code in (1005, 1006, 1015):
+            raise ParseFailed("remote CLOSE with local-only reason")
+        raise ParseFailed("CLOSE with unknown reserved code")
+    try:
+        reason = payload[2:].decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise ParseFailed(
+            f"Error decoding CLOSE reason: {exc}", CloseReason.INVALID_FRAME_PAYLOAD_DATA
+        ) from None
+    return code, reason
+
+
 class ServerConnection:
     """One server-side WebSocket connection, sans I/O. See the module docstring."""
 
@@ -400,11 +466,13 @@ class ServerConnection:
         "max_header_bytes",
         "compression",
         "_h11",
+        "_head",
         "_head_bytes",
         "_early",
         "_out",
         "_proto",
         "_decoder",
+        "_extensions",
         "_deflate",
         "_busy",
         "_partial",
@@ -439,14 +507,14 @@ class ServerConnection:
         self.max_size = _NO_LIMIT if max_size is None else max_size
         self.max_header_bytes = max_header_bytes
         self.compression = compression
-        self._h11: h11.Connection | None = h11.Connection(
-            h11.SERVER, max_incomplete_event_size=max_header_bytes
-        )
+        self._h11: h11.Connection | None = None  # only when _fast_head() cannot parse
+        self._head = b""
         self._head_bytes = 0
         self._early: list[bytes] = []
         self._out: list[bytes] = []
-        self._proto: FrameProtocol | None = None
+        self._proto: FrameProtocol | None = None  # made when first needed
         self._decoder: _Decoder | None = None
+        self._extensions: list[Extension] = []
         self._deflate: _Deflate | None = None
         self._busy = False  # wsproto holds a partial frame or a fragmented message
         self._partial: list[bytes] | None = None  # fast path: an incomplete frame
@@ -500,6 +568,7 @@ class ServerConnection:
         self.close_code = code
         self.close_reason = reason
         self._h11 = None
+        self._head = b""
         self._partial = None
         self._parts = []
         events.append(Closed(code, reason))
@@ -508,7 +577,22 @@ class ServerConnection:
 
     def _receive_request(self, data: bytes) -> list[Event]:
         conn = self._h11
-        assert conn is not None
+        if conn is None:
+            if not self._head_bytes:
+                parsed = _fast_head(data)
+                if parsed is not None:
+                    method, target, headers, size = parsed
+                    if size > self.max_header_bytes:
+                        return self._reject(
+                            431, f"request header block over {self.max_header_bytes} bytes"
+                        )
+                    self._head = data[:size]
+                    if len(data) > size:
+                        self._early.append(data[size:])
+                    return self._request(method, target, headers)
+            conn = self._h11 = h11.Connection(
+                h11.SERVER, max_incomplete_event_size=self.max_header_bytes
+            )
         self._head_bytes += len(data)
         try:
             conn.receive_data(data)
@@ -528,12 +612,10 @@ class ServerConnection:
             return self._reject(431, f"request header block over {self.max_header_bytes} bytes")
         if trailing:
             self._early.append(trailing)
-        request = Request(
-            event.method,
-            event.target,
-            event.headers.raw_items(),
-            remote_address=self.remote_address,
-        )
+        return self._request(event.method, event.target, event.headers.raw_items())
+
+    def _request(self, method: Any, target: Any, headers: Any) -> list[Event]:
+        request = Request(method, target, headers, remote_address=self.remote_address)
         self.request = request
         self.state = DECIDING
         return [RequestReceived(request)]
@@ -579,9 +661,8 @@ class ServerConnection:
         lines.append("\r\n")
         self._out.append("".join(lines).encode("latin-1"))
         self._h11 = None
-        proto = FrameProtocol(client=False, extensions=extensions)
-        self._decoder = proto._frame_decoder = _Decoder(extensions, max_size)
-        self._proto = proto
+        self._head = b""
+        self._extensions = extensions
         self.state = OPEN
         if isinstance(decision, Close):
             self._out.append(self.close(decision.code, decision.reason))
@@ -593,7 +674,11 @@ class ServerConnection:
 
     def _response(self, decision: Respond) -> bytes:
         conn = self._h11
-        assert conn is not None and self.request is not None
+        if conn is None:  # the fast parser read the request: let h11 read it too
+            conn = h11.Connection(h11.SERVER)
+            conn.receive_data(self._head)
+            conn.next_event()
+        assert self.request is not None
         body = decision.body
         headers = [
             (name, value)
@@ -642,7 +727,36 @@ class ServerConnection:
         while pos < end:
             b0 = data[pos]
             if b0 != 0x81 and b0 != 0x82:
-                break
+                if b0 < 0x88 or b0 > 0x8A:
+                    break
+                # A close, ping or pong frame (FIN set, no RSV bit).
+                if end - pos < 2:
+                    self._keep(data, pos, 2)
+                    return events
+                n = data[pos + 1]
+                if n < 0x80 or n > 0xFD:  # unmasked, or over 125 bytes: wsproto fails it
+                    break
+                stop = pos + 6 + (n & 0x7F)
+                if stop > end:
+                    self._keep(data, pos, stop - pos)
+                    return events
+                control = apply_mask(data[pos + 6 : stop], data[pos + 2 : pos + 6])
+                pos = stop
+                if b0 == 0x89:
+                    if self.state is OPEN:
+                        self._out.append(_frame(0x8A, control))
+                    events.append(Ping(control))
+                elif b0 == 0x8A:
+                    events.append(Pong(control))
+                else:
+                    try:
+                        code, reason = _parse_close(control)
+                    except ParseFailed as exc:
+                        self._fail(exc.code, self._reason(exc), events)
+                    else:
+                        self._close_received(code, reason, events)
+                    return events
+                continue
             if end - pos < 2:
                 self._keep(data, pos, 2)
                 return events
@@ -701,7 +815,10 @@ class ServerConnection:
 
     def _slow(self, data: bytes, events: list[Event]) -> None:
         proto = self._proto
-        assert proto is not None
+        if proto is None:
+            # Most connections never need wsproto: build it on first use.
+            proto = self._proto = FrameProtocol(client=False, extensions=self._extensions)
+            self._decoder = proto._frame_decoder = _Decoder(self._extensions, self.max_size)
         proto.receive_bytes(data)
         try:
             for frame in proto.received_frames():
@@ -727,23 +844,26 @@ class ServerConnection:
                     events.append(Pong(bytes(frame.payload)))  # type: ignore[arg-type]
                 elif opcode is Opcode.CLOSE:
                     code, reason = cast("tuple[int, str]", frame.payload)
-                    self.close_received = (int(code), reason)
-                    if self.state is OPEN:
-                        # RFC 6455 5.5.1: answer with a close frame, echoing the code.
-                        self.close_sent = (int(code), reason)
-                        self._out.append(_frame(0x88, _close_payload(int(code), reason)))
-                    self._closed(events)
+                    self._close_received(int(code), reason, events)
                     return
         except ParseFailed as exc:
             self._fail(exc.code, self._reason(exc), events)
             return
         decoder = self._decoder
-        assert decoder is not None
+        assert decoder is not None and proto is not None
         self._busy = (
             decoder.header is not None
             or len(decoder.buffer) > 0
             or proto._message_decoder.opcode is not None
         )
+
+    def _close_received(self, code: int, reason: str, events: list[Event]) -> None:
+        self.close_received = (code, reason)
+        if self.state is OPEN:
+            # RFC 6455 5.5.1: answer with a close frame, echoing the code.
+            self.close_sent = (code, reason)
+            self._out.append(_frame(0x88, _close_payload(code, reason)))
+        self._closed(events)
 
     def _reason(self, exc: ParseFailed) -> str:
         # One wording per cause, whichever path found it; no codec internals.
