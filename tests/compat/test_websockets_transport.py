@@ -420,3 +420,35 @@ def test_import_without_websockets():
     assert len(lines) == 3
     for line in lines:
         assert "pip install websockets-routes[websockets]" in line
+
+
+async def http_exchange(port, request):
+    reader, writer = await asyncio.open_connection(HOST, port)
+    try:
+        writer.write(request)
+        await writer.drain()
+        return await reader.read()
+    finally:
+        writer.close()
+        await writer.wait_closed()
+
+
+async def test_plain_http_routes_through_the_hook():
+    router = serve_router()
+
+    @router.http("/healthz")
+    async def health(request):
+        return "ok\n"
+
+    async with router.serve(HOST, 0) as server:
+        got = await http_exchange(server.port, b"GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n")
+        head, _, body = got.partition(b"\r\n\r\n")
+        assert head.startswith(b"HTTP/1.1 200 OK\r\n") and b"Content-Length: 3" in head
+        assert body == b"ok\n"
+        # HEAD: the same headers, no body.
+        got = await http_exchange(server.port, b"HEAD /healthz HTTP/1.1\r\nHost: x\r\n\r\n")
+        head, _, body = got.partition(b"\r\n\r\n")
+        assert head.startswith(b"HTTP/1.1 200 OK\r\n") and b"Content-Length: 3" in head
+        assert body == b""
+        got = await http_exchange(server.port, b"POST /echo/x HTTP/1.1\r\nHost: x\r\n\r\n")
+        assert got.startswith(b"HTTP/1.1 405 Method Not Allowed\r\n") and b"Allow: GET\r\n" in got

@@ -92,9 +92,10 @@ def _remote_address(ws: Any) -> Any:
         return None
 
 
-def _core_request(target: str, headers: Any, remote_address: Any) -> Request:
-    # websockets parses GET requests only, so the method is always GET here.
-    return Request("GET", target, headers.raw_items(), remote_address=remote_address)
+def _core_request(target: str, headers: Any, remote_address: Any, method: str = "GET") -> Request:
+    # The legacy server reads GET requests only; the new one passes any method on
+    # (and rejects what is not GET itself, unless a hook answers first).
+    return Request(method, target, headers.raw_items(), remote_address=remote_address)
 
 
 def _forced_subprotocol(router: Router, decision: Accept, headers: Any) -> Any:
@@ -151,8 +152,9 @@ async def _close(ws: Any, code: int, reason: str = "") -> None:
         pass
 
 
-def _response(decision: Respond) -> Response:
-    """A websockets Response for a Respond; Content-Length always matches the body."""
+def _response(decision: Respond, method: str = "GET") -> Response:
+    """A websockets Response for a Respond; Content-Length always matches the body,
+    which a HEAD request does not get."""
     headers = _WSHeaders()
     names = set()
     for name, value in decision.headers:
@@ -169,7 +171,7 @@ def _response(decision: Respond) -> Response:
         phrase = http.HTTPStatus(decision.status).phrase
     except ValueError:
         phrase = ""
-    return Response(decision.status, phrase, headers, decision.body)
+    return Response(decision.status, phrase, headers, b"" if method == "HEAD" else decision.body)
 
 
 def _legacy_response(decision: Respond) -> tuple[http.HTTPStatus, list[tuple[str, str]], bytes]:
@@ -205,11 +207,12 @@ async def process_request(router: Router, *args: Any) -> Any:
     if isinstance(first, str):
         return await _legacy_process_request(router, first, second)
     connection, request = first, second
+    method = getattr(request, "method", "GET")  # websockets < 15 parses GET only
     decision = await router.resolve(
-        _core_request(request.path, request.headers, _remote_address(connection))
+        _core_request(request.path, request.headers, _remote_address(connection), method)
     )
     if isinstance(decision, Respond):
-        return _response(decision)
+        return _response(decision, method)
     assert isinstance(decision, (Accept, Close))
     setattr(connection, _STASH, (router, _kept(decision)))
     if isinstance(decision, Accept):
