@@ -544,6 +544,7 @@ class Options:
     client_cpu: int | None = None
     server_cpu: int | None = None
     quiet: bool = False
+    profile_dir: str | None = None
 
 
 @dataclass
@@ -662,12 +663,17 @@ async def run(
                     results.skipped[name] = str(exc).splitlines()[0]
                     say(options, f"note: {exc}")
                     continue
+                profiler = start_py_spy(options, server, workload, round_no)
                 try:
                     sample = await measure(server, workload, options)
                 except BenchError as exc:
                     sample = None
                     say(options, f"note: round {round_no + 1} {workload.name} {name}: {exc}")
+                    tail = server.log_tail()
+                    if tail:
+                        say(options, f"{name} server log:\n{tail}")
                 finally:
+                    stop_py_spy(profiler)
                     if fresh:
                         server.stop()
                 if not server.alive() and not fresh:
@@ -680,6 +686,80 @@ async def run(
                         f"round {round_no + 1}/{options.rounds} {workload.name:13} "
                         f"{name:24} {sample['value']:12.1f}{workload.unit}",
                     )
+
+
+def start_py_spy(
+    options: Options, server: ServerProcess, workload: Workload, round_no: int
+) -> subprocess.Popen[bytes] | None:
+    """Sample the server with py-spy during one measurement (--profile DIR)."""
+    if not options.profile_dir or workload.kind == "idle-mem":
+        return None
+    py_spy = shutil.which("py-spy") or os.path.join(os.path.dirname(sys.executable), "py-spy")
+    out = os.path.join(options.profile_dir, f"{server.name}-{workload.name}-r{round_no + 1}.txt")
+    return subprocess.Popen(
+        [
+            py_spy,
+            "record",
+            "--pid",
+            str(server.pid),
+            "--rate",
+            "250",
+            "--format",
+            "raw",
+            "--output",
+            out,
+            "--nonblocking",
+        ],  # fmt: skip
+        stdin=subprocess.DEVNULL,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+
+
+def stop_py_spy(profiler: subprocess.Popen[bytes] | None) -> None:
+    if profiler is None:
+        return
+    profiler.send_signal(signal.SIGINT)  # py-spy writes its output on Ctrl-C
+    try:
+        profiler.wait(30)
+    except subprocess.TimeoutExpired:
+        profiler.kill()
+        profiler.wait(5)
+
+
+def summarize_profiles(directory: str, top: int = 25) -> str:
+    """Self and inclusive sample shares per function, from py-spy's collapsed stacks."""
+    lines = []
+    for name in sorted(os.listdir(directory)):
+        if not name.endswith(".txt") or name == "summary.txt":
+            continue
+        own: dict[str, int] = {}
+        inclusive: dict[str, int] = {}
+        total = 0
+        with open(os.path.join(directory, name)) as f:
+            for line in f:
+                stack, _, count_text = line.rstrip("\n").rpartition(" ")
+                if not stack or not count_text.isdigit():
+                    continue
+                count = int(count_text)
+                total += count
+                frames = [frame for frame in stack.split(";") if frame]
+                # Each frame is "function (file:line)": merge lines of one function.
+                functions = [frame.rsplit(":", 1)[0] + ")" if ":" in frame else frame
+                             for frame in frames]  # fmt: skip
+                if functions:
+                    own[functions[-1]] = own.get(functions[-1], 0) + count
+                for function in set(functions):
+                    inclusive[function] = inclusive.get(function, 0) + count
+        if not total:
+            continue
+        lines.append(f"== {name}: {total} samples")
+        lines.append("  self%   incl%  function")
+        for function, count in sorted(own.items(), key=lambda kv: -kv[1])[:top]:
+            share = 100 * count / total
+            lines.append(f"  {share:5.1f}  {100 * inclusive[function] / total:6.1f}  {function}")
+        lines.append("")
+    return "\n".join(lines)
 
 
 def format_table(results: Results, options: Options, metric: str = "value") -> str:
@@ -768,6 +848,12 @@ def parse_args(argv: list[str] | None) -> tuple[Options, argparse.Namespace]:
     parser.add_argument("--server-cpu", type=int)
     parser.add_argument("--json", metavar="FILE", help="write results as JSON ('-': stdout)")
     parser.add_argument("--quiet", action="store_true", help="no progress lines on stderr")
+    parser.add_argument(
+        "--profile",
+        metavar="DIR",
+        help="record each server with py-spy during each measurement into DIR "
+        "(collapsed stacks) and write DIR/summary.txt (top functions)",
+    )
     args = parser.parse_args(argv)
 
     def positive(value: float | None, name: str) -> None:
@@ -799,7 +885,10 @@ def parse_args(argv: list[str] | None) -> tuple[Options, argparse.Namespace]:
         client_cpu=args.client_cpu,
         server_cpu=args.server_cpu,
         quiet=args.quiet,
+        profile_dir=args.profile,
     )
+    if options.profile_dir:
+        os.makedirs(options.profile_dir, exist_ok=True)
     if options.baseline not in KINDS:
         parser.error(f"unknown --baseline {options.baseline!r}")
     return options, args
@@ -892,6 +981,11 @@ def main(argv: list[str] | None = None) -> int:
         if args.json:
             with open(args.json, "w") as f:
                 json.dump(results.to_json(options.baseline), f, indent=2)
+    if options.profile_dir:
+        summary = summarize_profiles(options.profile_dir)
+        with open(os.path.join(options.profile_dir, "summary.txt"), "w") as f:
+            f.write(summary)
+        print(f"profiles: {options.profile_dir}/summary.txt", file=sys.stderr)
     for name, why in results.skipped.items():
         print(f"skipped {name}: {why}", file=sys.stderr)
     return 130 if interrupted else 0
