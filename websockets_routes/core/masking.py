@@ -6,8 +6,10 @@ messages. This module provides:
 
 - ``apply_mask(data, mask) -> bytes``: XOR ``data`` with the 4-byte ``mask`` repeated.
   The C implementation from the ``websockets`` package (``websockets.speedups``) when
-  it is importable, else a pure-Python fallback that XORs the whole payload as one big
-  integer (a single C-level loop inside ``int``), several times faster than wsproto's.
+  it is importable, else a pure-Python fallback: one big-integer XOR for payloads up
+  to 4 KiB (several times faster than wsproto's masker there), wsproto's four strided
+  ``translate`` passes above (as fast as anything pure Python gets). Numbers:
+  ``tests/transports/bench_driver.py``.
 - ``Masker``: a drop-in replacement for wsproto's ``XorMaskerSimple`` (``process()``
   keeps the key rotation across partial payloads), plugged into wsproto's frame
   decoder by ``core.connection``.
@@ -20,7 +22,12 @@ from __future__ import annotations
 
 from typing import Any
 
+from wsproto.frame_protocol import _XOR_TABLE  # 256 tables of 256 bytes, shared
+
 __all__ = ["apply_mask", "py_apply_mask", "Masker", "SPEEDUPS"]
+
+
+_INT_XOR_MAX = 4096
 
 
 def py_apply_mask(data: bytes | bytearray | memoryview, mask: bytes) -> bytes:
@@ -28,10 +35,18 @@ def py_apply_mask(data: bytes | bytearray | memoryview, mask: bytes) -> bytes:
     n = len(data)
     if not n:
         return b""
-    # One integer XOR over the whole payload: int.from_bytes/to_bytes and ^ are each a
-    # single pass in C, far cheaper than per-byte work in Python.
-    key = int.from_bytes((bytes(mask) * ((n >> 2) + 1))[:n], "big")
-    return (int.from_bytes(data, "big") ^ key).to_bytes(n, "big")
+    if n <= _INT_XOR_MAX:
+        # One integer XOR over the whole payload: from_bytes, ^ and to_bytes each run
+        # as one loop in C (little-endian is their faster direction). Cheapest for
+        # small payloads, where wsproto's four slicing passes cost more.
+        key = int.from_bytes((bytes(mask) * ((n >> 2) + 1))[:n], "little")
+        return (int.from_bytes(data, "little") ^ key).to_bytes(n, "little")
+    # Large payloads: integer conversion stops paying off (cache misses on huge ints);
+    # XOR every fourth byte through a translation table, as wsproto does.
+    out = bytearray(data)
+    for i in range(4):
+        out[i::4] = out[i::4].translate(_XOR_TABLE[mask[i]])
+    return bytes(out)
 
 
 _c_apply_mask: Any

@@ -71,7 +71,10 @@ class WebSocket(asyncio.Protocol):
         self._low_queue = max(self._max_queue // 4, 1) if server.max_queue else 0
         self._recv_waiter: asyncio.Future[Any] | None = None
         self._queue_full = False  # reading paused by the message queue
-        self._deciding = False  # reading paused while the handshake is decided
+        self._deciding = False  # reading paused: bytes came while the handshake is decided
+        # The 101 waits for the handler's first message (or the end of this loop
+        # iteration): both leave in one segment, with one send() system call.
+        self._cork: list[bytes] | None = None
         self._reading = True
         self._write_paused = False
         self._drain_waiters: list[asyncio.Future[None]] = []
@@ -110,7 +113,10 @@ class WebSocket(asyncio.Protocol):
         events = conn.receive_data(data)
         out = conn.data_to_send()
         if out:
-            self.transport.write(out)
+            if self._cork is None:
+                self.transport.write(out)
+            else:
+                self._cork.append(out)
         for event in events:
             if type(event) is Message:
                 waiter = self._recv_waiter
@@ -124,6 +130,10 @@ class WebSocket(asyncio.Protocol):
                         self._update_reading()
             else:
                 self._event(event)
+        if conn.state is DECIDING and not events and not self._deciding:
+            # Bytes ahead of our answer (the driver keeps them): read no more till then.
+            self._deciding = True
+            self._update_reading()
 
     def eof_received(self) -> bool | None:
         for event in self.conn.receive_eof():
@@ -155,8 +165,6 @@ class WebSocket(asyncio.Protocol):
         if kind is Message:
             self._messages.append(event.data)
         elif kind is RequestReceived:
-            self._deciding = True
-            self._update_reading()
             self.request = event.request
             self._task = self._loop.create_task(self._run(event.request))
             self._server._tasks.add(self._task)
@@ -184,17 +192,27 @@ class WebSocket(asyncio.Protocol):
         self._end_tcp()
 
     def _end_tcp(self) -> None:
-        """RFC 6455 7.1.1: the server closes TCP first, then waits for the client's EOF."""
+        """RFC 6455 7.1.1: the server closes TCP first.
+
+        After a completed closing handshake the peer has nothing more to send: close.
+        Otherwise (an error, an HTTP answer) half-close and read until the peer's EOF,
+        so that bytes still in flight from it do not make our kernel answer with a
+        reset, which could destroy our last frame or response before it is read."""
         if self._ending:
             return
         self._ending = True
+        self._uncork()
         transport = self.transport
         if transport.is_closing():
             return
         for timer in (self._ping_timer, self._pong_timer):
             if timer is not None:
                 timer.cancel()
-        if transport.can_write_eof():
+        if self.conn.close_received is not None and self.conn.close_sent is not None:
+            transport.close()
+            if transport.get_write_buffer_size():
+                self._arm_close_timer()  # in case the peer does not read what is left
+        elif transport.can_write_eof():
             try:
                 transport.write_eof()
             except (OSError, RuntimeError):
@@ -222,6 +240,20 @@ class WebSocket(asyncio.Protocol):
             self.transport.resume_reading()
         else:
             self.transport.pause_reading()
+
+    def _write(self, data: bytes) -> None:
+        if data:
+            if self._cork is None:
+                self.transport.write(data)
+            else:
+                self._cork.append(data)
+
+    def _uncork(self) -> None:
+        cork = self._cork
+        if cork is not None:
+            self._cork = None
+            if not self.transport.is_closing():
+                self.transport.write(cork[0] if len(cork) == 1 else b"".join(cork))
 
     def _wake_writers(self) -> None:
         waiters, self._drain_waiters = self._drain_waiters, []
@@ -252,7 +284,7 @@ class WebSocket(asyncio.Protocol):
             return
         server = self._server
         payload = os.urandom(4)
-        self.transport.write(self.conn.send_ping(payload))
+        self._write(self.conn.send_ping(payload))
         if server.ping_timeout is not None:
             self._pong_timer = self._loop.call_later(server.ping_timeout, self._ping_timed_out)
         elif server.ping_interval is not None:
@@ -261,7 +293,7 @@ class WebSocket(asyncio.Protocol):
     def _ping_timed_out(self) -> None:
         self._pong_timer = None
         if self.conn.state is OPEN:
-            self.transport.write(self.conn.close(1011, "keepalive ping timeout"))
+            self._write(self.conn.close(1011, "keepalive ping timeout"))
             self._arm_close_timer()
 
     def _pong(self, payload: bytes) -> None:
@@ -299,14 +331,18 @@ class WebSocket(asyncio.Protocol):
             self._open_timer.cancel()
             self._open_timer = None
         out = conn.data_to_send()
-        if out:
-            self.transport.write(out)
         state = conn.state
+        if state is OPEN:
+            self._cork = [out]
+            self._loop.call_soon(self._uncork)
+        else:
+            self._write(out)
         if state is not CLOSED:
             self.path = conn.path
             self.subprotocol = conn.subprotocol
-        self._deciding = False
-        self._update_reading()
+        if self._deciding:
+            self._deciding = False
+            self._update_reading()
         for event in events:
             self.data_event(event)
         if conn.state is CLOSING:  # a Close decision (or the peer's bytes closed it)
@@ -318,7 +354,7 @@ class WebSocket(asyncio.Protocol):
             return
         if conn.state is not OPEN or server._closing:
             if server._closing and conn.state is OPEN:
-                self.transport.write(conn.close(1001))
+                self._write(conn.close(1001))
                 self._arm_close_timer()
             return
         interval = server.ping_interval
@@ -344,7 +380,7 @@ class WebSocket(asyncio.Protocol):
             )
         finally:
             if conn.state is OPEN and not self.transport.is_closing():
-                self.transport.write(conn.close(code))
+                self._write(conn.close(code))
                 self._arm_close_timer()
 
     def data_event(self, event: Any) -> None:
@@ -397,7 +433,11 @@ class WebSocket(asyncio.Protocol):
             data = self.conn.send_text(message)
         else:
             data = self.conn.send(message)
-        self.transport.write(data)
+        if self._cork is None:
+            self.transport.write(data)
+        else:  # the handler's first message: it leaves with the 101
+            self._cork.append(data)
+            self._uncork()
         if self._write_paused:
             await self._drain()
 
@@ -413,7 +453,7 @@ class WebSocket(asyncio.Protocol):
         """Start the closing handshake and wait for it to end (or ``close_timeout``)."""
         conn = self.conn
         if conn.state is OPEN:
-            self.transport.write(conn.close(code, reason))
+            self._write(conn.close(code, reason))
             self._arm_close_timer()
             self._queue_full = False  # the peer's close frame must get through
             self._update_reading()
@@ -435,14 +475,14 @@ class WebSocket(asyncio.Protocol):
             data = bytes(data)
         if data in self._pings:
             raise RuntimeError("a ping with this payload is already waiting for its pong")
-        self.transport.write(self.conn.send_ping(data))
+        self._write(self.conn.send_ping(data))
         future: asyncio.Future[float] = self._loop.create_future()
         self._pings[data] = (future, self._loop.time())
         return future
 
     async def pong(self, data: str | bytes = b"") -> None:
         """Send an unsolicited pong."""
-        self.transport.write(self.conn.send_pong(data.encode() if isinstance(data, str) else data))
+        self._write(self.conn.send_pong(data.encode() if isinstance(data, str) else data))
 
     @property
     def close_code(self) -> int | None:
@@ -591,7 +631,7 @@ class Server:
             if conn is None:
                 continue
             if conn.state is OPEN:
-                ws.transport.write(conn.close(1001))
+                ws._write(conn.close(1001))
                 ws._arm_close_timer()
                 ws._queue_full = False
                 ws._update_reading()

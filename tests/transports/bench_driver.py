@@ -1,0 +1,132 @@
+"""Per-message cost of the connection driver, in one process, no sockets.
+
+    .venv/bin/python tests/transports/bench_driver.py
+
+One round = receive one masked client frame (bytes in), get the message, produce the
+echo frame (bytes out), as the issue's "Known cost to beat" measures it. Compared:
+
+- wsproto 1.3.2 ``Connection`` as is (pure-Python ``XorMaskerSimple``);
+- wsproto ``FrameProtocol`` with our ``Masker`` plugged into its decoder (the driver's
+  slow path), with the C speedup and with the pure-Python int-XOR fallback;
+- our driver (fast path), with the C speedup and with the pure-Python fallback;
+- websockets 17.4 sans-IO ``Protocol`` (C unmasking) for reference.
+
+Not collected by pytest (no ``test_`` prefix). Timings are the best of 5 repeats.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+import timeit
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
+
+from websockets.frames import Opcode as WsOpcode  # noqa: E402
+from websockets.protocol import OPEN, SERVER, Protocol  # noqa: E402
+from wsproto import Connection, ConnectionType  # noqa: E402
+from wsproto.events import BytesMessage, TextMessage  # noqa: E402
+
+import websockets_routes.core.connection as driver  # noqa: E402
+from tests.transports.helpers import frame, handshake  # noqa: E402
+from websockets_routes.core import Router  # noqa: E402
+from websockets_routes.core.masking import apply_mask, py_apply_mask  # noqa: E402
+
+router = Router()
+
+
+@router.route("/echo")
+async def echo(ws, path):  # pragma: no cover
+    pass
+
+
+def opened(cls: type[driver.ServerConnection] = driver.ServerConnection) -> driver.ServerConnection:
+    conn = cls(compression=None)
+    (event,) = conn.receive_data(handshake())
+    conn.carry_out(router.decide(event.request))
+    conn.data_to_send()
+    return conn
+
+
+class SlowOnly(driver.ServerConnection):
+    """Every frame through wsproto's FrameProtocol (with our Masker)."""
+
+    __slots__ = ()
+
+    def _receive_frames(self, data: bytes) -> list:
+        events: list = []
+        self._slow(data, events)
+        return events
+
+
+def per_round(fn, n: int) -> float:
+    return min(timeit.repeat(fn, number=n, repeat=5)) / n * 1e6
+
+
+def rounds(data: bytes, text: bool) -> dict[str, float]:
+    n = 20000 if len(data) < 1000 else 1000
+    results = {}
+
+    conn = Connection(ConnectionType.SERVER)
+
+    def wsproto_round() -> None:
+        conn.receive_data(data)
+        for event in conn.events():
+            cls = TextMessage if text else BytesMessage
+            conn.send(cls(data=event.data))
+
+    results["wsproto Connection (its masker)"] = per_round(wsproto_round, n)
+
+    for label, mask in (("C", apply_mask), ("pure Python", py_apply_mask)):
+        driver.apply_mask = mask  # what both paths call
+        import websockets_routes.core.masking as masking
+
+        saved = masking.apply_mask
+        masking.apply_mask = mask
+        try:
+            slow = opened(SlowOnly)
+            fast = opened()
+
+            def slow_round(conn: driver.ServerConnection = slow) -> None:
+                for event in conn.receive_data(data):
+                    conn.send(event.data)
+
+            def fast_round(conn: driver.ServerConnection = fast) -> None:
+                for event in conn.receive_data(data):
+                    conn.send(event.data)
+
+            results[f"wsproto FrameProtocol + our Masker ({label})"] = per_round(slow_round, n)
+            results[f"our driver, fast path ({label})"] = per_round(fast_round, n)
+        finally:
+            masking.apply_mask = saved
+            driver.apply_mask = saved
+
+    proto = Protocol(SERVER, state=OPEN, max_size=2**20)
+
+    def websockets_round() -> None:
+        proto.receive_data(data)
+        for event in proto.events_received():
+            if event.opcode is WsOpcode.TEXT:
+                proto.send_text(event.data)
+            else:
+                proto.send_binary(event.data)
+        proto.data_to_send()
+
+    results["websockets 17.4 Protocol (C)"] = per_round(websockets_round, n)
+    return results
+
+
+def main() -> None:
+    cases = [
+        ("32 B text", frame(0x1, b"x" * 32), True),
+        ("64 KiB binary", frame(0x2, os.urandom(65536)), False),
+    ]
+    for name, data, text in cases:
+        print(f"\n{name}: µs per receive-and-echo round (best of 5)")
+        for label, value in rounds(data, text).items():
+            print(f"  {label:48s} {value:8.2f}")
+
+
+if __name__ == "__main__":
+    main()
