@@ -54,8 +54,41 @@ def _route_name(path: Any) -> str:
     return str(getattr(path, "name", None) or getattr(path, "template", None) or path)
 
 
+_NO_MESSAGES: deque[Any] = deque(maxlen=0)  # shared until a message waits: memory
+
+
 class WebSocket(asyncio.Protocol):
     """One server connection: the asyncio protocol and the handler's ``ws`` object."""
+
+    __slots__ = (
+        "_server",
+        "_loop",
+        "transport",
+        "conn",
+        "remote_address",
+        "request",
+        "path",
+        "subprotocol",
+        "_messages",
+        "_max_queue",
+        "_low_queue",
+        "_recv_waiter",
+        "_queue_full",
+        "_deciding",
+        "_cork",
+        "_reading",
+        "_write_paused",
+        "_drain_waiters",
+        "_done",
+        "_task",
+        "_pings",
+        "_open_timer",
+        "_ping_timer",
+        "_pong_timer",
+        "_close_timer",
+        "_ending",
+        "__weakref__",
+    )
 
     def __init__(self, server: Server) -> None:
         self._server = server
@@ -66,7 +99,7 @@ class WebSocket(asyncio.Protocol):
         self.request: Request | None = None
         self.path: RoutedPath | None = None
         self.subprotocol: str | None = None
-        self._messages: deque[str | bytes] = deque()
+        self._messages: deque[str | bytes] = _NO_MESSAGES
         self._max_queue = server.max_queue if server.max_queue else 1 << 62
         self._low_queue = max(self._max_queue // 4, 1) if server.max_queue else 0
         self._recv_waiter: asyncio.Future[Any] | None = None
@@ -124,6 +157,8 @@ class WebSocket(asyncio.Protocol):
                     waiter.set_result(event.data)
                 elif conn.state is not CLOSING:  # after our close, nobody reads
                     messages = self._messages
+                    if messages is _NO_MESSAGES:
+                        messages = self._messages = deque()
                     messages.append(event.data)
                     if len(messages) >= self._max_queue and not self._queue_full:
                         self._queue_full = True
@@ -163,6 +198,8 @@ class WebSocket(asyncio.Protocol):
     def _event(self, event: Any) -> None:
         kind = type(event)
         if kind is Message:
+            if self._messages is _NO_MESSAGES:
+                self._messages = deque()
             self._messages.append(event.data)
         elif kind is RequestReceived:
             self.request = event.request
@@ -317,15 +354,44 @@ class WebSocket(asyncio.Protocol):
     # The handler's task
 
     async def _run(self, request: Request) -> None:
-        conn = self.conn
-        server = self._server
         try:
-            decision = await server.router.resolve(request)
+            decision = await self._server.router.resolve(request)
         except asyncio.CancelledError:  # open_timeout or shutdown during a slow hook
             self.transport.abort()
             raise
-        if conn.state is not DECIDING:  # the peer left, or a timeout fired
+        path = self._answer(decision)
+        if path is None:
             return
+        # Nothing of the handshake stays referenced while the handler runs.
+        del decision, request
+        code = 1000
+        try:
+            await path.route.handle(self, path)
+        except ConnectionClosed:
+            pass  # the connection ended under the handler: nothing to report
+        except asyncio.CancelledError:
+            code = 1001  # server shutdown
+            raise
+        except Exception:
+            code = 1011
+            logger.error(
+                "handler of route %s failed for peer %s",
+                _route_name(path),
+                _peer(self.remote_address),
+                exc_info=True,
+            )
+        finally:
+            conn = self.conn
+            if conn.state is OPEN and not self.transport.is_closing():
+                self._write(conn.close(code))
+                self._arm_close_timer()
+
+    def _answer(self, decision: Any) -> RoutedPath | None:
+        """Carry out the decision; the path if a handler is to run."""
+        conn = self.conn
+        server = self._server
+        if conn.state is not DECIDING:  # the peer left, or a timeout fired
+            return None
         events = conn.carry_out(decision)
         if self._open_timer is not None:
             self._open_timer.cancel()
@@ -351,37 +417,17 @@ class WebSocket(asyncio.Protocol):
             # Closed came from carry_out (an HTTP answer): _event() did not see it.
             if not self._ending:
                 self._closed()
-            return
-        if conn.state is not OPEN or server._closing:
-            if server._closing and conn.state is OPEN:
-                self._write(conn.close(1001))
-                self._arm_close_timer()
-            return
+            return None
+        if conn.state is not OPEN:
+            return None
+        if server._closing:
+            self._write(conn.close(1001))
+            self._arm_close_timer()
+            return None
         interval = server.ping_interval
         if interval is not None:
             self._ping_timer = self._loop.call_later(interval, self._keepalive)
-        path = self.path
-        assert path is not None
-        code = 1000
-        try:
-            await path.route.handle(self, path)
-        except ConnectionClosed:
-            pass  # the connection ended under the handler: nothing to report
-        except asyncio.CancelledError:
-            code = 1001  # server shutdown
-            raise
-        except Exception:
-            code = 1011
-            logger.error(
-                "handler of route %s failed for peer %s",
-                _route_name(path),
-                _peer(self.remote_address),
-                exc_info=True,
-            )
-        finally:
-            if conn.state is OPEN and not self.transport.is_closing():
-                self._write(conn.close(code))
-                self._arm_close_timer()
+        return self.path
 
     def data_event(self, event: Any) -> None:
         """Dispatch one event (also used for events returned by carry_out)."""
@@ -414,7 +460,9 @@ class WebSocket(asyncio.Protocol):
             return await waiter
         except asyncio.CancelledError:
             if waiter.done() and not waiter.cancelled() and waiter.exception() is None:
-                messages.appendleft(waiter.result())  # don't lose it to the cancellation
+                if self._messages is _NO_MESSAGES:
+                    self._messages = deque()
+                self._messages.appendleft(waiter.result())  # don't lose it to the cancellation
             raise
         finally:
             self._recv_waiter = None
