@@ -358,9 +358,10 @@ def test_fragmented_message_over_max_size_closes_1009_as_it_grows():
 
 
 def test_max_size_none_is_unlimited():
-    conn, _ = opened(max_size=None)
+    conn, _ = opened(extra=[("Sec-WebSocket-Extensions", "permessage-deflate")], max_size=None)
     payload = b"z" * (2**20 + 1)
     assert feed(conn, binary(payload)) == [Message(payload)]
+    assert feed(conn, frame(0x2, deflate(payload), rsv=0b100)) == [Message(payload)]
 
 
 def test_deflate_bomb_is_cut_as_it_inflates():

@@ -272,9 +272,10 @@ class _Deflate(Extension):
         return _RSV1
 
     def _inflate(self, data: bytes) -> bytes | CloseReason:
+        # Ask for one byte more than the message may still grow: getting it means too big.
         budget = self.max_size - self._inflated
         try:
-            out = self._decompressor.decompress(data, budget + 1)
+            out = self._decompressor.decompress(data, budget + 1 if budget < _NO_LIMIT // 2 else 0)
         except zlib.error:
             return CloseReason.INVALID_FRAME_PAYLOAD_DATA
         self._inflated += len(out)
