@@ -75,6 +75,7 @@ CLOSED = 4  # the connection is CLOSED: wake everyone, end TCP
 PAUSE = 8  # max_queue messages wait: stop reading until take() says resume
 
 _OPEN = State.OPEN
+_CLOSING = State.CLOSING
 _CLOSED = State.CLOSED
 
 # A marker for the keepalive ping in the table of pings waiting for their pong.
@@ -235,18 +236,27 @@ class Session:
 
     def receive_data(self, data: bytes) -> int:
         """Feed bytes read from the network; return the flags to act on."""
-        return self.dispatch(self.conn.receive_data(data))
+        conn = self.conn
+        if conn.state is _CLOSING:
+            return self.dispatch(conn.receive_data(data), closing=True)
+        return self.dispatch(conn.receive_data(data))
 
     def receive_eof(self) -> int:
         """The peer closed TCP, or the transport aborted it (a timeout)."""
         return self.dispatch(self.conn.receive_eof())
 
-    def dispatch(self, events: list[Event]) -> int:
-        """Apply the driver's events (e.g. those ``carry_out()`` returned)."""
+    def dispatch(self, events: list[Event], closing: bool = False) -> int:
+        """Apply the driver's events (e.g. those ``carry_out()`` returned).
+
+        ``closing``: the events came after our close frame went out; their messages
+        are dropped, as nobody reads any more (``recv()`` raises once we closed).
+        """
         flags = 0
         for event in events:
             kind = type(event)
             if kind is Message:
+                if closing:
+                    continue
                 self.messages.append(event[0])
                 flags |= MESSAGES
             elif kind is Pong:
@@ -274,6 +284,11 @@ class Session:
             self.paused = False
             return message, True
         return message, False
+
+    def can_recv(self) -> bool:
+        """False once ``recv()`` should raise ``closed_error()`` (queue drained and
+        the connection closed, or closing because we sent a close frame)."""
+        return bool(self.messages) or not (self.closed or self.conn.state is _CLOSING)
 
     def closed_error(self) -> ConnectionClosed:
         """What send/recv/ping raise once the connection is over (or closing)."""
@@ -360,7 +375,7 @@ class Session:
                     peer_name(self.conn.remote_address),
                     self.ping_timeout,
                 )
-                return self.conn.close(1011, "keepalive ping timeout")
+                return self.close(1011, "keepalive ping timeout")
             return b""
         next_ping = self._next_ping
         if next_ping is None or now < next_ping:
@@ -377,11 +392,22 @@ class Session:
 
     # Closing policy
 
+    def close(self, code: int = 1000, reason: str = "") -> bytes:
+        """Start the closing handshake: the close frame to write (b"" unless OPEN).
+
+        Reading resumes if ``max_queue`` had paused it (check ``paused``): the peer's
+        close frame must get through, and messages from now on are dropped.
+        """
+        frame = self.conn.close(code, reason)
+        if frame:
+            self.paused = False
+        return frame
+
     def handler_returned(self) -> bytes:
         """The handler returned: close with 1000 (b"" if already closing)."""
         if self.conn.state is not _OPEN:
             return b""
-        return self.conn.close(1000)
+        return self.close(1000)
 
     def handler_failed(self, exc: BaseException) -> bytes:
         """The handler raised ``exc``: log it with route and peer, close with 1011.
@@ -403,10 +429,10 @@ class Session:
         )
         if self.conn.state is not _OPEN:
             return b""
-        return self.conn.close(1011)
+        return self.close(1011)
 
     def shutdown(self) -> bytes:
         """The server is shutting down: close with 1001 (going away)."""
         if self.conn.state is not _OPEN:
             return b""
-        return self.conn.close(1001)
+        return self.close(1001)

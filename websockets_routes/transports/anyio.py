@@ -41,12 +41,12 @@ wrapped in anyio TLS streams; the TLS handshake counts against ``open_timeout``.
 from __future__ import annotations
 
 import errno
+import heapq
 import logging
 import math
 import ssl as _ssl
 import sys
 from collections.abc import Callable, Generator
-from http import HTTPStatus
 from types import TracebackType
 from typing import Any
 
@@ -58,7 +58,7 @@ from anyio.streams.tls import TLSStream
 from ..core.connection import ServerConnection, State
 from ..core.errors import ConnectionClosedOK
 from ..core.events import Closed, RequestReceived
-from ..core.handshake import Accept, Request, Respond, respond
+from ..core.handshake import Accept, Request
 from ..core.paths import RoutedPath
 from ..core.session import (
     CLOSED,
@@ -91,6 +91,31 @@ _ACCEPT_RETRY = {errno.EMFILE, errno.ENFILE, errno.ENOMEM, errno.ENOBUFS}
 
 def _timeout(value: float | None) -> float:
     return math.inf if value is None else value
+
+
+def _asyncio_socket(stream: Any) -> tuple[Any, Any] | None:
+    """``(transport, protocol)`` of anyio's asyncio ``SocketStream``, else None.
+
+    anyio's ``send()`` ends every write with a checkpoint (a whole event-loop pass
+    per message) and its ``receive()`` resumes then pauses the transport around
+    every read (two epoll_ctl calls per message); on asyncio that is half of the
+    cost of an echo. For that one stream type (plain TCP on asyncio or uvloop) the
+    connection reads and writes through the same transport and protocol anyio
+    uses, with anyio's own buffers, events and back-pressure. Anything else
+    (trio, TLS, memory streams) and any anyio whose internals differ use the
+    public stream API.
+    """
+    cls = type(stream)
+    if cls.__name__ != "SocketStream" or cls.__module__ != "anyio._backends._asyncio":
+        return None
+    transport = getattr(stream, "_transport", None)
+    protocol = getattr(stream, "_protocol", None)
+    needed = ("read_queue", "read_event", "write_event", "exception", "is_at_eof")
+    if transport is None or not all(hasattr(protocol, name) for name in needed):
+        return None
+    if not all(hasattr(transport, name) for name in ("write", "resume_reading", "is_closing")):
+        return None
+    return transport, protocol
 
 
 class _PongWaiter:
@@ -150,8 +175,12 @@ class Connection:
         *,
         tcp: anyio.abc.ByteStream | None = None,
         local_address: Any = None,
+        event_class: Any = None,
     ) -> None:
         conn = session.conn
+        # anyio's Event class for this backend: created directly, it skips the
+        # backend lookup anyio.Event() makes each time.
+        self._event = event = event_class or type(anyio.Event())
         self._stream = stream
         # The stream under TLS: half-closing it ends TCP after what we wrote.
         self._tcp = tcp if tcp is not None else stream
@@ -169,9 +198,11 @@ class Connection:
         self._flushed: anyio.Event | None = None
         self._recv_waiter: anyio.Event | None = None
         self._resume: anyio.Event | None = None
-        self._closed = anyio.Event()  # the driver reported Closed
-        self._done = anyio.Event()  # TCP is over: the reader has finished
+        self._closed = event()  # the driver reported Closed
+        self._done = event()  # TCP is over: the reader has finished
         self._aborted = False
+        self._fast = _asyncio_socket(stream)
+        self._timer_at: float | None = None  # its entry in the server's keepalive timers
 
     def __repr__(self) -> str:
         return (
@@ -203,11 +234,11 @@ class Connection:
                 if resume and self._resume is not None:
                     self._resume.set()
                 return message
-            if session.closed:
+            if not session.can_recv():
                 raise session.closed_error()
             if self._recv_waiter is not None:
                 raise RuntimeError("recv() is already waiting for a message in another task")
-            waiter = self._recv_waiter = anyio.Event()
+            waiter = self._recv_waiter = self._event()
             try:
                 await waiter.wait()
             finally:
@@ -251,9 +282,9 @@ class Connection:
     async def close(self, code: int = 1000, reason: str = "") -> None:
         """Close with ``code``/``reason`` and wait (up to ``close_timeout``) for the
         closing handshake; does nothing more if the connection is already closing."""
-        frame = self._conn.close(code, reason)
+        frame = self._session.close(code, reason)
         if frame:
-            await self._write(frame)
+            await self._write_close(frame)
         await self._wait_closed()
 
     async def wait_closed(self) -> None:
@@ -274,19 +305,20 @@ class Connection:
                 self._pending.append(data)
             flushed = self._flushed
             if flushed is None:
-                flushed = self._flushed = anyio.Event()
+                flushed = self._flushed = self._event()
             await flushed.wait()
             return
         if not data or self._aborted:
             return
         self._writing = True
         try:
-            await self._stream.send(data)
+            send = self._stream.send if self._fast is None else self._fast_send
+            await send(data)
             pending = self._pending
             while pending:
                 chunk = b"".join(pending)
                 pending.clear()
-                await self._stream.send(chunk)
+                await send(chunk)
         except _STREAM_ERRORS:
             await self._abort()
         except BaseException:
@@ -301,6 +333,26 @@ class Connection:
                 self._flushed = None
                 flushed.set()
 
+    async def _write_close(self, frame: bytes) -> None:
+        """Write a close frame from the session; wake what our close changes."""
+        if self._resume is not None and not self._session.paused:
+            self._resume.set()  # the peer's close must be read, even with a full queue
+        if self._recv_waiter is not None:
+            self._recv_waiter.set()  # recv() raises from now on
+        await self._write(frame)
+
+    async def _fast_send(self, data: bytes) -> None:
+        """anyio's SocketStream.send on asyncio, without its trailing checkpoint."""
+        transport, protocol = self._fast  # type: ignore[misc]
+        if transport.is_closing() or protocol.exception is not None:
+            raise anyio.BrokenResourceError
+        transport.write(data)
+        write_event = protocol.write_event  # replaced by pause_writing()
+        if not write_event.is_set():
+            await write_event.wait()
+            if transport.is_closing() or protocol.exception is not None:
+                raise anyio.BrokenResourceError
+
     async def _abort(self) -> None:
         """End the connection at once (1006 unless a close frame was sent): a timeout,
         or the stream failed. Closing the stream wakes the reader."""
@@ -308,7 +360,7 @@ class Connection:
         self._pending.clear()
         if not self._session.closed:
             self._apply(self._session.receive_eof())
-        await anyio.aclose_forcefully(self._stream)
+        await _close_stream(self._stream)
 
     # Internals: what the network says
 
@@ -323,7 +375,7 @@ class Connection:
             for waiter, sent in session.take_acked():
                 waiter._set(now - sent)
         if flags & PAUSE:
-            self._resume = anyio.Event()
+            self._resume = self._event()
         if flags & CLOSED:
             error = session.closed_error()
             for waiter in session.take_pings():
@@ -340,6 +392,8 @@ class Connection:
         conn = self._conn
         stream = self._stream
         try:
+            if self._fast is not None:
+                await self._fast_read_loop()
             while not session.closed:
                 if session.paused:
                     resume = self._resume
@@ -361,6 +415,38 @@ class Connection:
         finally:
             self._done.set()
 
+    async def _fast_read_loop(self) -> None:
+        """The loop above, reading anyio's asyncio read queue directly: the transport
+        keeps reading (no pause/resume per message) until max_queue pauses it."""
+        session = self._session
+        conn = self._conn
+        transport, protocol = self._fast  # type: ignore[misc]
+        queue = protocol.read_queue
+        while not session.closed:
+            if session.paused:
+                transport.pause_reading()
+                resume = self._resume
+                if resume is not None:
+                    await resume.wait()
+                continue
+            if queue:
+                data = queue.popleft() if len(queue) == 1 else b"".join(queue)
+                queue.clear()
+                flags = session.receive_data(data)
+            elif protocol.is_at_eof or protocol.exception is not None or transport.is_closing():
+                flags = session.receive_eof()
+            else:
+                read_event = protocol.read_event
+                read_event.clear()
+                transport.resume_reading()
+                await read_event.wait()
+                continue
+            out = conn.data_to_send()
+            if flags:
+                self._apply(flags)
+            if out:
+                await self._write(out)
+
     async def _finish_tcp(self) -> None:
         """RFC 6455 7.1.1: the server ends TCP first. Half-close, so that what we
         wrote still arrives, read until the peer's EOF (or close_timeout), close."""
@@ -380,31 +466,97 @@ class Connection:
 
     async def _wait_closed(self) -> None:
         """Wait for the closing handshake; abort TCP after ``close_timeout``."""
+        if self._session.closed:
+            return
         with anyio.move_on_after(_timeout(self._options.close_timeout)):
             await self._closed.wait()
         if not self._session.closed:
             await self._abort()
 
-    async def _keepalive_loop(self) -> None:
-        session = self._session
-        while True:
-            deadline = session.keepalive_deadline()
-            if deadline is None:
-                return
-            await anyio.sleep_until(deadline)
-            out = session.keepalive(anyio.current_time())
-            if out:
-                closing = self._conn.state is not _OPEN  # it was the 1011 close
-                await self._write(out)
-                if closing:
-                    await self._wait_closed()
-                    return
+    async def _keepalive_write(self, frame: bytes) -> None:
+        """Write what ``Session.keepalive()`` gave: a ping, or the 1011 close."""
+        if self._conn.state is _OPEN:
+            await self._write(frame)
+        else:
+            await self._write_close(frame)
+            await self._wait_closed()
 
     async def _going_away(self) -> None:
         """The server shuts down: close with 1001."""
         frame = self._session.shutdown()
         if frame:
-            await self._write(frame)
+            await self._write_close(frame)
+
+
+async def _close_stream(stream: anyio.abc.AsyncResource) -> None:
+    """Close a stream at once. anyio's streams release the socket before their
+    closing checkpoint, so a cancellation cannot leak it; unlike
+    ``aclose_forcefully`` this makes no cancel scope (a per-connection cost)."""
+    try:
+        await stream.aclose()
+    except Exception:
+        pass
+
+
+class _Timers:
+    """The keepalive deadlines of a server's connections, served by one task.
+
+    A heap of ``(deadline, seq, connection)``, instead of a sleeping task per
+    connection: an idle connection costs a heap entry. An entry is current while
+    ``connection._timer_at`` equals its deadline; stale ones are dropped when they
+    come up, or swept when they are most of the heap.
+    """
+
+    def __init__(self, clock: Callable[[], float], event_class: Any) -> None:
+        self._heap: list[tuple[float, int, Connection]] = []
+        self._seq = 0
+        self._stale = 0
+        self._clock = clock
+        self._event_class = event_class
+        self._wake: Any = None
+        self._sleeping_until = math.inf
+
+    def schedule(self, ws: Connection) -> None:
+        """(Re)arm ``ws``'s timer at ``Session.keepalive_deadline()``, if any."""
+        self.cancel(ws)
+        deadline = ws._session.keepalive_deadline()
+        if deadline is None:
+            return
+        ws._timer_at = deadline
+        self._seq += 1
+        heapq.heappush(self._heap, (deadline, self._seq, ws))
+        if deadline < self._sleeping_until and self._wake is not None:
+            self._wake.set()
+
+    def cancel(self, ws: Connection) -> None:
+        if ws._timer_at is None:
+            return
+        ws._timer_at = None
+        self._stale += 1
+        heap = self._heap
+        if self._stale > 64 and self._stale * 2 > len(heap):
+            heap[:] = [entry for entry in heap if entry[2]._timer_at == entry[0]]
+            heapq.heapify(heap)
+            self._stale = 0
+
+    async def run(self, spawn: Callable[..., Any]) -> None:
+        heap = self._heap
+        while True:
+            now = self._clock()
+            while heap and heap[0][0] <= now:
+                deadline, _, ws = heapq.heappop(heap)
+                if ws._timer_at != deadline:
+                    self._stale = max(0, self._stale - 1)
+                    continue
+                ws._timer_at = None
+                frame = ws._session.keepalive(now)
+                if frame:
+                    spawn(ws._keepalive_write, frame)
+                self.schedule(ws)
+            self._sleeping_until = heap[0][0] if heap else math.inf
+            self._wake = wake = self._event_class()
+            with anyio.move_on_after(self._sleeping_until - now):
+                await wake.wait()
 
 
 class Server:
@@ -437,6 +589,8 @@ class Server:
         self.listeners: list[anyio.abc.SocketListener] = []
         self._bound_port: int | None = None
         self.connections: set[Connection] = set()
+        # Connections still in their opening handshake, with their stream.
+        self._handshaking: dict[ServerConnection, anyio.abc.ByteStream] = {}
         self._tg: anyio.abc.TaskGroup | None = None
         self._conn_tg: anyio.abc.TaskGroup | None = None
         self._accept_scopes: list[anyio.CancelScope] = []
@@ -445,6 +599,8 @@ class Server:
         self._idle: anyio.Event | None = None
         self._stop: anyio.Event | None = None
         self._closed: anyio.Event | None = None
+        self._event_class: Any = None
+        self._timers: _Timers | None = None
 
     def __repr__(self) -> str:
         where = f"{self.host}:{self.port}" if self.listeners else "not listening"
@@ -469,9 +625,11 @@ class Server:
     async def __aenter__(self) -> Server:
         if self._tg is not None:
             raise RuntimeError("this server was already started")
-        self._idle = anyio.Event()
-        self._stop = anyio.Event()
-        self._closed = anyio.Event()
+        event_class = self._event_class = type(anyio.Event())
+        self._idle = event_class()
+        self._stop = event_class()
+        self._closed = event_class()
+        self._timers = _Timers(anyio.current_time, event_class)
         if self._port is not None:
             multi = await anyio.create_tcp_listener(
                 local_host=self.host,
@@ -546,13 +704,16 @@ class Server:
                 self._conn_tg = tg
                 for listener in self.listeners:
                     tg.start_soon(self._accept_loop, listener)
+                if self.options.ping_interval is not None:
+                    assert self._timers is not None
+                    tg.start_soon(self._timers.run, tg.start_soon)
                 task_status.started()
                 await self._stop.wait()
                 tg.cancel_scope.cancel()
         finally:
             self._conn_tg = None
             for listener in self.listeners:
-                await anyio.aclose_forcefully(listener)
+                await _close_stream(listener)
             self._closed.set()
 
     async def _shutdown(self) -> None:
@@ -561,6 +722,11 @@ class Server:
         assert tg is not None
         for ws in list(self.connections):
             tg.start_soon(ws._going_away)
+        # As the asyncio transport: a request still being read is dropped; one being
+        # decided gets its answer, then 1001 right after a 101.
+        for conn, stream in list(self._handshaking.items()):
+            if conn.state is State.REQUEST:
+                tg.start_soon(_close_stream, stream)
         if self._active:
             with anyio.move_on_after(_timeout(self.options.close_timeout)):
                 await self._idle.wait()
@@ -589,7 +755,7 @@ class Server:
                 pass
             finally:
                 # Stop listening now, not when the last connection ends.
-                await anyio.aclose_forcefully(listener)
+                await _close_stream(listener)
 
     def start_stream(
         self,
@@ -612,42 +778,35 @@ class Server:
         """Serve one connection on ``stream`` until it ends (closing the stream)."""
         self._active += 1
         try:
+            # One look at the attributes: anyio builds their table on every call.
+            attributes = stream.extra_attributes
             if remote_address is None:
-                remote_address = stream.extra(SocketAttribute.remote_address, None)
-            await self._serve(stream, remote_address)
+                getter = attributes.get(SocketAttribute.remote_address)
+                remote_address = getter() if getter is not None else None
+            getter = attributes.get(SocketAttribute.local_address)
+            local_address = getter() if getter is not None else None
+            await self._serve(stream, remote_address, local_address)
         except Exception:
             logger.exception("connection from %s failed", peer_name(remote_address))
         finally:
             self._active -= 1
-            await anyio.aclose_forcefully(stream)
+            await _close_stream(stream)
             if self._active == 0 and self._closing and self._idle is not None:
                 self._idle.set()
             if done is not None:
                 done.set()
 
-    async def _serve(self, stream: anyio.abc.ByteStream, remote_address: Any) -> None:
+    async def _serve(
+        self, stream: anyio.abc.ByteStream, remote_address: Any, local_address: Any
+    ) -> None:
         options = self.options
         conn = options.connection(remote_address)
-        tcp = stream
-        request: Request | None = None
-        events: list[Any] = []
-        with anyio.move_on_after(_timeout(options.open_timeout)) as scope:
-            if options.ssl is not None:
-                tcp = _SerialSend(stream)
-                try:
-                    stream = await TLSStream.wrap(
-                        tcp, server_side=True, ssl_context=options.ssl, standard_compatible=False
-                    )
-                except (*_STREAM_ERRORS, _ssl.SSLError) as exc:
-                    logger.info("TLS handshake with %s failed: %s", peer_name(remote_address), exc)
-                    return
-            request = await _read_request(stream, conn, options)
-            if request is None:
-                return  # 400/431 answered, or the peer left
-            decision = await self.router.resolve(request)
-            if self._closing and not isinstance(decision, Respond):
-                decision = respond(HTTPStatus.SERVICE_UNAVAILABLE, "the server is shutting down")
-            events = conn.carry_out(decision)
+        self._handshaking[conn] = stream
+        try:
+            with anyio.move_on_after(_timeout(options.open_timeout)) as scope:
+                opened = await self._handshake(stream, conn)
+        finally:
+            del self._handshaking[conn]
         if scope.cancelled_caught:
             logger.info(
                 "opening handshake from %s not done within %ss",
@@ -655,7 +814,9 @@ class Server:
                 options.open_timeout,
             )
             return
-        assert request is not None
+        if opened is None:
+            return  # 400/431 answered, TLS failed, or the peer left
+        stream, tcp, request, decision, events = opened
         session = Session(conn, options, anyio.current_time())
         ws = Connection(
             stream,
@@ -663,9 +824,10 @@ class Server:
             request,
             options,
             tcp=tcp,
-            local_address=stream.extra(SocketAttribute.local_address, None),
+            local_address=local_address,
+            event_class=self._event_class,
         )
-        flags = session.dispatch(events)
+        flags = session.dispatch(events, closing=conn.state is State.CLOSING)
         out = conn.data_to_send()
         if flags:
             ws._apply(flags)
@@ -674,19 +836,46 @@ class Server:
             await ws._finish_tcp()
             return
         self.connections.add(ws)
+        timers = self._timers
+        assert timers is not None
         try:
+            timers.schedule(ws)
             async with anyio.create_task_group() as tg:
                 tg.start_soon(ws._read_loop)
-                if options.ping_interval is not None:
-                    tg.start_soon(ws._keepalive_loop)
                 if isinstance(decision, Accept) and conn.state is _OPEN:
-                    await self._run_handler(ws, session)
-                # A Close decision: the close frame is out; the same wait applies.
+                    if self._closing:
+                        await ws._going_away()  # accepted while shutting down
+                    else:
+                        await self._run_handler(ws, session)
+                # A Close decision: its close frame is out; the same wait applies.
                 await ws._wait_closed()
                 await ws._done.wait()
-                tg.cancel_scope.cancel()
         finally:
+            timers.cancel(ws)
             self.connections.discard(ws)
+
+    async def _handshake(self, stream: anyio.abc.ByteStream, conn: ServerConnection) -> Any:
+        """TLS, then the HTTP request, then the router's decision, carried out.
+
+        Returns ``(stream, tcp, request, decision, events)``, or None when the
+        connection ended (TLS failure, peer gone, malformed request answered).
+        """
+        tcp = stream
+        if self.options.ssl is not None:
+            tcp = _SerialSend(stream)
+            try:
+                stream = await TLSStream.wrap(
+                    tcp, server_side=True, ssl_context=self.options.ssl, standard_compatible=False
+                )
+            except (*_STREAM_ERRORS, _ssl.SSLError) as exc:
+                logger.info("TLS handshake with %s failed: %s", peer_name(conn.remote_address), exc)
+                return None
+        request = await _read_request(stream, conn, self.options)
+        if request is None:
+            return None
+        decision = await self.router.resolve(request)
+        events = conn.carry_out(decision)
+        return stream, tcp, request, decision, events
 
     async def _run_handler(self, ws: Connection, session: Session) -> None:
         path = ws.path
@@ -699,7 +888,7 @@ class Server:
         else:
             frame = session.handler_returned()
         if frame:
-            await ws._write(frame)
+            await ws._write_close(frame)
 
 
 async def _read_request(
