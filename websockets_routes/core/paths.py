@@ -6,15 +6,36 @@ import re
 from typing import Any
 from urllib.parse import unquote
 
-__all__ = ["RoutedPath", "split_target", "split_path", "decode_rest", "BadTarget"]
+__all__ = ["RoutedPath", "routed_path", "split_target", "split_path", "decode_rest", "BadTarget"]
 
 # RFC 3986 path and query characters (pchar / "/" / "?") plus "%" escapes; no "#".
-_TARGET_CHARS = re.compile(r"/[A-Za-z0-9\-._~!$&'()*+,;=:@/?%]*\Z")
-_BAD_ESCAPE = re.compile(r"%(?![0-9A-Fa-f]{2})")
+TARGET_CHARS = re.compile(r"/[A-Za-z0-9\-._~!$&'()*+,;=:@/?%]*")  # use with fullmatch()
+BAD_ESCAPE = re.compile(r"%(?![0-9A-Fa-f]{2})")
 
 
 class BadTarget(ValueError):
     """The request target cannot be routed: not origin-form, bad bytes or bad escapes."""
+
+
+class _Lazy:
+    """An attribute worked out on first read, then kept in the instance's ``__dict__``.
+
+    A RoutedPath is made for every routed request; most never read ``context`` or
+    ``query``, so they are not built up front. (A plain descriptor without the lock
+    that ``functools.cached_property`` takes on Python 3.11.)
+    """
+
+    __slots__ = ("compute", "name")
+
+    def __init__(self, compute: Any) -> None:
+        self.compute = compute
+        self.name = compute.__name__
+
+    def __get__(self, instance: Any, owner: Any = None) -> Any:
+        if instance is None:
+            return self
+        value = instance.__dict__[self.name] = self.compute(instance)
+        return value
 
 
 class RoutedPath(str):
@@ -30,11 +51,9 @@ class RoutedPath(str):
     """
 
     params: dict[str, str]
-    context: dict[str, Any]
     route: Any
     name: str | None
     template: str | None
-    query: str
 
     def __new__(
         cls,
@@ -46,15 +65,24 @@ class RoutedPath(str):
         template: str | None = None,
         context: dict[str, Any] | None = None,
     ) -> RoutedPath:
-        self = super().__new__(cls, target)
-        self.params = {} if params is None else params
-        self.context = {} if context is None else context
-        self.route = route
-        self.name = name
-        self.template = template
-        _, _, query = target.partition("?")
-        self.query = query
+        self = str.__new__(cls, target)
+        # Straight into __dict__: setattr on a str subclass costs twice as much.
+        attributes = self.__dict__
+        attributes["params"] = {} if params is None else params
+        attributes["route"] = route
+        attributes["name"] = name
+        attributes["template"] = template
+        if context is not None:
+            attributes["context"] = context
         return self
+
+    @_Lazy
+    def context(self) -> dict[str, Any]:
+        return {}
+
+    @_Lazy
+    def query(self) -> str:
+        return self.partition("?")[2]
 
     def __repr__(self) -> str:
         return f"RoutedPath({str.__repr__(self)}, params={self.params!r}, name={self.name!r})"
@@ -64,6 +92,23 @@ class RoutedPath(str):
         return (RoutedPath, (str(self), self.params), state)
 
 
+def routed_path(
+    target: str, params: dict[str, str], route: Any, name: str | None, template: str | None
+) -> RoutedPath:
+    """``RoutedPath(target, params, route=..., name=..., template=...)``, without the
+    keyword-argument handling: the router makes one per request."""
+    self = _new_str(RoutedPath, target)
+    attributes = self.__dict__
+    attributes["params"] = params
+    attributes["route"] = route
+    attributes["name"] = name
+    attributes["template"] = template
+    return self
+
+
+_new_str = str.__new__
+
+
 def split_target(target: str | bytes) -> tuple[str, str]:
     """``(path, query)`` of an origin-form target; BadTarget when it cannot be routed."""
     if isinstance(target, bytes):
@@ -71,10 +116,10 @@ def split_target(target: str | bytes) -> tuple[str, str]:
             target = target.decode("ascii")
         except UnicodeDecodeError:
             raise BadTarget("request target is not ASCII") from None
-    if not isinstance(target, str) or not _TARGET_CHARS.match(target):
+    if not isinstance(target, str) or not TARGET_CHARS.fullmatch(target):
         raise BadTarget(f"request target {target!r} is not an absolute path")
     path, _, query = target.partition("?")
-    if "%" in path and _BAD_ESCAPE.search(path):
+    if "%" in path and BAD_ESCAPE.search(path):
         raise BadTarget(f"request target {target!r} has a bad percent-escape")
     return path, query
 
@@ -102,10 +147,13 @@ def split_path(path: str) -> list[str] | None:
 
 def decode_rest(path: str, index: int) -> str | None:
     """The decoded rest of a path from segment ``index`` on, slashes included."""
-    rest = path[1:].split("/", index)
-    if len(rest) <= index:
+    parts = path[1:].split("/", index)
+    if len(parts) <= index:
         return None
+    rest = parts[index]
+    if "%" not in rest:
+        return rest
     try:
-        return _decode(rest[index])
+        return unquote(rest, errors="strict")
     except UnicodeDecodeError:
         return None

@@ -4,15 +4,23 @@ from __future__ import annotations
 
 import inspect
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, Literal, TypeVar
 
 from .handshake import Decision, Request, decide, resolve
 from .matcher import Matcher
-from .paths import BadTarget, RoutedPath, split_target
+from .paths import (
+    BAD_ESCAPE,
+    TARGET_CHARS,
+    BadTarget,
+    RoutedPath,
+    split_target,
+)
 from .templates import Template, compile_template
 
 __all__ = ["Router", "Route", "FunctionView"]
+
+_new_str = str.__new__
 
 V = TypeVar("V")
 RouteKind = Literal["websocket", "http"]
@@ -47,12 +55,21 @@ class Route:
     subprotocols: tuple[str, ...] | None
     origins: tuple[str | None, ...] | None
     requirements: dict[str, str] | None
+    # (shared view, name, template source), read together for every match. A function
+    # view holds nothing per connection, so one FunctionView serves them all; a class
+    # view (shared None) gets a new instance per connection.
+    routing: tuple[FunctionView | None, str | None, str] = field(
+        init=False, compare=False, repr=False
+    )
+
+    def __post_init__(self) -> None:
+        shared = None if isinstance(self.endpoint, type) else FunctionView(self.endpoint)
+        object.__setattr__(self, "routing", (shared, self.name, self.template.source))
 
     def view(self) -> Any:
         """The view for one connection: a new instance for a class view."""
-        if isinstance(self.endpoint, type):
-            return self.endpoint()
-        return FunctionView(self.endpoint)
+        shared = self.routing[0]
+        return self.endpoint() if shared is None else shared
 
     def mounted(self, prefix: str, owner: Router) -> Route:
         """This route under ``prefix``, keeping ``owner``'s router-wide options.
@@ -219,17 +236,29 @@ class Router:
 
     def match(self, target: str) -> RoutedPath | None:
         """The RoutedPath for a request target, or None if no route matches."""
-        try:
-            path, _ = split_target(target)
-        except BadTarget:
-            return None
+        # split_target() inlined for the usual case: this runs for every request.
+        if type(target) is str and TARGET_CHARS.fullmatch(target) is not None:
+            path = target.partition("?")[0] if "?" in target else target
+            if "%" in path and BAD_ESCAPE.search(path) is not None:
+                return None
+        else:
+            try:
+                path, _ = split_target(target)
+            except BadTarget:
+                return None
         found = self._matcher.match(path)
         if found is None:
             return None
         route, params = found
-        return RoutedPath(
-            target, params, route=route.view(), name=route.name, template=route.template.source
-        )
+        shared, name, source = route.routing
+        # routed_path() inlined, as above.
+        routed = _new_str(RoutedPath, target)
+        attributes = routed.__dict__
+        attributes["params"] = params
+        attributes["route"] = route.endpoint() if shared is None else shared
+        attributes["name"] = name
+        attributes["template"] = source
+        return routed
 
     def url_for(self, name: str, /, **params: Any) -> str:
         """The path of the named route with these params, each percent-encoded."""

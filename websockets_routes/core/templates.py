@@ -14,8 +14,8 @@ into segments. Each segment is one of:
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass
-from typing import Literal
+from dataclasses import dataclass, field
+from typing import Any, Literal
 from urllib.parse import quote
 
 from routes.route import Route as _RoutesRoute
@@ -29,6 +29,12 @@ SegmentKind = Literal["static", "param", "pattern", "tail"]
 _TAIL_PATTERNS = {".*": False, ".+": True}  # regex -> must the tail be non-empty
 _NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*\Z")
 _COLON_NAME_END = "/,;.#-"  # Routes' done_chars, plus the "-" it also ends at
+_SPECIAL = re.compile(r"[{}:*\\]")  # what makes a template more than plain text
+# Segments that are all plain text or exactly one {name}: see _compile_simple().
+_SIMPLE = re.compile(r"(?:/(?:[^/{}:*\\]*|\{[A-Za-z_][A-Za-z0-9_]*\}))+")
+_ORDINARY = re.compile(r"[^{}:\\]+")  # text _extract_braces copies as it is
+_ROUTES_SYNTAX = re.compile(r"[:*\\]")  # what is left for Routes once braces are cut out
+_PLACEHOLDER = re.compile(r"\{(_b\d+)\}")
 
 
 @dataclass(frozen=True, slots=True)
@@ -75,20 +81,63 @@ class _Piece:
 
 @dataclass(frozen=True, slots=True)
 class Template:
-    """A compiled template: its source text, its segments and its parameter names."""
+    """A compiled template: its source text, its segments and its parameter names.
+
+    ``is_static``, ``has_tail``, ``slots`` and ``extras`` are worked out once here,
+    because the matcher reads them on every request to take the params of a path it
+    already knows matches: ``slots`` lists ``(segment index, name)`` of each plain
+    ``{name}``, read straight from the split path; ``extras`` lists the regex and tail
+    segments, with their index, that ``extract_extras`` reads.
+    """
 
     source: str
     segments: tuple[Segment, ...]
     names: tuple[str, ...]
-    _pieces: tuple[tuple[_Piece, ...], ...]
+    # What build() puts together; None when every segment is static text or a plain
+    # {name}, as build() can then read the segments themselves.
+    _pieces: tuple[tuple[_Piece, ...], ...] | None
+    is_static: bool = field(init=False, compare=False)
+    has_tail: bool = field(init=False, compare=False)
+    slots: tuple[tuple[int, str], ...] = field(init=False, compare=False)
+    # (segment index, regex fullmatch, ((group number, name), ...)) for a regex segment;
+    # (segment index, None, ((length of the static prefix, name),)) for a tail.
+    extras: tuple[tuple[int, Any, tuple[tuple[int, str], ...]], ...] = field(
+        init=False, compare=False
+    )
 
-    @property
-    def is_static(self) -> bool:
-        return all(s.kind == "static" for s in self.segments)
+    def __post_init__(self) -> None:
+        kinds = [s.kind for s in self.segments]
+        set_ = object.__setattr__
+        set_(self, "is_static", all(k == "static" for k in kinds))
+        set_(self, "has_tail", bool(kinds) and kinds[-1] == "tail")
+        slots, extras = [], []
+        for i, seg in enumerate(self.segments):
+            if seg.kind == "param":
+                slots.append((i, seg.names[0]))
+            elif seg.kind == "tail":
+                extras.append((i, None, ((len(seg.text), seg.names[0]),)))
+            elif seg.kind == "pattern":
+                assert seg.regex is not None
+                groups = tuple(
+                    (seg.regex.groupindex[f"_p{k}"], name) for k, name in enumerate(seg.names)
+                )
+                extras.append((i, seg.regex.fullmatch, groups))
+        set_(self, "slots", tuple(slots))
+        set_(self, "extras", tuple(extras))
 
-    @property
-    def has_tail(self) -> bool:
-        return bool(self.segments) and self.segments[-1].kind == "tail"
+    def extract_extras(self, params: dict[str, str], segments: list[str], path: str) -> None:
+        """Add the params of the regex and tail segments of a path known to match."""
+        for i, fullmatch, names in self.extras:
+            if fullmatch is None:
+                rest = decode_rest(path, i)
+                assert rest is not None
+                ((skip, name),) = names
+                params[name] = rest[skip:]
+            else:
+                found = fullmatch(segments[i])
+                assert found is not None
+                for group, name in names:
+                    params[name] = found.group(group)
 
     def build(self, params: dict[str, str]) -> str:
         """The path for these params, each value percent-encoded (``/`` included)."""
@@ -96,7 +145,13 @@ class Template:
         if missing:
             raise KeyError(f"template {self.source!r} needs param(s) {', '.join(missing)}")
         out = []
-        for pieces in self._pieces:
+        all_pieces = self._pieces
+        if all_pieces is None:
+            all_pieces = tuple(
+                (_Piece(name=s.names[0]),) if s.kind == "param" else (_Piece(text=s.text),)
+                for s in self.segments
+            )
+        for pieces in all_pieces:
             parts = []
             for piece in pieces:
                 if piece.name is None:
@@ -160,6 +215,14 @@ def compile_template(source: str, requirements: dict[str, str] | None = None) ->
         raise TypeError(f"route template must be a str, not {type(source).__name__}: {source!r}")
     if not source.startswith("/"):
         raise ValueError(f"route template {source!r} must start with '/'")
+    if not requirements and (not _SPECIAL.search(source) or _SIMPLE.fullmatch(source)):
+        # Each segment plain text or exactly one {name}: nothing for Routes to parse,
+        # and the commonest templates, so they are compiled here in one pass (this
+        # keeps big tables quick to build). A repeated name takes the long way, which
+        # explains the error.
+        simple = _compile_simple(source)
+        if simple is not None:
+            return simple
     try:
         pieces = _parse(source, requirements or {})
         segments = tuple(_compile_segment(p, i == len(pieces) - 1) for i, p in enumerate(pieces))
@@ -175,7 +238,21 @@ def compile_template(source: str, requirements: dict[str, str] | None = None) ->
             f"bad route template {source!r}: requirements name unknown param(s) "
             f"{', '.join(sorted(unused))}"
         )
-    return Template(source, segments, names, pieces)
+    return Template(source, segments, names, tuple(pieces))
+
+
+def _compile_simple(source: str) -> Template | None:
+    segments, names = [], []
+    for part in source[1:].split("/"):
+        if part.startswith("{"):
+            name = part[1:-1]
+            if name in names:
+                return None
+            names.append(name)
+            segments.append(Segment("param", names=(name,)))
+        else:
+            segments.append(Segment("static", text=part))
+    return Template(source, tuple(segments), tuple(names), None)
 
 
 def _extract_braces(source: str) -> tuple[str, dict[str, tuple[str, str | None]]]:
@@ -194,6 +271,11 @@ def _extract_braces(source: str) -> tuple[str, dict[str, tuple[str, str | None]]
     groups: dict[str, tuple[str, str | None]] = {}
     i = 0
     while i < len(source):
+        plain = _ORDINARY.match(source, i)
+        if plain is not None:
+            out.append(plain.group())
+            i = plain.end()
+            continue
         char = source[i]
         if char == "\\":
             out.append(source[i : i + 2])
@@ -232,9 +314,31 @@ def _extract_braces(source: str) -> tuple[str, dict[str, tuple[str, str | None]]
     return "".join(out), groups
 
 
+def _routes_pathkeys(path: str) -> list[Any]:
+    """Routes' own template parser, without building (and timing) a whole Route.
+
+    ``Route.__init__`` also prepares URL generation and defaults that we never use;
+    ``_pathkeys`` only reads ``static`` and ``reqs`` off the instance.
+    """
+    route = _RoutesRoute.__new__(_RoutesRoute)
+    route.static = False
+    route.reqs = {}
+    return route._pathkeys(path)
+
+
 def _parse(source: str, requirements: dict[str, str]) -> list[tuple[_Piece, ...]]:
     stripped, groups = _extract_braces(source)
-    routelist = _RoutesRoute(None, stripped).routelist
+    if _ROUTES_SYNTAX.search(stripped):
+        routelist = _routes_pathkeys(stripped)
+    else:
+        # Only text and our {_bN} placeholders are left: Routes would hand them back
+        # as they are, so skip its character-by-character walk (big tables build faster).
+        parts = _PLACEHOLDER.split(stripped)
+        routelist = [
+            {"type": ":", "name": part} if k % 2 else part
+            for k, part in enumerate(parts)
+            if part or k % 2
+        ]
     pieces: list[_Piece] = []
     for item in routelist:
         if isinstance(item, str):
