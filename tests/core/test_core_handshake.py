@@ -200,6 +200,8 @@ def test_an_escape_that_is_not_utf8_matches_no_route(router: Router) -> None:
         Request("G ET", "/thing/1", BASE),
         Request(b"G\xffT", "/thing/1", BASE),
         Request("GET", "/thing/1", [*BASE, ("Bad Name", "x")]),
+        Request("GET", "/thing/1", [*BASE, ("X-A:b", "x")]),
+        Request("GET", "/thing/1", [("A:", "x"), *BASE]),
         Request("GET", "/thing/1", [*BASE, ("", "x")]),
         Request("GET", "/thing/1", [*BASE, ("X-Evil", "a\r\nInjected: 1")]),
         Request("GET", "/thing/1", [*BASE, ("X-Nul", "a\x00b")]),
@@ -362,11 +364,28 @@ def test_rule6_missing_or_repeated_host_is_400(router: Router) -> None:
         "!!!!!!!!!!!!!!!!!!!!!!==",
         "dGhlIHNhbXBsZSBub25j\u00e9Q==",
         "dGhlIHNhbXBsZSBub25jZQ==, dGhlIHNhbXBsZSBub25jZQ==",
+        "dGhlIHNhbXBsZSBub25jZQ=\n",
+        "dGhlIHNhbXBsZSBub25jZQ-=",
     ],
 )
 def test_rule6_bad_key_is_400(router: Router, key: str | None) -> None:
     extra = [] if key is None else [("Sec-WebSocket-Key", key)]
     assert status_of(router.decide(handshake(drop=["Sec-WebSocket-Key"], extra=extra))) == 400
+
+
+@pytest.mark.parametrize(
+    "key",
+    [
+        "AAAAAAAAAAAAAAAAAAAAAA==",
+        "/+/+/+/+/+/+/+/+/+/+/w==",
+        "dGhlIHNhbXBsZSBub25jZR==",  # non-zero padding bits: still 16 bytes
+        "  dGhlIHNhbXBsZSBub25jZQ==  ",
+    ],
+)
+def test_rule6_any_base64_of_16_bytes_is_a_good_key(router: Router, key: str) -> None:
+    decision = router.decide(handshake(replace={"Sec-WebSocket-Key": key}))
+    assert isinstance(decision, Accept)
+    assert header(decision, "Sec-WebSocket-Accept") == [accept_key(key.strip())]
 
 
 def test_rule6_comes_after_rule5(router: Router) -> None:

@@ -321,3 +321,24 @@ def test_resolve_runs_without_any_event_loop() -> None:
     assert run(hooked_router(async_hook).resolve(handshake())).status == 402
     assert run(http_router("ok").resolve(Request("GET", "/health/x", []))).body == b"ok"
     assert run(router.resolve(handshake("/nope"))).status == 404
+
+
+@pytest.mark.anyio
+async def test_a_rejected_handshake_makes_no_class_view_instance() -> None:
+    made: list[Any] = []
+    router = Router()
+
+    @router.route("/room/{room}")
+    class Room:
+        def __init__(self) -> None:
+            made.append(self)
+
+        async def handle(self, ws: Any, path: RoutedPath) -> None:
+            pass
+
+    rejected = Request("GET", "/room/1", [("Host", "x")])  # no Upgrade: 426
+    assert (await router.resolve(rejected)).status == 426  # type: ignore[union-attr]
+    assert (await router.resolve(handshake("/room/1", "POST"))).status == 405  # type: ignore[union-attr]
+    assert made == []
+    decision = await router.resolve(handshake("/room/1"))
+    assert isinstance(decision, Accept) and made == [decision.path.route]

@@ -7,7 +7,6 @@ plain-HTTP view), and never raises: a failing hook becomes ``Respond(500)``.
 
 from __future__ import annotations
 
-import base64
 import binascii
 import hashlib
 import inspect
@@ -18,7 +17,7 @@ from dataclasses import dataclass, field
 from http import HTTPStatus
 from typing import TYPE_CHECKING, Any
 
-from .paths import BadTarget, RoutedPath, split_target
+from .paths import BadTarget, RoutedPath, routed_path, split_target
 
 if TYPE_CHECKING:
     from .router import Router
@@ -61,11 +60,15 @@ class Headers:
     5.3); ``h.get_all(name)`` lists each value. ``bytes`` are read as latin-1.
     """
 
-    __slots__ = ("_items", "_index")
+    # _names and _values repeat _items column by column: decide() checks every name and
+    # every value of each request, and joining a list is cheaper than unzipping pairs.
+    __slots__ = ("_items", "_index", "_names", "_values")
 
     def __init__(self, pairs: HeaderPairs | Headers | None = None) -> None:
         self._items: list[tuple[str, str]] = []
         self._index: dict[str, list[str]] = {}
+        self._names: list[str] = []
+        self._values: list[str] = []
         if pairs is None:
             return
         items = pairs.items() if isinstance(pairs, Headers) else pairs
@@ -75,6 +78,8 @@ class Headers:
     def add(self, name: str | bytes, value: str | bytes) -> None:
         name, value = _text(name), _text(value)
         self._items.append((name, value))
+        self._names.append(name)
+        self._values.append(value)
         self._index.setdefault(name.lower(), []).append(value)
 
     def __getitem__(self, name: str) -> str:
@@ -217,7 +222,7 @@ Decision = Accept | Respond | Close | ServeHTTP
 def accept_key(key: str) -> str:
     """The Sec-WebSocket-Accept value for a Sec-WebSocket-Key (RFC 6455 4.2.2)."""
     digest = hashlib.sha1((key + GUID).encode("ascii")).digest()
-    return base64.b64encode(digest).decode("ascii")
+    return binascii.b2a_base64(digest, newline=False).decode("ascii")
 
 
 def respond(status: HTTPStatus, message: str, headers: Sequence[tuple[str, str]] = ()) -> Respond:
@@ -230,19 +235,27 @@ def respond(status: HTTPStatus, message: str, headers: Sequence[tuple[str, str]]
     )
 
 
-def _tokens(headers: Headers, name: str) -> set[str]:
-    return {
-        token.strip().lower()
-        for value in headers.get_all(name)
-        for token in value.split(",")
-        if token.strip()
-    }
-
-
 def _malformed(request: Request) -> str | None:
     if not _TOKEN.match(request.method):
         return "request method is not a token"
-    for name, value in request.headers.items():
+    headers = request.headers
+    names, values = headers._names, headers._values
+    if not names:
+        return None
+    # The usual headers pass two string scans done in C: names of letters, digits and
+    # dashes, values of printable ASCII (a space joins them; it is allowed in a value).
+    # Anything else (other token characters, tabs, obs-text) gets the exact checks.
+    dashed = "-".join(names)
+    joined = " ".join(values)
+    if (
+        dashed.isascii()
+        and dashed.replace("-", "").isalnum()
+        and "" not in names
+        and joined.isascii()
+        and joined.isprintable()
+    ):
+        return None
+    for name, value in headers._items:
         if not _TOKEN.match(name):
             return f"header name {name!r} is not a token"
         if not _FIELD_VALUE.match(value):
@@ -250,46 +263,63 @@ def _malformed(request: Request) -> str | None:
     return None
 
 
-def _check_upgrade(request: Request) -> Respond | None:
-    """RFC 6455 4.2.1 items 3-6, in the order the design gives them."""
-    headers = request.headers
-    if "websocket" not in _tokens(headers, "Upgrade") or "upgrade" not in _tokens(
-        headers, "Connection"
+def _has_token(values: list[str] | None, token: str) -> bool:
+    """Whether a comma-separated token list (in one or more fields) holds ``token``."""
+    if values is None:
+        return False
+    for value in values:
+        if value.lower() == token:  # the usual single-token field
+            return True
+        for part in value.split(","):
+            if part.strip().lower() == token:
+                return True
+    return False
+
+
+def _check_upgrade(request: Request) -> Respond | str:
+    """RFC 6455 4.2.1 items 3-6, in the order the design gives them.
+
+    Returns the rejection, or the (stripped) Sec-WebSocket-Key when all is well.
+    """
+    index = request.headers._index
+    if not _has_token(index.get("upgrade"), "websocket") or not _has_token(
+        index.get("connection"), "upgrade"
     ):
         return respond(
             HTTPStatus.UPGRADE_REQUIRED,
             "this is a WebSocket endpoint: send Upgrade: websocket and Connection: Upgrade",
             [("Upgrade", "websocket"), ("Connection", "Upgrade")],
         )
-    if headers.get_all("Sec-WebSocket-Version") != ["13"]:
+    if index.get("sec-websocket-version") != ["13"]:
         return respond(
             HTTPStatus.UPGRADE_REQUIRED,
             "unsupported Sec-WebSocket-Version, only 13 is supported",
             [("Sec-WebSocket-Version", "13")],
         )
-    if len(headers.get_all("Host")) != 1:
+    hosts = index.get("host")
+    if hosts is None or len(hosts) != 1:
         return respond(HTTPStatus.BAD_REQUEST, "missing or repeated Host header")
-    keys = headers.get_all("Sec-WebSocket-Key")
-    if len(keys) != 1 or not _valid_key(keys[0]):
+    keys = index.get("sec-websocket-key")
+    key = keys[0].strip() if keys is not None and len(keys) == 1 else ""
+    if not _valid_key(key):
         return respond(HTTPStatus.BAD_REQUEST, "Sec-WebSocket-Key must be base64 of 16 bytes")
-    return None
+    return key
+
+
+# Base64 of exactly 16 bytes: 22 characters of the alphabet and "==" (24 without
+# padding decode to 18 bytes, 23 and "=" to 17), as b64decode(validate=True) sees it.
+_KEY = re.compile(r"[A-Za-z0-9+/]{22}==")
 
 
 def _valid_key(key: str) -> bool:
-    key = key.strip()
-    if len(key) != 24:
-        return False
-    try:
-        return len(base64.b64decode(key.encode("ascii"), validate=True)) == 16
-    except (binascii.Error, UnicodeEncodeError):
-        return False
+    return _KEY.fullmatch(key) is not None
 
 
-def _response_headers(request: Request, subprotocol: str | None) -> list[tuple[str, str]]:
+def _response_headers(key: str, subprotocol: str | None) -> list[tuple[str, str]]:
     headers = [
         ("Upgrade", "websocket"),
         ("Connection", "Upgrade"),
-        ("Sec-WebSocket-Accept", accept_key(request.headers["Sec-WebSocket-Key"].strip())),
+        ("Sec-WebSocket-Accept", accept_key(key)),
     ]
     if subprotocol is not None:
         headers.append(("Sec-WebSocket-Protocol", subprotocol))
@@ -311,6 +341,9 @@ def choose_subprotocol(request: Request, supported: Sequence[str] | None) -> str
     return None
 
 
+_new_object = object.__new__
+
+
 def decide(router: Router, request: Request) -> Decision:
     """Route and validate an opening handshake; pure and synchronous, no hooks run."""
     try:
@@ -323,22 +356,22 @@ def decide(router: Router, request: Request) -> Decision:
     found = router.lookup(path)
     if found is None:
         if router.close_unmatched and request.method == "GET":
-            rejected = _check_upgrade(request)
-            if rejected is not None:
-                return rejected
+            checked = _check_upgrade(request)
+            if isinstance(checked, Respond):
+                return checked
             return Close(
                 4040,
                 "no route for this path",
                 RoutedPath(request.target),
-                _response_headers(request, None),
+                _response_headers(checked, None),
             )
         return respond(HTTPStatus.NOT_FOUND, f"no route for {path}")
     route, params = found
-    routed = RoutedPath(
-        request.target, params, route=route.view(), name=route.name, template=route.template.source
-    )
-    request.path = routed
     if route.kind == "http":
+        routed = routed_path(
+            request.target, params, route.view(), route.name, route.template.source
+        )
+        request.path = routed
         if request.method not in ("GET", "HEAD"):
             return respond(
                 HTTPStatus.METHOD_NOT_ALLOWED, "use GET or HEAD", [("Allow", "GET, HEAD")]
@@ -348,9 +381,9 @@ def decide(router: Router, request: Request) -> Decision:
         return respond(
             HTTPStatus.METHOD_NOT_ALLOWED, "a WebSocket handshake uses GET", [("Allow", "GET")]
         )
-    rejected = _check_upgrade(request)
-    if rejected is not None:
-        return rejected
+    checked = _check_upgrade(request)
+    if isinstance(checked, Respond):
+        return checked
     origins = route.origins if route.origins is not None else router.origins
     if origins is not None:
         sent = request.headers.get_all("Origin")
@@ -358,8 +391,21 @@ def decide(router: Router, request: Request) -> Decision:
         if len(sent) > 1 or origin not in origins:
             return respond(HTTPStatus.FORBIDDEN, f"origin {origin!r} is not allowed here")
     supported = route.subprotocols if route.subprotocols is not None else router.subprotocols
-    subprotocol = choose_subprotocol(request, supported)
-    return Accept(routed, subprotocol, _response_headers(request, subprotocol))
+    subprotocol = choose_subprotocol(request, supported) if supported else None
+    # Only now, for a handshake that will complete, the view: a class view's instance
+    # is made per connection, and a rejected handshake is not one.
+    shared, name, source = route.routing
+    routed = routed_path(
+        request.target, params, route.endpoint() if shared is None else shared, name, source
+    )
+    request.path = routed
+    # Accept(...) without the frozen dataclass's field-by-field object.__setattr__
+    # calls, which cost about a tenth of a whole decision.
+    accept = _new_object(Accept)
+    accept.__dict__.update(
+        path=routed, subprotocol=subprotocol, headers=_response_headers(checked, subprotocol)
+    )
+    return accept
 
 
 async def resolve(router: Router, request: Request) -> Decision:
