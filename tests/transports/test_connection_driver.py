@@ -423,6 +423,29 @@ def test_protocol_errors_close_with_the_rfc_code(data, code):
     assert feed(conn, text("ignored")) == []
 
 
+def test_failure_after_good_messages_waits_for_them_to_be_answered():
+    conn, _ = opened()
+    events = feed(conn, text("hello") + frame(0x5, b"reserved opcode") + text("ignored"))
+    assert events == [Message("hello")]
+    assert conn.failure_pending == (1002, "Invalid opcode 0x5")
+    assert conn.state is State.OPEN and conn.data_to_send() == b""
+    assert feed(conn, text("ignored too")) == []
+    echo = conn.send_text("hello")  # the application answers what came before
+    assert conn.fail_pending() == [Closed(1002, "Invalid opcode 0x5")]
+    assert parse_frames(echo) == [(0x81, 5, b"hello")]
+    assert close_code_of(conn.data_to_send()) == 1002
+    assert conn.fail_pending() == []
+
+
+def test_failure_pending_then_application_close():
+    conn, _ = opened()
+    feed(conn, text("hello") + frame(0x1, b"\xff"))
+    assert conn.failure_pending == (1007, "invalid UTF-8")
+    assert close_code_of(conn.close(1000)) == 1000
+    assert conn.fail_pending() == [Closed(1000, "")]  # our close went first: no second one
+    assert conn.data_to_send() == b""
+
+
 def test_invalid_utf8_fails_fast_in_a_partial_text_frame():
     conn, _ = opened()
     data = frame(0x1, b"valid " + b"\xff" + b"x" * 1000)
@@ -651,6 +674,10 @@ def test_fast_path_matches_wsproto_under_any_chunking(frames, cuts):
     for chunk in chunks:
         fast_events += fast.receive_data(chunk)
     slow_events = slow.receive_data(data)
+    # Where the input was cut decides whether a failure waits for the messages before
+    # it to be answered; once carried out, both end the same way.
+    fast_events += fast.fail_pending()
+    slow_events += slow.fail_pending()
     assert fast_events == slow_events
     assert fast.data_to_send() == slow.data_to_send()
     assert fast.state is slow.state

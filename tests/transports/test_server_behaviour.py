@@ -331,6 +331,38 @@ async def test_protocol_errors_are_1002(serve_router, bad):
                 await raw.read_to_eof()
 
 
+@pytest.mark.parametrize(
+    "bad", [frame(0x5, b"reserved"), frame(0x1, b"\xff"), frame(0x0, b"nothing to continue")]
+)
+async def test_messages_before_a_protocol_error_are_answered_first(serve_router, bad):
+    with anyio.fail_after(TIMEOUT):
+        async with serve_router(make_router()) as server:
+            async with await RawClient.connect(server.port) as raw:
+                await raw.open("/echo")
+                # Both good messages, then the bad frame, in one write (Autobahn 3.2, 5.15).
+                await raw.send(text("one") + text("two") + bad + text("never"))
+                assert await raw.read_frame() == (0x81, b"one")
+                assert await raw.read_frame() == (0x81, b"two")
+                assert await raw.expect_close() in (1002, 1007)
+                await raw.read_to_eof()
+
+
+async def test_pending_failure_is_carried_out_for_a_handler_that_does_not_read(serve_router):
+    router = Router()
+
+    @router.route("/deaf")
+    async def deaf(ws, path):
+        await anyio.sleep(30)
+
+    with anyio.fail_after(TIMEOUT):
+        async with serve_router(router, close_timeout=0.2) as server:
+            async with await RawClient.connect(server.port) as raw:
+                await raw.open("/deaf")
+                await raw.send(text("unread") + frame(0x1, b"x", masked=False))
+                assert await raw.expect_close() == 1002  # after close_timeout
+                await raw.read_to_eof()
+
+
 async def test_ping_is_answered_and_closing_handshake(serve_router):
     with anyio.fail_after(TIMEOUT):
         async with serve_router(make_router()) as server:

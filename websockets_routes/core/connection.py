@@ -40,6 +40,12 @@ API (every method is synchronous and cheap):
   is ignored. Never raises on peer input: errors become a close frame and ``Closed``.
 - ``receive_eof() -> list[Event]``: the peer closed (or the transport aborted) the TCP
   connection; gives ``Closed`` unless already CLOSED.
+- ``failure_pending``: ``(code, reason)`` when bytes that must fail the connection
+  (1002/1007/1009) came after good messages in the same input. Those messages are
+  returned, the rest of the input is ignored, the state stays OPEN so that the
+  application can still answer them (Autobahn's "strict" behaviour); then
+  ``fail_pending() -> list[Event]`` queues the close frame and gives ``Closed``.
+  A transport that does not care calls it right after dispatching the messages.
 - ``carry_out(decision) -> list[Event]``: do what ``router.resolve()`` decided (state
   DECIDING only). Returns the events of bytes that arrived right after the request.
 - ``data_to_send() -> bytes``: what ``receive_data``/``receive_eof``/``carry_out``
@@ -463,6 +469,7 @@ class ServerConnection:
         "close_reason",
         "close_sent",
         "close_received",
+        "failure_pending",
         "max_size",
         "max_header_bytes",
         "compression",
@@ -505,6 +512,7 @@ class ServerConnection:
         self.close_reason = ""
         self.close_sent: tuple[int, str] | None = None
         self.close_received: tuple[int, str] | None = None
+        self.failure_pending: tuple[int, str] | None = None
         self.max_size = _NO_LIMIT if max_size is None else max_size
         self.max_header_bytes = max_header_bytes
         self.compression = compression
@@ -710,6 +718,8 @@ class ServerConnection:
 
     def _receive_frames(self, data: bytes) -> list[Event]:
         events: list[Event] = []
+        if self.failure_pending is not None:
+            return events  # RFC 6455 7.1.7: no more processing of the peer's data
         if self._busy:
             self._slow(data, events)
             return events
@@ -877,12 +887,34 @@ class ServerConnection:
         return str(exc)
 
     def _fail(self, code: int, reason: str, events: list[Event]) -> None:
-        """RFC 6455 7.1.7: send a close frame, then stop reading; the TCP side ends."""
+        """RFC 6455 7.1.7: send a close frame, then stop reading; the TCP side ends.
+
+        If good messages came before the bad bytes in this same input, the failure
+        waits (``failure_pending``) so that the application can answer them first:
+        the transport calls ``fail_pending()`` once it has.
+        """
+        reason = _truncate_reason(reason)
+        if self.state is OPEN and any(type(event) is Message for event in events):
+            self.failure_pending = (int(code), reason)
+            self._partial = None
+            return
         if self.state is OPEN:
-            reason = _truncate_reason(reason)
             self.close_sent = (int(code), reason)
             self._out.append(_frame(0x88, _close_payload(int(code), reason)))
         self._closed(events)
+
+    def fail_pending(self) -> list[Event]:
+        """Carry out ``failure_pending``: the close frame goes to ``data_to_send()``."""
+        events: list[Event] = []
+        failure = self.failure_pending
+        if failure is None or self.state is CLOSED:
+            return events
+        self.failure_pending = None
+        if self.state is OPEN:
+            self.close_sent = failure
+            self._out.append(_frame(0x88, _close_payload(*failure)))
+        self._closed(events)
+        return events
 
     # Sending
 

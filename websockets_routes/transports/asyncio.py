@@ -86,6 +86,7 @@ class WebSocket(asyncio.Protocol):
         "_ping_timer",
         "_pong_timer",
         "_close_timer",
+        "_fail_timer",
         "_ending",
         "__weakref__",
     )
@@ -118,6 +119,7 @@ class WebSocket(asyncio.Protocol):
         self._ping_timer: asyncio.TimerHandle | None = None
         self._pong_timer: asyncio.TimerHandle | None = None
         self._close_timer: asyncio.TimerHandle | None = None
+        self._fail_timer: asyncio.TimerHandle | None = None
         self._ending = False
 
     def __repr__(self) -> str:
@@ -165,6 +167,8 @@ class WebSocket(asyncio.Protocol):
                         self._update_reading()
             else:
                 self._event(event)
+        if conn.failure_pending is not None and self._fail_timer is None:
+            self._failure_pending()
         if conn.state is DECIDING and not events and not self._deciding:
             # Bytes ahead of our answer (the driver keeps them): read no more till then.
             self._deciding = True
@@ -178,7 +182,13 @@ class WebSocket(asyncio.Protocol):
     def connection_lost(self, exc: Exception | None) -> None:
         for event in self.conn.receive_eof():
             self._event(event)
-        for timer in (self._open_timer, self._ping_timer, self._pong_timer, self._close_timer):
+        for timer in (
+            self._open_timer,
+            self._ping_timer,
+            self._pong_timer,
+            self._close_timer,
+            self._fail_timer,
+        ):
             if timer is not None:
                 timer.cancel()
         self._wake_writers()
@@ -262,6 +272,22 @@ class WebSocket(asyncio.Protocol):
             self._arm_close_timer()
         else:
             transport.close()
+
+    def _failure_pending(self) -> None:
+        """Bad bytes came after good messages: fail once the handler has read those
+        (its next recv() finds the queue empty, or it returns), or at close_timeout."""
+        timeout = self._server.close_timeout
+        self._fail_timer = self._loop.call_later(
+            10.0 if timeout is None else timeout, self._apply_failure
+        )
+
+    def _apply_failure(self) -> None:
+        if self._fail_timer is not None:
+            self._fail_timer.cancel()
+        events = self.conn.fail_pending()
+        self._write(self.conn.data_to_send())
+        for event in events:
+            self._event(event)
 
     def _arm_close_timer(self) -> None:
         timeout = self._server.close_timeout
@@ -382,7 +408,9 @@ class WebSocket(asyncio.Protocol):
             )
         finally:
             conn = self.conn
-            if conn.state is OPEN and not self.transport.is_closing():
+            if conn.failure_pending is not None:
+                self._apply_failure()
+            elif conn.state is OPEN and not self.transport.is_closing():
                 self._write(conn.close(code))
                 self._arm_close_timer()
 
@@ -411,6 +439,8 @@ class WebSocket(asyncio.Protocol):
             self._update_reading()
         for event in events:
             self.data_event(event)
+        if conn.failure_pending is not None:
+            self._failure_pending()
         if conn.state is CLOSING:  # a Close decision (or the peer's bytes closed it)
             self._arm_close_timer()
         if conn.state is CLOSED:
@@ -450,6 +480,8 @@ class WebSocket(asyncio.Protocol):
                 self._update_reading()
             return message
         conn = self.conn
+        if conn.failure_pending is not None:
+            self._apply_failure()  # the handler has read all it will get
         if conn.state is CLOSED or conn.state is CLOSING:
             raise self._closed_error()
         if self._recv_waiter is not None:
