@@ -423,8 +423,15 @@ def test_protocol_errors_close_with_the_rfc_code(data, code):
     assert feed(conn, text("ignored")) == []
 
 
-def test_failure_after_good_messages_waits_for_them_to_be_answered():
+def test_failure_after_good_messages_is_immediate_by_default():
     conn, _ = opened()
+    events = feed(conn, text("hello") + frame(0x5, b"reserved opcode"))
+    assert events == [Message("hello"), Closed(1002, "Invalid opcode 0x5")]
+    assert conn.failure_pending is None
+
+
+def test_failure_after_good_messages_waits_for_them_to_be_answered():
+    conn, _ = opened(defer_failure=True)
     events = feed(conn, text("hello") + frame(0x5, b"reserved opcode") + text("ignored"))
     assert events == [Message("hello")]
     assert conn.failure_pending == (1002, "Invalid opcode 0x5")
@@ -438,7 +445,7 @@ def test_failure_after_good_messages_waits_for_them_to_be_answered():
 
 
 def test_failure_pending_then_application_close():
-    conn, _ = opened()
+    conn, _ = opened(defer_failure=True)
     feed(conn, text("hello") + frame(0x1, b"\xff"))
     assert conn.failure_pending == (1007, "invalid UTF-8")
     assert close_code_of(conn.close(1000)) == 1000
@@ -630,7 +637,7 @@ class SlowOnly(ServerConnection):
 
 
 def _open(cls, max_size):
-    conn = cls(max_size=max_size)
+    conn = cls(max_size=max_size, defer_failure=True)
     (event,) = conn.receive_data(handshake())
     conn.carry_out(router.decide(event.request))
     conn.data_to_send()

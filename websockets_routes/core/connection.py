@@ -27,7 +27,7 @@ for whole unfragmented uncompressed data frames, see below)::
 API (every method is synchronous and cheap):
 
 - ``ServerConnection(*, max_size=2**20, max_header_bytes=16384, compression="deflate",
-  remote_address=None)``. ``max_size``: largest message in bytes after
+  remote_address=None, defer_failure=False)``. ``max_size``: largest message in bytes after
   decompression, None for no limit; counted as the message grows (frame headers,
   inflated bytes), never after buffering it whole. ``compression``: ``"deflate"``
   (permessage-deflate, RFC 7692, when the client offers it) or None.
@@ -40,12 +40,13 @@ API (every method is synchronous and cheap):
   is ignored. Never raises on peer input: errors become a close frame and ``Closed``.
 - ``receive_eof() -> list[Event]``: the peer closed (or the transport aborted) the TCP
   connection; gives ``Closed`` unless already CLOSED.
-- ``failure_pending``: ``(code, reason)`` when bytes that must fail the connection
-  (1002/1007/1009) came after good messages in the same input. Those messages are
-  returned, the rest of the input is ignored, the state stays OPEN so that the
-  application can still answer them (Autobahn's "strict" behaviour); then
-  ``fail_pending() -> list[Event]`` queues the close frame and gives ``Closed``.
-  A transport that does not care calls it right after dispatching the messages.
+- ``defer_failure=True`` (constructor) and ``failure_pending``: ``(code, reason)`` when
+  bytes that must fail the connection (1002/1007/1009) came after good messages in
+  the same input. Those messages are returned, the rest of the input is ignored, the
+  state stays OPEN so that the application can still answer them (Autobahn's
+  "strict" behaviour); then ``fail_pending() -> list[Event]`` queues the close frame
+  and gives ``Closed``. With the default ``defer_failure=False`` the failure is
+  immediate (the messages are still returned, before ``Closed``).
 - ``carry_out(decision) -> list[Event]``: do what ``router.resolve()`` decided (state
   DECIDING only). Returns the events of bytes that arrived right after the request.
 - ``data_to_send() -> bytes``: what ``receive_data``/``receive_eof``/``carry_out``
@@ -470,6 +471,7 @@ class ServerConnection:
         "close_sent",
         "close_received",
         "failure_pending",
+        "defer_failure",
         "max_size",
         "max_header_bytes",
         "compression",
@@ -497,6 +499,7 @@ class ServerConnection:
         max_header_bytes: int = DEFAULT_MAX_HEADER_BYTES,
         compression: str | None = "deflate",
         remote_address: Any = None,
+        defer_failure: bool = False,
     ) -> None:
         if compression not in ("deflate", None):
             raise ValueError(f"compression must be 'deflate' or None, not {compression!r}")
@@ -513,6 +516,7 @@ class ServerConnection:
         self.close_sent: tuple[int, str] | None = None
         self.close_received: tuple[int, str] | None = None
         self.failure_pending: tuple[int, str] | None = None
+        self.defer_failure = defer_failure
         self.max_size = _NO_LIMIT if max_size is None else max_size
         self.max_header_bytes = max_header_bytes
         self.compression = compression
@@ -894,7 +898,11 @@ class ServerConnection:
         the transport calls ``fail_pending()`` once it has.
         """
         reason = _truncate_reason(reason)
-        if self.state is OPEN and any(type(event) is Message for event in events):
+        if (
+            self.defer_failure
+            and self.state is OPEN
+            and any(type(event) is Message for event in events)
+        ):
             self.failure_pending = (int(code), reason)
             self._partial = None
             return

@@ -136,6 +136,7 @@ class WebSocket(asyncio.Protocol):
             max_header_bytes=server.max_header_bytes,
             compression=server.compression,
             remote_address=self.remote_address,
+            defer_failure=True,
         )
         server._connections.add(self)
         if server.open_timeout is not None:
