@@ -2,7 +2,7 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 PYTHON ?= python3
 
-.PHONY: venv test run bench lint stress autobahn clean
+.PHONY: venv test run bench bench-quick lint stress autobahn clean
 
 $(VENV)/.installed: pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -24,6 +24,20 @@ run: venv
 bench: venv
 	$(PY) benchmarks/match.py
 	$(PY) benchmarks/load.py
+	$(PY) benchmarks/load.py --uvloop
+
+bench-quick: venv
+	$(PY) benchmarks/match.py --quick
+	$(PY) benchmarks/load.py --quick
+
+# Autobahn|Testsuite fuzzingclient, all 517 cases with permessage-deflate (12-15 min).
+# TRANSPORT=asyncio|anyio-asyncio|anyio-trio|websockets-hook, CASES='1.*,5.*', EXCLUDE=...
+autobahn: venv
+	$(PY) autobahn/run.py
+
+# The long runs: soak, 10k idle connections, Autobahn on every own transport.
+stress: venv
+	bash stress/run_all.sh
 
 clean:
 	rm -rf $(VENV) build *.egg-info
