@@ -18,21 +18,26 @@ A transport:
    options raise ``TypeError``/``ValueError`` at ``serve()``), then per connection
    ``conn = options.connection(peer)``; after ``conn.carry_out(decision)`` opened
    it, ``session = Session(conn, options, now)``.
-2. feeds the network through the session: ``flags = session.receive_data(data)``
-   (or ``receive_eof()``, or the events ``carry_out()`` returned via
-   ``session.dispatch(events)``), writes ``conn.data_to_send()``, then acts on the
-   flags: ``MESSAGES`` (wake a waiting ``recv()``), ``PAUSE`` (stop reading),
-   ``PONGS`` (complete the waiters from ``take_acked()``), ``CLOSED`` (wake
-   everyone, fail the waiters from ``take_pings()``, end TCP).
+2. calls the session for everything that changes the connection; each call
+   returns flags, and the bytes to write are in ``session.data_to_send()``, to be
+   written at once, before anything else. The flags: ``MESSAGES`` (wake a waiting
+   ``recv()``), ``PAUSE`` (stop reading), ``PONGS`` (complete the waiters from
+   ``take_acked()``), ``CLOSED`` (wake everyone, fail the waiters from
+   ``take_pings()``, end TCP), ``FAILING`` (bad bytes came after good messages:
+   stop reading; ``fail_pending()`` once the handler has read those messages, i.e.
+   ``recv()`` finds the queue empty or the handler ended, or after close_timeout).
+   Network input: ``receive_data(data)``, ``receive_eof()``, ``dispatch(events)``
+   for the events ``carry_out()`` returned.
 3. ``recv()``: ``session.messages`` non-empty -> ``session.take()`` gives the message
-   and whether to resume reading; empty and ``session.closed`` ->
-   raise ``session.closed_error()``; else wait for ``MESSAGES``/``CLOSED``.
-4. ``send``/``ping``/``close``: write what ``conn.send(...)``, ``session.ping(...)``,
-   ``conn.close(...)`` return, in the order they return it.
+   and whether to resume reading; else if ``session.failure_pending()``, carry out
+   ``fail_pending()`` and raise; else if ``not session.can_recv()`` raise
+   ``session.closed_error()``; else wait for ``MESSAGES``/``CLOSED``.
+4. ``send``/``ping``: write what ``conn.send(...)``/``session.ping(...)`` return, in
+   the order they return it. Closing: ``close(code, reason)``, ``shutdown()`` (the
+   server closes: 1001), ``handler_returned()`` (1000), ``handler_failed(exc)``
+   (1011 and a log line), ``keepalive(now)`` (a ping, or 1011 for a silent peer).
 5. keepalive: sleep until ``session.keepalive_deadline()`` (None: no timer), then
-   write ``session.keepalive(now)`` and sleep again until the new deadline.
-6. the handler: ``handler_returned()`` / ``handler_failed(exc)`` give the close
-   frame to write; ``shutdown()`` the one for a closing server.
+   ``keepalive(now)``, write, and sleep again until the new deadline.
 """
 
 from __future__ import annotations
@@ -54,6 +59,7 @@ from .events import Closed, Event, Message, Pong
 
 __all__ = [
     "CLOSED",
+    "FAILING",
     "MESSAGES",
     "PAUSE",
     "PONGS",
@@ -73,6 +79,7 @@ MESSAGES = 1  # messages were queued: wake a recv() waiting for one
 PONGS = 2  # ping() waiters were answered: complete those in take_acked()
 CLOSED = 4  # the connection is CLOSED: wake everyone, end TCP
 PAUSE = 8  # max_queue messages wait: stop reading until take() says resume
+FAILING = 16  # bad input waits behind good messages: stop reading, see fail_pending()
 
 _OPEN = State.OPEN
 _CLOSING = State.CLOSING
@@ -150,6 +157,8 @@ class ServerOptions:
             max_header_bytes=self.max_header_bytes,
             compression=self.compression,
             remote_address=remote_address,
+            # Session carries out a failure once the messages before it are answered.
+            defer_failure=True,
         )
 
 
@@ -200,6 +209,7 @@ class Session:
         "acked",
         "ping_interval",
         "ping_timeout",
+        "_out",
         "_next_ping",
         "_keepalive_sent",
         "_counter",
@@ -220,6 +230,7 @@ class Session:
         self.acked: list[tuple[Any, float]] = []
         self.ping_interval = options.ping_interval
         self.ping_timeout = options.ping_timeout
+        self._out: list[bytes] = []
         self._next_ping: float | None = (
             now + self.ping_interval if self.ping_interval is not None else None
         )
@@ -232,6 +243,14 @@ class Session:
             f" {self.conn.state.name}, {len(self.messages)} queued>"
         )
 
+    def data_to_send(self) -> bytes:
+        """What the last call queued (the driver's output included): write it now."""
+        out = self.conn.data_to_send()
+        if self._out:
+            out = b"".join([out, *self._out])
+            self._out = []
+        return out
+
     # Input
 
     def receive_data(self, data: bytes) -> int:
@@ -239,7 +258,10 @@ class Session:
         conn = self.conn
         if conn.state is _CLOSING:
             return self.dispatch(conn.receive_data(data), closing=True)
-        return self.dispatch(conn.receive_data(data))
+        flags = self.dispatch(conn.receive_data(data))
+        if conn.failure_pending is not None:
+            flags |= FAILING
+        return flags
 
     def receive_eof(self) -> int:
         """The peer closed TCP, or the transport aborted it (a timeout)."""
@@ -275,6 +297,8 @@ class Session:
         ):
             self.paused = True
             flags |= PAUSE
+        if self.conn.failure_pending is not None:
+            flags |= FAILING
         return flags
 
     def take(self) -> tuple[str | bytes, bool]:
@@ -284,6 +308,15 @@ class Session:
             self.paused = False
             return message, True
         return message, False
+
+    def failure_pending(self) -> bool:
+        """True while bad input waits for the handler to read the messages before it."""
+        return self.conn.failure_pending is not None
+
+    def fail_pending(self) -> int:
+        """Fail the connection as the bad input requires (1002/1007/1009): the close
+        frame is in ``data_to_send()``."""
+        return self.dispatch(self.conn.fail_pending())
 
     def can_recv(self) -> bool:
         """False once ``recv()`` should raise ``closed_error()`` (queue drained and
@@ -361,10 +394,10 @@ class Session:
             return sent + self.ping_timeout
         return self._next_ping
 
-    def keepalive(self, now: float) -> bytes:
-        """Time passed: a ping to write, a 1011 close frame for a silent peer, or b""."""
+    def keepalive(self, now: float) -> int:
+        """Time passed: queue a ping, or a 1011 close for a silent peer, or nothing."""
         if self.conn.state is not _OPEN or self.ping_interval is None:
-            return b""
+            return 0
         sent = self._keepalive_sent
         if sent is not None:
             if self.ping_timeout is not None and now >= sent + self.ping_timeout:
@@ -376,15 +409,15 @@ class Session:
                     self.ping_timeout,
                 )
                 return self.close(1011, "keepalive ping timeout")
-            return b""
+            return 0
         next_ping = self._next_ping
         if next_ping is None or now < next_ping:
-            return b""
-        frame = self.ping(None, _KEEPALIVE, now)
+            return 0
+        self._out.append(self.ping(None, _KEEPALIVE, now))
         if self.ping_timeout is not None:
             self._keepalive_sent = now
         self._next_ping = now + self.ping_interval
-        return frame
+        return 0
 
     def keepalive_waiting(self) -> bool:
         """True while a keepalive ping waits for its pong."""
@@ -392,24 +425,29 @@ class Session:
 
     # Closing policy
 
-    def close(self, code: int = 1000, reason: str = "") -> bytes:
-        """Start the closing handshake: the close frame to write (b"" unless OPEN).
+    def close(self, code: int = 1000, reason: str = "") -> int:
+        """Start the closing handshake (the close frame goes to ``data_to_send()``;
+        nothing unless OPEN). Raises ValueError for a code or reason one may not send.
 
-        Reading resumes if ``max_queue`` had paused it (check ``paused``): the peer's
-        close frame must get through, and messages from now on are dropped.
+        Bad input waiting for the handler (``failure_pending()``) is failed instead:
+        its code, not this one, is the one to send. Reading resumes if ``max_queue``
+        had paused it (check ``paused``): the peer's close frame must get through,
+        and its messages from now on are dropped.
         """
-        frame = self.conn.close(code, reason)
+        conn = self.conn
+        if conn.failure_pending is not None:
+            return self.fail_pending()
+        frame = conn.close(code, reason)
         if frame:
+            self._out.append(frame)
             self.paused = False
-        return frame
+        return 0
 
-    def handler_returned(self) -> bytes:
-        """The handler returned: close with 1000 (b"" if already closing)."""
-        if self.conn.state is not _OPEN:
-            return b""
+    def handler_returned(self) -> int:
+        """The handler returned: close with 1000 (nothing if already closing)."""
         return self.close(1000)
 
-    def handler_failed(self, exc: BaseException) -> bytes:
+    def handler_failed(self, exc: BaseException) -> int:
         """The handler raised ``exc``: log it with route and peer, close with 1011.
 
         ``ConnectionClosed`` (alone or in an exception group) is not a failure: the
@@ -427,12 +465,8 @@ class Session:
             peer,
             exc_info=exc,
         )
-        if self.conn.state is not _OPEN:
-            return b""
         return self.close(1011)
 
-    def shutdown(self) -> bytes:
+    def shutdown(self) -> int:
         """The server is shutting down: close with 1001 (going away)."""
-        if self.conn.state is not _OPEN:
-            return b""
         return self.close(1001)

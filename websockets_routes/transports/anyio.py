@@ -62,6 +62,7 @@ from ..core.handshake import Accept, Request
 from ..core.paths import RoutedPath
 from ..core.session import (
     CLOSED,
+    FAILING,
     MESSAGES,
     PAUSE,
     PONGS,
@@ -234,6 +235,9 @@ class Connection:
                 if resume and self._resume is not None:
                     self._resume.set()
                 return message
+            if session.failure_pending():
+                # The handler read all it will get before the bad input: fail now.
+                await self._closing(session.fail_pending())
             if not session.can_recv():
                 raise session.closed_error()
             if self._recv_waiter is not None:
@@ -282,9 +286,7 @@ class Connection:
     async def close(self, code: int = 1000, reason: str = "") -> None:
         """Close with ``code``/``reason`` and wait (up to ``close_timeout``) for the
         closing handshake; does nothing more if the connection is already closing."""
-        frame = self._session.close(code, reason)
-        if frame:
-            await self._write_close(frame)
+        await self._closing(self._session.close(code, reason))
         await self._wait_closed()
 
     async def wait_closed(self) -> None:
@@ -333,13 +335,29 @@ class Connection:
                 self._flushed = None
                 flushed.set()
 
-    async def _write_close(self, frame: bytes) -> None:
-        """Write a close frame from the session; wake what our close changes."""
-        if self._resume is not None and not self._session.paused:
+    async def _closing(self, flags: int) -> None:
+        """After a closing call on the session: write its close frame, wake what
+        our close changes."""
+        session = self._session
+        out = session.data_to_send()
+        if flags:
+            self._apply(flags)
+        if self._resume is not None and not session.paused:
             self._resume.set()  # the peer's close must be read, even with a full queue
         if self._recv_waiter is not None:
             self._recv_waiter.set()  # recv() raises from now on
-        await self._write(frame)
+        if out:
+            await self._write(out)
+
+    async def _await_failure(self) -> None:
+        """Bad input waits behind good messages: give the handler up to
+        close_timeout to read (and answer) them, then fail the connection."""
+        session = self._session
+        if not session.closed:
+            with anyio.move_on_after(_timeout(self._options.close_timeout)):
+                await self._closed.wait()  # recv() or the handler's end fail it sooner
+        if session.failure_pending():
+            await self._closing(session.fail_pending())
 
     async def _fast_send(self, data: bytes) -> None:
         """anyio's SocketStream.send on asyncio, without its trailing checkpoint."""
@@ -389,7 +407,6 @@ class Connection:
     async def _read_loop(self) -> None:
         """Read until the connection is closed, then end TCP; sets ``_done``."""
         session = self._session
-        conn = self._conn
         stream = self._stream
         try:
             if self._fast is not None:
@@ -406,11 +423,13 @@ class Connection:
                     flags = session.receive_eof()
                 else:
                     flags = session.receive_data(data)
-                out = conn.data_to_send()
+                out = session.data_to_send()
                 if flags:
                     self._apply(flags)
                 if out:
                     await self._write(out)
+                if flags & FAILING:
+                    await self._await_failure()
             await self._finish_tcp()
         finally:
             self._done.set()
@@ -419,7 +438,6 @@ class Connection:
         """The loop above, reading anyio's asyncio read queue directly: the transport
         keeps reading (no pause/resume per message) until max_queue pauses it."""
         session = self._session
-        conn = self._conn
         transport, protocol = self._fast  # type: ignore[misc]
         queue = protocol.read_queue
         while not session.closed:
@@ -441,11 +459,13 @@ class Connection:
                 transport.resume_reading()
                 await read_event.wait()
                 continue
-            out = conn.data_to_send()
+            out = session.data_to_send()
             if flags:
                 self._apply(flags)
             if out:
                 await self._write(out)
+            if flags & FAILING:
+                await self._await_failure()
 
     async def _finish_tcp(self) -> None:
         """RFC 6455 7.1.1: the server ends TCP first. Half-close, so that what we
@@ -473,19 +493,24 @@ class Connection:
         if not self._session.closed:
             await self._abort()
 
-    async def _keepalive_write(self, frame: bytes) -> None:
-        """Write what ``Session.keepalive()`` gave: a ping, or the 1011 close."""
-        if self._conn.state is _OPEN:
-            await self._write(frame)
+    def _keepalive(self, now: float, spawn: Callable[..., Any]) -> None:
+        """The keepalive timer fired: a ping to write, or the 1011 close."""
+        was_open = self._conn.state is _OPEN
+        flags = self._session.keepalive(now)
+        if was_open and self._conn.state is not _OPEN:
+            spawn(self._keepalive_close, flags)
         else:
-            await self._write_close(frame)
-            await self._wait_closed()
+            out = self._session.data_to_send()
+            if out:
+                spawn(self._write, out)  # a ping: its place among frames is free
+
+    async def _keepalive_close(self, flags: int) -> None:
+        await self._closing(flags)
+        await self._wait_closed()
 
     async def _going_away(self) -> None:
         """The server shuts down: close with 1001."""
-        frame = self._session.shutdown()
-        if frame:
-            await self._write_close(frame)
+        await self._closing(self._session.shutdown())
 
 
 async def _close_stream(stream: anyio.abc.AsyncResource) -> None:
@@ -549,9 +574,7 @@ class _Timers:
                     self._stale = max(0, self._stale - 1)
                     continue
                 ws._timer_at = None
-                frame = ws._session.keepalive(now)
-                if frame:
-                    spawn(ws._keepalive_write, frame)
+                ws._keepalive(now, spawn)
                 self.schedule(ws)
             self._sleeping_until = heap[0][0] if heap else math.inf
             self._wake = wake = self._event_class()
@@ -828,7 +851,7 @@ class Server:
             event_class=self._event_class,
         )
         flags = session.dispatch(events, closing=conn.state is State.CLOSING)
-        out = conn.data_to_send()
+        out = session.data_to_send()
         if flags:
             ws._apply(flags)
         await ws._write(out)
@@ -882,13 +905,12 @@ class Server:
         try:
             await path.route.handle(ws, path)
         except Exception as exc:
-            frame = session.handler_failed(exc)
+            flags = session.handler_failed(exc)
             if self._on_handler_error is not None and not handler_error_is_close(exc):
                 self._on_handler_error(ws, exc)
         else:
-            frame = session.handler_returned()
-        if frame:
-            await ws._write_close(frame)
+            flags = session.handler_returned()
+        await ws._closing(flags)
 
 
 async def _read_request(
