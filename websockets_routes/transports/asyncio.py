@@ -24,7 +24,7 @@ import os
 import socket
 import ssl as ssl_module
 from collections import deque
-from collections.abc import AsyncIterator, Generator
+from collections.abc import Generator
 from typing import Any
 
 from ..core.connection import (
@@ -500,13 +500,17 @@ class WebSocket(asyncio.Protocol):
         finally:
             self._recv_waiter = None
 
-    async def __aiter__(self) -> AsyncIterator[str | bytes]:
-        """Messages until the connection closes normally (1000/1001)."""
+    def __aiter__(self) -> WebSocket:
+        """``async for message in ws``: messages until a normal close (1000/1001);
+        other closes raise ConnectionClosedError."""
+        return self
+
+    async def __anext__(self) -> str | bytes:
+        # No async generator in between: one coroutine per message, not two.
         try:
-            while True:
-                yield await self.recv()
+            return await self.recv()
         except ConnectionClosedOK:
-            return
+            raise StopAsyncIteration from None
 
     async def send(self, message: str | bytes | bytearray | memoryview) -> None:
         """Send a text (``str``) or binary (bytes-like) message."""
