@@ -194,8 +194,15 @@ class Pinning:
 
 
 def start_server(
-    name: str, pinning: Pinning, uvloop: bool, routes: int, logdir: str, timeout: float = 30.0
+    name: str, pinning: Pinning, uvloop: bool, routes: int, logdir: str
 ) -> ServerProcess:
+    return wait_ready(launch_server(name, pinning, uvloop, routes, logdir))
+
+
+def launch_server(
+    name: str, pinning: Pinning, uvloop: bool, routes: int, logdir: str
+) -> ServerProcess:
+    """Start a server process; wait_ready() then learns its port."""
     argv = [sys.executable, SERVERS_PY, name, "--routes", str(routes)]
     if uvloop and KINDS[name].runtime == "asyncio":
         argv.append("--uvloop")
@@ -211,7 +218,11 @@ def start_server(
             stderr=log_file,
             preexec_fn=preexec,  # noqa: PLW1509 - only sets CPU affinity
         )
-    server = ServerProcess(name, proc, 0, log_path)
+    return ServerProcess(name, proc, 0, log_path)
+
+
+def wait_ready(server: ServerProcess, timeout: float = 30.0) -> ServerProcess:
+    proc, name = server.proc, server.name
     assert proc.stdout is not None
     deadline = time.monotonic() + timeout
     line = b""
@@ -631,21 +642,29 @@ def say(options: Options, text: str) -> None:
 async def run(
     options: Options, results: Results, running: list[ServerProcess], pinning: Pinning, logdir: str
 ) -> None:
-    def spawn(name: str) -> ServerProcess:
-        server = start_server(name, pinning, options.uvloop, options.routes, logdir)
+    def launch(name: str) -> ServerProcess:
+        server = launch_server(name, pinning, options.uvloop, options.routes, logdir)
         running.append(server)
         results.pids.append(server.pid)
         return server
+
+    def spawn(name: str) -> ServerProcess:
+        return wait_ready(launch(name))
 
     workloads = [WORKLOADS[w] for w in options.workloads]
     throughput = [w for w in workloads if w.kind != "idle-mem"]
     live: dict[str, ServerProcess] = {}
     if throughput:
-        for name in options.servers:
-            if not any(applies(KINDS[name], w) for w in throughput):
-                continue
+        # Start them all at once (their start-up overlaps), then wait for each.
+        launched = [
+            launch(name)
+            for name in options.servers
+            if any(applies(KINDS[name], w) for w in throughput)
+        ]
+        for server in launched:
+            name = server.name
             try:
-                live[name] = spawn(name)
+                live[name] = wait_ready(server)
             except BenchError as exc:
                 results.skipped[name] = str(exc).splitlines()[0]
                 say(options, f"note: {exc}")
