@@ -601,6 +601,8 @@ class Server:
         on_handler_error: Callable[[Connection, BaseException], None] | None = None,
         **options: Any,
     ) -> None:
+        if not callable(getattr(router, "resolve", None)):
+            raise TypeError(f"serve() needs a Router, not {type(router).__name__}")
         self.router = router
         self.host = host
         self._port = port

@@ -1,0 +1,360 @@
+"""What only the anyio transport has to prove, on asyncio and trio: structured
+concurrency (no task outlives the server, cancellation tears everything down), the
+single keepalive timer task, TLS with concurrent send/receive, and its connection
+object's details. Shared behaviour is in tests/transports (parametrized over it)."""
+
+from __future__ import annotations
+
+import ssl
+
+import anyio
+import pytest
+
+from tests.transports.helpers import RawClient, frame
+from websockets_routes import ConnectionClosed, Router
+from websockets_routes.transports.anyio import Server, serve
+
+pytestmark = pytest.mark.anyio
+
+TIMEOUT = 10
+
+
+@pytest.fixture
+def connect(anyio_backend_name):
+    if anyio_backend_name == "trio":
+        from websockets.trio.client import connect as ws_connect
+    else:
+        from websockets.asyncio.client import connect as ws_connect
+
+    def factory(server, path="/echo", **kwargs):
+        kwargs.setdefault("proxy", None)
+        scheme = "wss" if kwargs.get("ssl") is not None else "ws"
+        return ws_connect(f"{scheme}://127.0.0.1:{server.port}{path}", **kwargs)
+
+    return factory
+
+
+def echo_router() -> Router:
+    router = Router()
+
+    @router.route("/echo")
+    async def echo(ws, path):
+        async for message in ws:
+            await ws.send(message)
+
+    return router
+
+
+def tasks() -> int:
+    return len(anyio.get_running_tasks())
+
+
+async def test_no_task_outlives_the_server(connect):
+    before = tasks()
+    with anyio.fail_after(TIMEOUT):
+        async with serve(echo_router(), "127.0.0.1", 0) as server:
+            async with connect(server) as a, connect(server) as b:
+                await a.send("a")
+                await b.send("b")
+                assert (await a.recv(), await b.recv()) == ("a", "b")
+                # Per open connection: its own task and its reader, nothing more
+                # (keepalive is one timer task for the whole server).
+                assert len(server.connections) == 2
+            server.close()
+            await server.wait_closed()
+            assert tasks() == before
+    assert tasks() == before
+
+
+async def test_cancelling_the_block_tears_everything_down(connect):
+    before = tasks()
+    started = anyio.Event()
+    router = Router()
+
+    @router.route("/hang")
+    async def hang(ws, path):
+        started.set()
+        await anyio.sleep_forever()
+
+    with anyio.fail_after(TIMEOUT):
+        with anyio.CancelScope() as scope:
+            async with serve(router, "127.0.0.1", 0) as server:
+                port = server.port
+                raw = await RawClient.connect(port)
+                await raw.open("/hang")
+                await started.wait()
+                scope.cancel()
+                await anyio.sleep_forever()
+        assert scope.cancelled_caught
+        # The handler was cancelled and the peer's connection dropped.
+        assert await raw.read_to_eof() == b""
+        await raw.stream.aclose()
+    assert tasks() == before
+    with pytest.raises(OSError):
+        await anyio.connect_tcp("127.0.0.1", port)
+
+
+async def test_an_error_in_the_block_is_not_wrapped_in_a_group():
+    with anyio.fail_after(TIMEOUT):
+        with pytest.raises(KeyError, match="mine"):
+            async with serve(echo_router(), "127.0.0.1", 0):
+                raise KeyError("mine")
+
+
+async def test_serve_forever_returns_after_close_from_another_task(connect):
+    with anyio.fail_after(TIMEOUT):
+        async with serve(echo_router(), "127.0.0.1", 0) as server:
+            async with anyio.create_task_group() as tg:
+                tg.start_soon(server.serve_forever)
+                async with connect(server) as ws:
+                    await ws.send("x")
+                    assert await ws.recv() == "x"
+                server.close()
+            # serve_forever() returned, so the task group could end.
+            assert not server.is_serving()
+
+
+async def test_one_timer_task_pings_every_connection():
+    router = Router()
+    seen: list[int] = []
+
+    @router.route("/idle")
+    async def idle(ws, path):
+        try:
+            await ws.recv()
+        except ConnectionClosed as exc:
+            seen.append(exc.code)
+
+    with anyio.fail_after(TIMEOUT):
+        async with serve(router, "127.0.0.1", 0, ping_interval=0.05, ping_timeout=0.1) as server:
+            clients = [await RawClient.connect(server.port) for _ in range(5)]
+            for raw in clients:
+                await raw.open("/idle")
+            for raw in clients:
+                b0, payload = await raw.read_frame()
+                assert b0 == 0x89  # a keepalive ping
+                await raw.send(frame(0xA, payload))  # answered: stays open
+            for raw in clients:
+                assert (await raw.read_frame())[0] == 0x89  # pinged again
+            # Now nobody answers: every connection is closed with 1011.
+            for raw in clients:
+                assert await raw.expect_close() == 1011
+                await raw.stream.aclose()
+    assert seen == [1011] * 5
+
+
+async def test_tls_with_concurrent_send_and_receive(connect, tmp_path):
+    cert, key = tmp_path / "cert.pem", tmp_path / "key.pem"
+    await anyio.run_process(
+        [
+            "openssl", "req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1",
+            "-nodes", "-keyout", str(key), "-out", str(cert), "-days", "1",
+            "-subj", "/CN=localhost", "-addext", "subjectAltName=IP:127.0.0.1",
+        ],
+    )  # fmt: skip
+    server_ctx = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    server_ctx.load_cert_chain(cert, key)
+    client_ctx = ssl.create_default_context(cafile=str(cert))
+    router = Router()
+    count = 200
+
+    @router.route("/duplex")
+    async def duplex(ws, path):
+        # A task sends while the handler reads: TLS records flow both ways at once.
+        async def talk():
+            for i in range(count):
+                await ws.send(f"s{i}" * 50)
+
+        received = []
+        async with anyio.create_task_group() as tg:
+            tg.start_soon(talk)
+            for _ in range(count):
+                received.append(await ws.recv())
+        await ws.send(f"got {len(received)}")
+
+    with anyio.fail_after(TIMEOUT):
+        async with serve(router, "127.0.0.1", 0, ssl=server_ctx) as server:
+            async with connect(server, "/duplex", ssl=client_ctx) as ws:
+
+                async def send_all():
+                    for i in range(count):
+                        await ws.send(f"c{i}" * 50)
+
+                async with anyio.create_task_group() as tg:
+                    tg.start_soon(send_all)
+                    for i in range(count):
+                        assert await ws.recv() == f"s{i}" * 50
+                assert await ws.recv() == f"got {count}"
+
+
+async def test_cancelled_recv_loses_no_message(connect):
+    router = Router()
+
+    @router.route("/poll")
+    async def poll(ws, path):
+        received = []
+        while len(received) < 50:
+            with anyio.move_on_after(0.0005):
+                received.append(await ws.recv())
+        await ws.send(",".join(received))
+
+    with anyio.fail_after(TIMEOUT):
+        async with serve(router, "127.0.0.1", 0) as server:
+            async with connect(server, "/poll") as ws:
+                for i in range(50):
+                    await ws.send(str(i))
+                    await anyio.sleep(0.0003)
+                assert await ws.recv() == ",".join(str(i) for i in range(50))
+
+
+async def test_concurrent_recv_is_an_error(connect):
+    router = Router()
+    errors: list[BaseException] = []
+
+    @router.route("/two")
+    async def two(ws, path):
+        got = []
+
+        async def first():
+            got.append(await ws.recv())
+
+        async with anyio.create_task_group() as tg:
+            tg.start_soon(first)
+            await anyio.sleep(0.01)  # the first recv() is waiting: nothing was sent yet
+            try:
+                await ws.recv()
+            except RuntimeError as exc:
+                errors.append(exc)
+            await ws.send("ready")
+        await ws.send(f"done {got[0]}")
+
+    with anyio.fail_after(TIMEOUT):
+        async with serve(router, "127.0.0.1", 0) as server:
+            async with connect(server, "/two") as ws:
+                assert await ws.recv() == "ready"
+                await ws.send("one")
+                assert await ws.recv() == "done one"
+    assert len(errors) == 1
+
+
+async def test_shutdown_during_a_hanging_hook():
+    router = Router()
+    entered = anyio.Event()
+
+    @router.route("/slow")
+    class Slow:
+        async def process_request(self, path, headers):
+            entered.set()
+            await anyio.sleep_forever()
+
+        async def handle(self, ws, path):  # pragma: no cover - never accepted
+            pass
+
+    with anyio.fail_after(TIMEOUT):
+        async with serve(router, "127.0.0.1", 0, close_timeout=0.2) as server:
+            raw = await RawClient.connect(server.port)
+            await raw.send(
+                b"GET /slow HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
+                b"Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n"
+            )
+            await entered.wait()
+            server.close()
+            await server.wait_closed()
+            assert await raw.read_to_eof() == b""  # dropped, no 101
+            await raw.stream.aclose()
+
+
+async def test_request_being_read_at_shutdown_is_dropped():
+    with anyio.fail_after(TIMEOUT):
+        async with serve(echo_router(), "127.0.0.1", 0, close_timeout=5) as server:
+            raw = await RawClient.connect(server.port)
+            await raw.send(b"GET /echo HTTP/1.1\r\nHost: x\r\n")  # and nothing more
+            await anyio.sleep(0.05)
+            server.close()
+            with anyio.fail_after(1):  # not close_timeout: dropped at once
+                await server.wait_closed()
+            assert await raw.read_to_eof() == b""
+            await raw.stream.aclose()
+
+
+async def test_connection_object_surface(connect):
+    router = Router()
+    report: dict = {}
+    closed = anyio.Event()
+
+    @router.route("/look/{x}")
+    async def look(ws, path):
+        report.update(
+            path=str(ws.path),
+            x=path.params["x"],
+            method=ws.request.method,
+            remote=ws.remote_address[0],
+            local=ws.local_address[0],
+            state=ws.state.name,
+            close_code=ws.close_code,
+        )
+        await ws.send("ok")
+        try:
+            await ws.recv()
+        except ConnectionClosed as exc:
+            report["closed"] = (exc.code, ws.close_code, ws.close_reason)
+        closed.set()
+
+    with anyio.fail_after(TIMEOUT):
+        async with serve(router, "127.0.0.1", 0) as server:
+            async with connect(server, "/look/1?q") as ws:
+                assert await ws.recv() == "ok"
+                close = getattr(ws, "aclose", None) or ws.close  # trio / asyncio client
+                await close(4002, "bye")
+            await closed.wait()
+    assert report == {
+        "path": "/look/1?q",
+        "x": "1",
+        "method": "GET",
+        "remote": "127.0.0.1",
+        "local": "127.0.0.1",
+        "state": "OPEN",
+        "close_code": None,
+        "closed": (4002, 4002, "bye"),
+    }
+
+
+async def test_port_and_listeners():
+    async with serve(echo_router(), "127.0.0.1", 0) as server:
+        assert isinstance(server.port, int) and server.port > 0
+        assert server.sockets[0].getsockname()[1] == server.port
+        assert server.is_serving()
+    assert not server.is_serving()
+
+
+async def test_asyncio_uses_the_fast_path_and_trio_the_public_api(anyio_backend_name):
+    # Guards the optimization: if anyio's internals change, the fast path must be
+    # dropped on purpose, not lost silently.
+    seen = []
+    router = Router()
+
+    @router.route("/which")
+    async def which(ws, path):
+        seen.append(ws._fast is not None)
+
+    async with serve(router, "127.0.0.1", 0) as server:
+        raw = await RawClient.connect(server.port)
+        await raw.open("/which")
+        await raw.expect_close()
+        await raw.stream.aclose()
+    assert seen == [anyio_backend_name == "asyncio"]
+
+
+def test_bad_options():
+    with pytest.raises(ValueError, match="compression"):
+        serve(echo_router(), "127.0.0.1", 0, compression="br")
+    with pytest.raises(TypeError):
+        serve(echo_router(), "127.0.0.1", 0, max_sise=10)
+    with pytest.raises(ValueError, match="max_queue"):
+        serve(echo_router(), "127.0.0.1", 0, max_queue=0)
+    with pytest.raises(ValueError, match="ping_interval"):
+        serve(echo_router(), "127.0.0.1", 0, ping_interval=-1)
+    with pytest.raises(TypeError, match="ssl"):
+        serve(echo_router(), "127.0.0.1", 0, ssl=True)
+    with pytest.raises(TypeError, match="Router"):
+        Server(object(), "127.0.0.1", 0)
