@@ -159,7 +159,7 @@ class Connection:
     awaitable giving the latency), ``await pong(data=b"")``; ``path`` (RoutedPath),
     ``request`` (core Request), ``subprotocol``, ``remote_address``,
     ``local_address``, ``close_code``/``close_reason`` (None until closed),
-    ``latency`` (of the last keepalive ping answered).
+    ``state`` (a ``core.connection.State``), ``await wait_closed()``.
 
     A closed connection raises ``ConnectionClosed`` (``ConnectionClosedOK`` for 1000
     and 1001): ``recv()`` first returns the messages received before the close.
@@ -193,7 +193,6 @@ class Connection:
         self.subprotocol: str | None = conn.subprotocol
         self.remote_address: Any = conn.remote_address
         self.local_address: Any = local_address
-        self.latency = 0.0
         self._writing = False
         self._pending: list[bytes] = []
         self._flushed: anyio.Event | None = None
