@@ -14,12 +14,16 @@ messages. This module provides:
   keeps the key rotation across partial payloads), plugged into wsproto's frame
   decoder by ``core.connection``.
 
-``SPEEDUPS`` says which implementation is in use. The import of ``websockets`` is
-guarded: the core never requires it.
+``SPEEDUPS`` says which implementation is in use. The ``websockets`` package itself is
+never imported (see ``_load_speedups``): the core never requires it, nor anything
+that package brings in.
 """
 
 from __future__ import annotations
 
+import importlib.machinery
+import importlib.util
+import os
 from typing import Any
 
 from wsproto.frame_protocol import _XOR_TABLE  # 256 tables of 256 bytes, shared
@@ -49,12 +53,36 @@ def py_apply_mask(data: bytes | bytearray | memoryview, mask: bytes) -> bytes:
     return bytes(out)
 
 
-_c_apply_mask: Any
-try:  # the C speedup shipped with the optional ``websockets`` dependency
-    from websockets.speedups import apply_mask as _c_apply_mask
-except ImportError:  # pragma: no cover - depends on the environment
-    _c_apply_mask = None
+def _load_speedups() -> Any:
+    """``apply_mask`` from websockets' C extension, or None.
 
+    The extension file is loaded on its own, without importing the ``websockets``
+    package: its ``__init__`` brings in modules the sans-IO core must not (socket,
+    selectors, via subprocess and importlib.metadata). Any failure means no speedup.
+    """
+    try:
+        spec = importlib.util.find_spec("websockets")  # finds, does not import
+        locations = (spec and spec.submodule_search_locations) or ()
+        for location in locations:
+            for suffix in importlib.machinery.EXTENSION_SUFFIXES:
+                path = os.path.join(location, "speedups" + suffix)
+                if not os.path.isfile(path):
+                    continue
+                # The init function is found from the last part of the name.
+                name = "websockets_routes._c.speedups"
+                loader = importlib.machinery.ExtensionFileLoader(name, path)
+                module_spec = importlib.util.spec_from_file_location(name, path, loader=loader)
+                if module_spec is None:
+                    continue
+                module = importlib.util.module_from_spec(module_spec)
+                loader.exec_module(module)
+                return module.apply_mask
+    except Exception:  # pragma: no cover - depends on the environment
+        return None
+    return None  # pragma: no cover - depends on the environment
+
+
+_c_apply_mask = _load_speedups()
 if _c_apply_mask is not None:
     apply_mask = _c_apply_mask
     SPEEDUPS = True
