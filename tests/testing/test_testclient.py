@@ -9,8 +9,13 @@ import threading
 import anyio
 import pytest
 
-from websockets_routes import Close, ConnectionClosed, ConnectionClosedError, ConnectionClosedOK
-from websockets_routes import Router
+from websockets_routes import (
+    Close,
+    ConnectionClosed,
+    ConnectionClosedError,
+    ConnectionClosedOK,
+    Router,
+)
 from websockets_routes.testing import HandshakeRejected, TestClient
 
 pytestmark = pytest.mark.anyio
@@ -135,7 +140,8 @@ async def test_handshake_details_and_request_as_the_handler_sees_it():
 
 
 @pytest.mark.parametrize(
-    ("offered", "chosen"), [(["chat.v1", "chat.v2"], "chat.v2"), (["chat.v1"], "chat.v1"), ([], None)]
+    ("offered", "chosen"),
+    [(["chat.v1", "chat.v2"], "chat.v2"), (["chat.v1"], "chat.v1"), ([], None)],
 )
 async def test_subprotocol_negotiation(offered, chosen):
     with anyio.fail_after(TIMEOUT):
