@@ -2,8 +2,17 @@
 
 The server under test comes from ONE fixture, ``serve_router``; the client side from
 ``connect`` (websockets' client for the running anyio backend) and ``RawClient``
-(anyio sockets). To run the suite over another transport or backend, parametrize
-these fixtures (and ``anyio_backend``) here; the tests themselves use only anyio.
+(anyio sockets). Every test that uses ``serve_router`` runs once per server:
+
+- ``asyncio``: ``transports.asyncio`` (the test runs on asyncio),
+- ``anyio-asyncio``: ``transports.anyio`` with anyio on asyncio,
+- ``anyio-trio``: ``transports.anyio`` with anyio on trio (the test itself runs on
+  trio: the websockets trio client and anyio's RawClient, in the same event loop).
+
+One suite, not three copies: ``pytest_generate_tests`` below parametrizes the pair
+(transport, ``anyio_backend``) for those tests; tests that do not take
+``serve_router`` (the driver's unit tests, test_asyncio_server.py) keep their own
+backend.
 """
 
 from __future__ import annotations
@@ -13,13 +22,32 @@ from typing import Any
 
 import pytest
 
+# (id, transport, anyio backend the test and the server run on)
+SERVERS = [
+    ("asyncio", "asyncio", "asyncio"),
+    ("anyio-asyncio", "anyio", "asyncio"),
+    ("anyio-trio", "anyio", "trio"),
+]
+
+
+def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
+    if "serve_router" in metafunc.fixturenames:
+        metafunc.parametrize(
+            ("transport", "anyio_backend"),
+            [(transport, backend) for _, transport, backend in SERVERS],
+            ids=[name for name, _, _ in SERVERS],
+        )
+
 
 @pytest.fixture
-def serve_router() -> Callable[..., Any]:
+def serve_router(transport: str) -> Callable[..., Any]:
     """``async with serve_router(router, **options) as server``: a server on
     127.0.0.1, port 0, with ``server.port``, ``server.close()``,
     ``await server.wait_closed()``."""
-    from websockets_routes.transports.asyncio import serve
+    if transport == "asyncio":
+        from websockets_routes.transports.asyncio import serve
+    else:
+        from websockets_routes.transports.anyio import serve
 
     def factory(router: Any, **options: Any) -> Any:
         return serve(router, "127.0.0.1", 0, **options)

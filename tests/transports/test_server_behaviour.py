@@ -382,9 +382,9 @@ async def test_handler_exception_closes_1011_and_is_logged(serve_router, connect
     with anyio.fail_after(TIMEOUT):
         async with serve_router(make_router()) as server:
             async with connect(server, "/fail") as ws:
+                port = ws.local_address[1]  # before the close: trio's client drops it then
                 with pytest.raises(ConnectionClosedError) as info:
                     await ws.recv()
-                port = ws.local_address[1]
             assert info.value.rcvd.code == 1011
             async with connect(server, "/echo") as ws:
                 await ws.send("still serving")
