@@ -10,7 +10,7 @@ from __future__ import annotations
 from collections.abc import Callable, Iterator
 from typing import Any, Generic, TypeVar
 
-from .paths import decode_rest, split_path
+from .paths import TARGET_CHARS, split_path
 from .templates import Template
 
 __all__ = ["Matcher"]
@@ -19,7 +19,8 @@ T = TypeVar("T")
 _NEVER = 1 << 62
 
 
-_STATIC_ONLY, _PARAM_ONLY, _MIXED = 0, 1, 2  # what a node leads to, for _search's fast steps
+# What a node leads to, for _search's fast steps (which test the numbers directly).
+_STATIC_ONLY, _PARAM_ONLY, _MIXED = 0, 1, 2
 
 
 class _Node:
@@ -37,7 +38,7 @@ class _Node:
         self.lowest = _NEVER  # smallest index anywhere below
 
 
-def _search(node: _Node, segments: list[str], depth: int, path: str, best: int) -> int:
+def _search(node: _Node, segments: list[str], depth: int, best: int) -> int:
     """The smallest route index below ``node`` matching ``segments[depth:]``, or ``best``.
 
     It runs for every dynamic lookup, so it loops down the trie and recurses only where
@@ -48,36 +49,32 @@ def _search(node: _Node, segments: list[str], depth: int, path: str, best: int) 
     n = len(segments)
     while True:
         kind = node.kind
-        if kind == _STATIC_ONLY:
+        if kind < 2:  # _STATIC_ONLY or _PARAM_ONLY: at most one way forward
             if depth == n:
                 end = node.end
                 return end if end < best else best
-            node = node.static.get(segments[depth])  # type: ignore[assignment]
-            if node is None or node.lowest >= best:
-                return best
-            depth += 1
-            continue
-        if kind == _PARAM_ONLY:
-            if depth == n:
-                end = node.end
-                return end if end < best else best
-            if not segments[depth]:
-                return best
-            node = node.param  # type: ignore[assignment]
+            if kind:  # _PARAM_ONLY
+                if not segments[depth]:
+                    return best
+                node = node.param  # type: ignore[assignment]
+            else:
+                node = node.static.get(segments[depth])  # type: ignore[assignment]
+                if node is None:
+                    return best
             if node.lowest >= best:
                 return best
             depth += 1
             continue
-        if node.tails:
-            rest = None
+        if node.tails and depth < n:
+            # A tail takes the rest of the path, "/".join(segments[depth:]): it has one
+            # when depth < n, and its static prefix (never a "/") must start segment depth.
+            first = segments[depth]
             for index, prefix, nonempty in node.tails:
                 if index >= best:
                     break
-                if rest is None:
-                    rest = decode_rest(path, depth)
-                    if rest is None:
-                        break
-                if rest.startswith(prefix) and (len(rest) > len(prefix) or not nonempty):
+                if first.startswith(prefix) and (
+                    not nonempty or depth < n - 1 or len(first) > len(prefix)
+                ):
                     best = index
                     break
         if depth == n:
@@ -91,13 +88,13 @@ def _search(node: _Node, segments: list[str], depth: int, path: str, best: int) 
         param = node.param
         if param is not None and param.lowest < best and segment:
             if following is not None:
-                best = _search(following, segments, depth, path, best)
+                best = _search(following, segments, depth, best)
             following = param
         if node.patterns:
             for _, fullmatch, child in node.patterns:
                 if child.lowest < best and fullmatch(segment) is not None:
                     if following is not None:
-                        best = _search(following, segments, depth, path, best)
+                        best = _search(following, segments, depth, best)
                     following = child
         if following is None or following.lowest >= best:
             return best
@@ -119,6 +116,9 @@ class Matcher(Generic[T]):
         # them too (then a hit needs no search of the trie).
         self._static_by_path: dict[str, tuple[int, bool]] = {}
         self._static_by_segments: dict[tuple[str, ...], int] = {}
+        # Unbeaten static paths that are also valid request targets as they stand (no
+        # escapes, no query): a request for exactly one of them needs no other check.
+        self.exact: dict[str, T] = {}
         self._root = _Node()
 
     def __len__(self) -> int:
@@ -136,41 +136,54 @@ class Matcher(Generic[T]):
             path = "/" + "/".join(texts)
             if path not in self._static_by_path:
                 # Routes added later have higher indexes: only earlier ones can win.
-                unbeaten = self._root.lowest > index or (
-                    "%" not in path and _search(self._root, list(texts), 0, path, index) == index
+                unbeaten = (
+                    self._root.lowest > index or _search(self._root, list(texts), 0, index) == index
                 )
                 self._static_by_path[path] = (index, unbeaten)
+                if (
+                    unbeaten
+                    and TARGET_CHARS.fullmatch(path)
+                    and "%" not in path
+                    and "?" not in path
+                ):
+                    self.exact[path] = value
             return
+        # Indexes only grow, so a node's lowest and end are set once, by the first route.
         node = self._root
-        node.lowest = min(node.lowest, index)
-        touched = [node]
+        if node.lowest == _NEVER:
+            node.lowest = index
         for seg in template.segments:
-            if seg.kind == "tail":
+            kind = seg.kind
+            if kind == "tail":
                 node.tails.append((index, seg.text, seg.nonempty))
-                break
-            if seg.kind == "static":
-                node = node.static.setdefault(seg.text, _Node())
-            elif seg.kind == "param":
-                if node.param is None:
-                    node.param = _Node()
-                node = node.param
+                node.kind = _MIXED
+                return
+            if kind == "static":
+                child = node.static.get(seg.text)
+                if child is None:
+                    child = node.static[seg.text] = _Node()
+                    node.kind = _kind(node)
+            elif kind == "param":
+                child = node.param
+                if child is None:
+                    child = node.param = _Node()
+                    node.kind = _kind(node)
             else:
                 assert seg.regex is not None
                 source = seg.regex.pattern
-                for known, _, child in node.patterns:
+                for known, _, existing in node.patterns:
                     if known == source:
-                        node = child
+                        child = existing
                         break
                 else:
                     child = _Node()
                     node.patterns.append((source, seg.regex.fullmatch, child))
-                    node = child
-            node.lowest = min(node.lowest, index)
-            touched.append(node)
-        else:
-            node.end = min(node.end, index)
-        for node in touched:
-            node.kind = _kind(node)
+                    node.kind = _MIXED
+            node = child
+            if node.lowest == _NEVER:
+                node.lowest = index
+        if node.end == _NEVER:
+            node.end = index
 
     def match(self, path: str) -> tuple[T, dict[str, str]] | None:
         """The value and decoded params of the first route matching ``path``.
@@ -194,7 +207,7 @@ class Matcher(Generic[T]):
             segments = decoded
             best = self._static_by_segments.get(tuple(segments), _NEVER)
         if self._root.lowest < best:
-            best = _search(self._root, segments, 0, path, best)
+            best = _search(self._root, segments, 0, best)
         if best == _NEVER:
             return None
         template, value = self._entries[best]
@@ -202,5 +215,5 @@ class Matcher(Generic[T]):
         for i, name in template.slots:
             params[name] = segments[i]
         if template.extras:
-            template.extract_extras(params, segments, path)
+            template.extract_extras(params, segments)
         return value, params

@@ -18,7 +18,7 @@ from dataclasses import dataclass, field
 from typing import Any, Literal
 from urllib.parse import quote
 
-from routes.route import Route as _RoutesRoute
+from routes.route import Route as _RoutesRoute  # type: ignore[import-untyped]
 
 from .paths import decode_rest, split_path
 
@@ -46,6 +46,9 @@ class Segment:
     names: tuple[str, ...] = ()
     regex: re.Pattern[str] | None = None  # pattern segments: fullmatch on the decoded segment
     nonempty: bool = True  # tail segments: whether the tail needs at least one character
+    # Pattern segments: the one param is the whole segment (``{id:\d+}``), so a matching
+    # segment is the param's value as it stands.
+    whole: bool = False
 
     def match(self, segment: str) -> dict[str, str] | None:
         """Params captured from one decoded request segment, or None."""
@@ -106,33 +109,39 @@ class Template:
     )
 
     def __post_init__(self) -> None:
-        kinds = [s.kind for s in self.segments]
-        set_ = object.__setattr__
-        set_(self, "is_static", all(k == "static" for k in kinds))
-        set_(self, "has_tail", bool(kinds) and kinds[-1] == "tail")
-        slots, extras = [], []
+        slots: list[tuple[int, str]] = []
+        extras: list[tuple[int, Any, tuple[tuple[int, str], ...]]] = []
         for i, seg in enumerate(self.segments):
-            if seg.kind == "param":
+            kind = seg.kind
+            if kind == "static":
+                continue
+            if kind == "param" or seg.whole:
                 slots.append((i, seg.names[0]))
-            elif seg.kind == "tail":
+            elif kind == "tail":
                 extras.append((i, None, ((len(seg.text), seg.names[0]),)))
-            elif seg.kind == "pattern":
+            else:
                 assert seg.regex is not None
                 groups = tuple(
                     (seg.regex.groupindex[f"_p{k}"], name) for k, name in enumerate(seg.names)
                 )
                 extras.append((i, seg.regex.fullmatch, groups))
+        set_ = object.__setattr__
+        set_(self, "is_static", not slots and not extras)
+        set_(self, "has_tail", bool(extras) and extras[-1][1] is None)
         set_(self, "slots", tuple(slots))
         set_(self, "extras", tuple(extras))
 
-    def extract_extras(self, params: dict[str, str], segments: list[str], path: str) -> None:
-        """Add the params of the regex and tail segments of a path known to match."""
+    def extract_extras(self, params: dict[str, str], segments: list[str]) -> None:
+        """Add the params of the regex and tail segments of a path known to match.
+
+        ``segments`` are the decoded segments of the path; a tail's value is the rest
+        of them joined with "/" (the same text as decoding the rest of the raw path,
+        since every escape decodes within its own segment).
+        """
         for i, fullmatch, names in self.extras:
             if fullmatch is None:
-                rest = decode_rest(path, i)
-                assert rest is not None
                 ((skip, name),) = names
-                params[name] = rest[skip:]
+                params[name] = "/".join(segments[i:])[skip:]
             else:
                 found = fullmatch(segments[i])
                 assert found is not None
@@ -244,15 +253,24 @@ def compile_template(source: str, requirements: dict[str, str] | None = None) ->
 def _compile_simple(source: str) -> Template | None:
     segments, names = [], []
     for part in source[1:].split("/"):
-        if part.startswith("{"):
-            name = part[1:-1]
-            if name in names:
+        # Segments are frozen values: equal ones are shared, as making one costs more
+        # than looking it up (the cache grows with the distinct segments of the app).
+        segment = _SIMPLE_SEGMENTS.get(part)
+        if segment is None:
+            if part.startswith("{"):
+                segment = Segment("param", names=(part[1:-1],))
+            else:
+                segment = Segment("static", text=part)
+            _SIMPLE_SEGMENTS[part] = segment
+        if segment.kind == "param":
+            if segment.names[0] in names:
                 return None
-            names.append(name)
-            segments.append(Segment("param", names=(name,)))
-        else:
-            segments.append(Segment("static", text=part))
+            names.append(segment.names[0])
+        segments.append(segment)
     return Template(source, tuple(segments), tuple(names), None)
+
+
+_SIMPLE_SEGMENTS: dict[str, Segment] = {}
 
 
 def _extract_braces(source: str) -> tuple[str, dict[str, tuple[str, str | None]]]:
@@ -400,10 +418,11 @@ def _compile_segment(pieces: tuple[_Piece, ...], last: bool) -> Segment:
         return Segment("static", text="".join(p.text for p in pieces))
     if len(pieces) == 1 and pieces[0].regex is None:
         return Segment("param", names=names)
+    whole = len(pieces) == 1
     parts = []
     for piece in pieces:
         if piece.name is None:
             parts.append(re.escape(piece.text))
         else:
             parts.append(f"(?P<_p{names.index(piece.name)}>{piece.regex or '.+?'})")
-    return Segment("pattern", names=names, regex=re.compile("".join(parts), re.DOTALL))
+    return Segment("pattern", names=names, regex=re.compile("".join(parts), re.DOTALL), whole=whole)

@@ -1,0 +1,449 @@
+"""Route matching: ns per match for websockets-routes and its peers, build times, decide().
+
+Run: ``.venv/bin/python benchmarks/match.py`` (``--quick`` for a short run).
+
+Every router gets the same mixed table of N routes (40% static, 20% one param, 20% two
+params, 10% regex-typed, 10% greedy tail), in groups of ten under a shared first
+segment, as a REST-ish API would have. The lookups are hits spread evenly over the
+table plus one miss, all in one process, one router at a time:
+
+- ours: ``Router.match(target)``, the public call (it also builds the RoutedPath);
+- Routes: ``routes.Mapper.match(path)``;
+- werkzeug bound: ``Map.bind(...)`` once, then ``adapter.match(path)``;
+- werkzeug per request: what ``websockets.asyncio.router.Router.route_request`` does for
+  each handshake: ``bind()`` with the Host, ``urlparse`` the target, ``match()``, and
+  catch ``NotFound``;
+- Starlette: the linear ``route.matches(scope)`` scan of ``starlette.routing.Router``.
+
+Each figure is the best of a few repeats (the machine may be shared). Build time is
+construction plus whatever the peer compiles lazily on its first match.
+"""
+
+from __future__ import annotations
+
+import argparse
+import gc
+import sys
+import time
+import urllib.parse
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+if __package__ in (None, ""):  # run as a script: make the project importable
+    sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from websockets_routes import Router  # noqa: E402
+from websockets_routes.core import Accept, Request  # noqa: E402
+
+KINDS = ["static"] * 4 + ["one"] * 2 + ["two"] * 2 + ["regex", "tail"]
+MISS = "/nope/missing/path"
+KEY = "dGhlIHNhbXBsZSBub25jZQ=="
+
+
+@dataclass(frozen=True)
+class Spec:
+    """One route of the table, in each router's syntax, and a path that hits it."""
+
+    index: int
+    kind: str
+    ours: str
+    routes: str
+    werkzeug: str
+    starlette: str
+    hit: str
+
+
+def mixed_table(n: int) -> list[Spec]:
+    """N routes: 40% static, 20% one param, 20% two params, 10% regex, 10% tail."""
+    table = []
+    for i in range(n):
+        kind = KINDS[i % 10]
+        base = f"/g{i // 10}/r{i}"
+        if kind == "static":
+            same = f"{base}/list"
+            table.append(Spec(i, kind, same, same, same, same, same))
+        elif kind == "one":
+            table.append(
+                Spec(i, kind, base + "/{id}", base + "/{id}", base + "/<id>", base + "/{id}",
+                     base + "/abc")
+            )  # fmt: skip
+        elif kind == "two":
+            table.append(
+                Spec(i, kind, base + "/{a}/sub/{b}", base + "/{a}/sub/{b}",
+                     base + "/<a>/sub/<b>", base + "/{a}/sub/{b}", base + "/x1/sub/y2")
+            )  # fmt: skip
+        elif kind == "regex":
+            table.append(
+                Spec(i, kind, base + "/{id:\\d+}", base + "/{id:\\d+}", base + "/<int:id>",
+                     base + "/{id:int}", base + "/12345")
+            )  # fmt: skip
+        else:
+            table.append(
+                Spec(i, kind, base + "/files/{rest:.*}", base + "/files/{rest:.*}",
+                     base + "/files/<path:rest>", base + "/files/{rest:path}",
+                     base + "/files/a/b/c.txt")
+            )  # fmt: skip
+    return table
+
+
+def sample_paths(table: Sequence[Spec], hits: int) -> list[tuple[str, int | None]]:
+    """``hits`` paths spread evenly over the table, then the miss; with the index hit.
+
+    The k-th hit is in the k-th stretch of the table and cycles through the ten route
+    kinds, so that the sample has the table's mix of kinds (a plain stride of a multiple
+    of ten would pick only static routes).
+    """
+    n = len(table)
+    if n <= hits:
+        indexes = list(range(n))
+    else:
+        indexes = [min(n - 1, (k * n // hits) // 10 * 10 + k % 10) for k in range(hits)]
+    return [*((table[i].hit, i) for i in indexes), (MISS, None)]
+
+
+# Each builder returns a function path -> index of the route found, or None.
+Matcher = Callable[[str], "int | None"]
+
+
+def build_ours(table: Sequence[Spec]) -> Matcher:
+    router = Router()
+    for spec in table:
+        router.route(spec.ours)(_view(spec.index))
+    match = router.match
+
+    def find(path: str) -> int | None:
+        found = match(path)
+        return None if found is None else found.route.handle.index
+
+    find.router = router  # type: ignore[attr-defined]
+    find.raw = match  # type: ignore[attr-defined]
+    find.lookup = router.lookup  # type: ignore[attr-defined]
+    return find
+
+
+def _view(index: int) -> Any:
+    async def view(ws: Any, path: Any) -> None:
+        pass
+
+    view.index = index  # type: ignore[attr-defined]
+    return view
+
+
+def build_routes(table: Sequence[Spec]) -> Matcher:
+    from routes import Mapper
+
+    mapper = Mapper()
+    for spec in table:
+        mapper.connect(None, spec.routes, endpoint=spec.index)
+    match = mapper.match
+    match(MISS)  # Routes compiles its regexes on the first match
+
+    def find(path: str) -> int | None:
+        found = match(path)
+        return None if found is None else int(found["endpoint"])
+
+    find.raw = match  # type: ignore[attr-defined]
+    return find
+
+
+def _werkzeug_map(table: Sequence[Spec]) -> Any:
+    from werkzeug.routing import Map, Rule
+
+    # websockets' router sets websocket=True on every rule, and binds with a ws scheme.
+    return Map([Rule(spec.werkzeug, endpoint=spec.index, websocket=True) for spec in table])
+
+
+def build_werkzeug_bound(table: Sequence[Spec]) -> Matcher:
+    from werkzeug.exceptions import NotFound
+
+    adapter = _werkzeug_map(table).bind("example.com", url_scheme="ws")
+    match = adapter.match
+
+    def raw(path: str) -> Any:
+        try:
+            return match(path)
+        except NotFound:
+            return None
+
+    def find(path: str) -> int | None:
+        found = raw(path)
+        return None if found is None else found[0]
+
+    find(MISS)  # werkzeug builds its state machine lazily
+    find.raw = raw  # type: ignore[attr-defined]
+    return find
+
+
+def build_werkzeug_per_request(table: Sequence[Spec]) -> Matcher:
+    from werkzeug.exceptions import NotFound
+    from werkzeug.routing import RequestRedirect
+
+    url_map = _werkzeug_map(table)
+    host = "example.com"
+
+    # Mirrors websockets.asyncio.router.Router.route_request, minus the response objects.
+    def find(target: str) -> int | None:
+        adapter = url_map.bind(server_name=host, url_scheme="ws")
+        try:
+            parsed = urllib.parse.urlparse(target)
+            handler, kwargs = adapter.match(path_info=parsed.path, query_args=parsed.query)
+        except RequestRedirect:  # pragma: no cover - no redirect rules in the table
+            return None
+        except NotFound:
+            return None
+        return handler
+
+    find(MISS)
+    return find
+
+
+def build_starlette(table: Sequence[Spec]) -> Matcher:
+    from starlette.routing import Match, WebSocketRoute
+
+    async def endpoint(websocket: Any) -> None:  # pragma: no cover - never called
+        pass
+
+    routes = [WebSocketRoute(spec.starlette, endpoint, name=str(spec.index)) for spec in table]
+    full = Match.FULL
+
+    # The loop of starlette.routing.Router.app, for a websocket scope.
+    def find(path: str) -> int | None:
+        scope = {"type": "websocket", "path": path, "root_path": ""}
+        for route in routes:
+            match, child_scope = route.matches(scope)
+            if match is full:
+                return int(route.name)
+        return None
+
+    return find
+
+
+PEERS: dict[str, Callable[[Sequence[Spec]], Matcher]] = {
+    "ours": build_ours,
+    "Routes": build_routes,
+    "werkzeug bound": build_werkzeug_bound,
+    "werkzeug per-request": build_werkzeug_per_request,
+    "Starlette scan": build_starlette,
+}
+
+
+def time_build(
+    builder: Callable[[Sequence[Spec]], Matcher], table: Sequence[Spec]
+) -> tuple[Matcher, float]:
+    """The router and the CPU seconds it took to build."""
+    gc.collect()
+    start = time.process_time()
+    find = builder(table)
+    return find, time.process_time() - start
+
+
+def interleaved(
+    fns: dict[str, Callable[[str], Any]], paths: Sequence[str], budget: float, rounds: int
+) -> dict[str, float]:
+    """Best ns per call of each function over ``paths``, measured in turns.
+
+    Each round gives every function a turn of about ``budget / rounds`` CPU seconds, so
+    that a burst of other load on a shared machine hits all of them alike; the clock
+    is this process's CPU time, and each function keeps its best round.
+    """
+    clock = time.process_time_ns
+    turn = budget / rounds * 1e9
+    loops = {}
+    for name, fn in fns.items():  # one pass each to size the turns (and warm up)
+        start = clock()
+        for path in paths:
+            fn(path)
+        loops[name] = max(1, int(turn / max(clock() - start, 1)))
+    best = dict.fromkeys(fns, float("inf"))
+    for _ in range(rounds):
+        for name, fn in fns.items():
+            start = clock()
+            for _ in range(loops[name]):
+                for path in paths:
+                    fn(path)
+            elapsed = clock() - start
+            best[name] = min(best[name], elapsed / (loops[name] * len(paths)))
+    return best
+
+
+def check(find: Matcher, paths: Sequence[tuple[str, int | None]], name: str) -> None:
+    """Every router must find the same route for every path, or the timing means nothing."""
+    for path, expected in paths:
+        got = find(path)
+        if got != expected:
+            raise AssertionError(f"{name}: {path!r} matched {got!r}, expected {expected!r}")
+
+
+def handshake(target: str) -> Request:
+    return Request(
+        "GET",
+        target,
+        [
+            ("Host", "example.com"),
+            ("User-Agent", "bench"),
+            ("Upgrade", "websocket"),
+            ("Connection", "Upgrade"),
+            ("Sec-WebSocket-Key", KEY),
+            ("Sec-WebSocket-Version", "13"),
+            ("Origin", "https://example.com"),
+            ("Sec-WebSocket-Extensions", "permessage-deflate; client_max_window_bits"),
+        ],
+    )
+
+
+def bench_decide(table: Sequence[Spec], budget: float, rounds: int) -> dict[str, float]:
+    """ns for router.match() and router.decide() on the same full valid handshake."""
+    router: Router = build_ours(table).router  # type: ignore[attr-defined]
+    spec = next((s for s in table if s.kind == "two"), table[-1])
+    request = handshake(spec.hit)
+    decision = router.decide(request)
+    if not isinstance(decision, Accept):
+        raise AssertionError(f"the benchmark handshake was not accepted: {decision!r}")
+    headers = request.headers.items()
+    fns = {
+        "match": router.match,
+        "decide": lambda _: router.decide(request),
+        "request+decide": lambda target: router.decide(Request("GET", target, headers)),
+    }
+    return interleaved(fns, [spec.hit], budget, rounds)
+
+
+OURS_LOOKUP = "ours lookup()"
+
+
+def run(
+    sizes: Sequence[int],
+    budget: float,
+    hits: int = 100,
+    peers: Sequence[str] = tuple(PEERS),
+    rounds: int = 5,
+    out: Any = None,
+) -> dict[str, Any]:
+    """Measure every peer at every size; returns ``{"match": {...}, "build": {...}, ...}``.
+
+    ``budget`` is the CPU seconds each router gets per size, over ``rounds`` turns.
+    Besides ``ours`` (``Router.match(target)``), ``ours lookup()`` times
+    ``Router.lookup(path)``: path in, (route, params) out, the same job as the peers'
+    calls, without checking the target or building the RoutedPath.
+    """
+    match_ns: dict[int, dict[str, float]] = {}
+    build_s: dict[int, dict[str, float]] = {}
+    for name in peers:  # imports and one-off set-up are not part of a table's build time
+        PEERS[name](mixed_table(10))
+    for n in sizes:
+        table = mixed_table(n)
+        sample = sample_paths(table, hits)
+        paths = [path for path, _ in sample]
+        build_s[n] = {}
+        fns: dict[str, Callable[[str], Any]] = {}
+        for name in peers:
+            find, seconds = time_build(PEERS[name], table)
+            check(find, sample, name)
+            build_s[n][name] = seconds
+            fns[name] = getattr(find, "raw", find)
+            if name == "ours":
+                fns[OURS_LOOKUP] = find.lookup  # type: ignore[attr-defined]
+        match_ns[n] = interleaved(fns, paths, budget * len(fns), rounds)
+        del fns
+        if out is not None:
+            figures = ", ".join(f"{k} {v:,.0f}" for k, v in match_ns[n].items())
+            print(f"  {n:>6,} routes: {figures} ns/match", file=out, flush=True)
+    decide = bench_decide(mixed_table(max(sizes)), budget, rounds)
+    return {"sizes": list(sizes), "match": match_ns, "build": build_s, "decide": decide}
+
+
+def targets(results: dict[str, Any]) -> list[tuple[str, bool, str]]:
+    """The issue's targets, as (description, met, figure)."""
+    match, build, sizes = results["match"], results["build"], results["sizes"]
+    found = []
+    for n in (1000, 10000):
+        if n in match and "werkzeug bound" in match[n]:
+            for ours in ("ours", OURS_LOOKUP):
+                ratio = match[n]["werkzeug bound"] / match[n][ours]
+                found.append(
+                    (
+                        f"{ours} >= 5x faster than werkzeug bound at {n:,}",
+                        ratio >= 5,
+                        f"{ratio:.1f}x",
+                    )
+                )
+    if 10 in match and max(sizes) >= 10000:
+        ratio = match[max(sizes)]["ours"] / match[10]["ours"]
+        found.append((f"ours({max(sizes):,}) / ours(10) <= 2", ratio <= 2, f"{ratio:.2f}"))
+    if 10000 in build:
+        seconds = build[10000]["ours"]
+        found.append(("building 10,000 routes < 0.5 s", seconds < 0.5, f"{seconds:.3f} s"))
+    decide = results["decide"]
+    ratio = decide["decide"] / decide["match"]
+    found.append(("decide() <= 3x match()", ratio <= 3, f"{ratio:.2f}x"))
+    return found
+
+
+def report(results: dict[str, Any], out: Any = sys.stdout) -> None:
+    match, build, sizes = results["match"], results["build"], results["sizes"]
+    columns = list(next(iter(match.values())))
+    others = [p for p in columns if p != "ours"]
+    width = 22
+
+    def row(cells: Sequence[str]) -> None:
+        print("".join(c.rjust(width) if i else c.ljust(8) for i, c in enumerate(cells)), file=out)
+
+    print(
+        "\nns per match, CPU time (lower is better); in brackets: that figure / ours",
+        file=out,
+    )
+    row(["routes", *columns])
+    for n in sizes:
+        ours = match[n]["ours"]
+        cells = [f"{n:,}", f"{ours:,.0f}"]
+        cells += [f"{match[n][p]:,.0f} ({match[n][p] / ours:,.2f}x)" for p in others]
+        row(cells)
+    built = list(next(iter(build.values())))
+    print("\nCPU time to build the table (ms)", file=out)
+    row(["routes", *built])
+    for n in sizes:
+        row([f"{n:,}", *(f"{build[n][p] * 1e3:,.1f}" for p in built)])
+    decide = results["decide"]
+    print(
+        f"\nfull valid handshake, {max(sizes):,} routes: match() {decide['match']:,.0f} ns,"
+        f" decide() {decide['decide']:,.0f} ns ({decide['decide'] / decide['match']:.2f}x"
+        f" match()), Request(...) + decide() {decide['request+decide']:,.0f} ns",
+        file=out,
+    )
+    print("\ntargets", file=out)
+    for description, met, figure in targets(results):
+        print(f"  [{'met' if met else 'MISSED'}] {description}: {figure}", file=out)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--quick", action="store_true", help="a short run, smaller tables")
+    parser.add_argument(
+        "--sizes",
+        type=lambda s: [int(x) for x in s.split(",")],
+        default=None,
+        help="comma-separated table sizes (default 10,100,1000,10000; --quick 10,1000)",
+    )
+    parser.add_argument(
+        "--budget", type=float, default=None, help="CPU seconds per router and size"
+    )
+    parser.add_argument("--check", action="store_true", help="exit 1 if a target is missed")
+    args = parser.parse_args(argv)
+    sizes = args.sizes or ([10, 1000] if args.quick else [10, 100, 1000, 10000])
+    budget = args.budget or (0.05 if args.quick else 0.5)
+    hits, rounds = (30, 3) if args.quick else (100, 7)
+    print(
+        f"python {sys.version.split()[0]}; {hits} hits spread over each table + 1 miss;"
+        f" {budget} CPU s per router and size, best of {rounds} interleaved rounds"
+    )
+    results = run(sizes, budget, hits, rounds=rounds, out=sys.stdout)
+    report(results)
+    if args.check and not all(met for _, met, _ in targets(results)):
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
