@@ -31,7 +31,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-if __package__ in (None, ""):  # run as a script: make the project importable
+if __name__ == "__main__":  # run as a script from a checkout: make the project importable
     sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from websockets_routes import Router  # noqa: E402
@@ -381,7 +381,8 @@ def targets(results: dict[str, Any]) -> list[tuple[str, bool, str]]:
     return found
 
 
-def report(results: dict[str, Any], out: Any = sys.stdout) -> None:
+def report(results: dict[str, Any], out: Any = None) -> None:
+    out = out if out is not None else sys.stdout
     match, build, sizes = results["match"], results["build"], results["sizes"]
     columns = list(next(iter(match.values())))
     others = [p for p in columns if p != "ours"]
