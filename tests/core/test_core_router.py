@@ -415,3 +415,47 @@ def test_close_unmatched_and_router_options_are_kept() -> None:
     assert router.subprotocols == ("a", "b")
     assert router.origins == (None,)
     assert "0 routes" in repr(router)
+
+
+def test_routed_path_made_by_hand_and_pickled() -> None:
+    import pickle
+
+    path = RoutedPath("/a/1?q=2", {"x": "1"}, name="a", template="/a/{x}", context={"k": 1})
+    assert (path.params, path.name, path.template, path.context, path.query) == (
+        {"x": "1"},
+        "a",
+        "/a/{x}",
+        {"k": 1},
+        "q=2",
+    )
+    bare = RoutedPath("/b")
+    assert (bare.params, bare.context, bare.route, bare.name, bare.query) == (
+        {},
+        {},
+        None,
+        None,
+        "",
+    )
+    bare.context = {"replaced": True}
+    assert bare.context == {"replaced": True}
+    copy = pickle.loads(pickle.dumps(path))
+    assert copy == path and copy.params == path.params and copy.context == {"k": 1}
+    assert copy.name == "a" and copy.query == "q=2"
+    assert "params={'x': '1'}" in repr(path)
+
+
+def test_a_function_view_object_is_shared_a_class_view_is_not() -> None:
+    router = Router()
+    router.route("/f")(view)
+
+    @router.route("/c")
+    class Room:
+        async def handle(self, ws: Any, path: RoutedPath) -> None:
+            pass
+
+    first, second = router.match("/f"), router.match("/f?x")
+    assert first is not None and second is not None
+    assert first.route.handle is view and first.route is second.route  # holds nothing else
+    assert first.params is not second.params  # but params and context are per match
+    c1, c2 = router.match("/c"), router.match("/c")
+    assert c1 is not None and c2 is not None and c1.route is not c2.route
