@@ -17,7 +17,9 @@ URL_LINE = re.compile(r"on http://([\d.]+):(\d+)/")
 
 
 @contextmanager
-def cli_server(app: str, *args: str, timeout: float = 30.0) -> Iterator[tuple[str, subprocess.Popen[str]]]:
+def cli_server(
+    app: str, *args: str, timeout: float = 30.0
+) -> Iterator[tuple[str, subprocess.Popen[str]]]:
     """Start the CLI on port 0; yield (base http URL, process); stop it with SIGINT."""
     env = dict(os.environ, PYTHONUNBUFFERED="1")
     proc = subprocess.Popen(

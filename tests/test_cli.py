@@ -80,3 +80,39 @@ def test_bad_arguments_give_one_line_and_exit_2(args: tuple[str, ...], message: 
     assert len(lines) == 1, result.stderr
     assert message in lines[0]
     assert "Traceback" not in result.stderr
+
+
+@pytest.mark.parametrize("transport", ["asyncio", "trio", "anyio", "websockets"])
+def test_serve_each_transport_and_shut_down_on_sigint(transport: str) -> None:
+    import json
+    import signal
+
+    from websockets.exceptions import ConnectionClosed
+    from websockets.sync.client import connect
+
+    from tests.serving import cli_server
+
+    with cli_server(APP, "--transport", transport) as (base, proc):
+        ws_url = base.replace("http://", "ws://")
+        with connect(ws_url + "/rooms/cli-test", open_timeout=10) as ws:
+            assert json.loads(ws.recv(timeout=10)) == {"type": "join", "count": 1}
+            ws.send(json.dumps({"user": "u", "text": "t"}))
+            assert json.loads(ws.recv(timeout=10))["text"] == "t"
+            proc.send_signal(signal.SIGINT)
+            with pytest.raises(ConnectionClosed) as closed:
+                ws.recv(timeout=10)
+            assert closed.value.rcvd is not None and closed.value.rcvd.code == 1001
+        assert proc.wait(timeout=15) == 0
+
+
+def test_serve_port_in_use_is_one_line() -> None:
+    import socket
+
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = str(taken.getsockname()[1])
+        result = run_cli("serve", APP, "--port", port)
+    assert result.returncode == 2
+    assert result.stderr.strip().count("\n") == 0
+    assert "cannot serve on 127.0.0.1:" in result.stderr

@@ -53,9 +53,8 @@ def test_two_pages_chat_in_one_room(chromium: str, tmp_path: Path) -> None:
         assert missing.value.code == 404
 
         with sync_api.sync_playwright() as pw:
-            browser = pw.chromium.launch(
-                executable_path=chromium,
-                args=[*CHROMIUM_ARGS, f"--user-data-dir={tmp_path / 'profile'}"],
+            browser = pw.chromium.launch_persistent_context(
+                str(tmp_path / "profile"), executable_path=chromium, args=CHROMIUM_ARGS
             )
             try:
                 alice, bob = browser.new_page(), browser.new_page()

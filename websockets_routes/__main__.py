@@ -122,14 +122,19 @@ def route_table(router: Router) -> str:
     rows = [("TEMPLATE", "NAME", "KIND", "VIEW", "SUBPROTOCOLS", "ORIGINS")]
     for route in router.routes:
         endpoint = route.endpoint
+        # What the route inherits from the router counts as much as what it sets.
+        subprotocols = route.subprotocols if route.subprotocols is not None else router.subprotocols
+        origins = route.origins if route.origins is not None else router.origins
+        if route.kind == "http":
+            subprotocols = origins = None
         rows.append(
             (
                 route.template.source,
                 route.name or "-",
                 route.kind,
                 f"{endpoint.__module__}.{endpoint.__qualname__}",
-                ",".join(route.subprotocols) if route.subprotocols else "-",
-                ",".join(str(o) for o in route.origins) if route.origins is not None else "-",
+                ",".join(subprotocols) if subprotocols else "-",
+                ",".join(str(o) for o in origins) if origins is not None else "-",
             )
         )
     widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]))]
@@ -238,8 +243,14 @@ def _open_server(router: Router, transport: str, host: str, port: int) -> Any:
     elif transport in ("trio", "anyio"):
         from .transports.anyio import serve  # type: ignore[no-redef]
     else:
+        from . import Router as PublicRouter
         from .transports.websockets import serve as serve_websockets
 
+        if not isinstance(router, PublicRouter):
+            raise UsageError(
+                "--transport websockets needs a websockets_routes.Router "
+                "(not a websockets_routes.core.Router)"
+            )
         return serve_websockets(router, host, port)
     return serve(router, host, port)
 
