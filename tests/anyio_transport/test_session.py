@@ -14,6 +14,7 @@ from websockets_routes.core.events import RequestReceived
 from websockets_routes.core.session import (
     CLOSED,
     FAILING,
+    KEEPALIVE,
     MESSAGES,
     PAUSE,
     PONGS,
@@ -188,10 +189,10 @@ def test_keepalive_pings_then_closes_a_silent_peer(caplog):
     assert b0 == 0x89
     assert session.keepalive_deadline() == 115.0
     # The pong arrives: the next ping is due ping_interval after the last one.
-    assert session.receive_data(frame(0xA, payload)) == 0  # keepalive pongs wake nobody
+    assert session.receive_data(frame(0xA, payload)) == KEEPALIVE  # re-arm the timer
+    assert session.keepalive_deadline() == 120.0
     session.keepalive(115.0)
     assert session.data_to_send() == b""
-    assert session.keepalive_deadline() == 120.0
     session.keepalive(120.0)
     assert parse_frames(session.data_to_send())[0][0] == 0x89
     # No pong this time.
@@ -201,6 +202,19 @@ def test_keepalive_pings_then_closes_a_silent_peer(caplog):
     assert session.conn.state is State.CLOSING
     assert session.keepalive_deadline() is None
     assert "10.0.0.1:4000" in caplog.text and "echo" in caplog.text
+
+
+def test_any_pong_proves_the_peer_alive():
+    session = opened(now=0.0, ping_interval=10, ping_timeout=5)
+    session.keepalive(10.0)
+    session.data_to_send()
+    # An unsolicited pong (a heartbeat, RFC 6455 5.5.3) answers the keepalive too.
+    assert session.receive_data(frame(0xA, b"heartbeat")) == KEEPALIVE
+    session.keepalive(15.0)
+    assert session.data_to_send() == b""  # no 1011
+    session.keepalive(20.0)
+    assert parse_frames(session.data_to_send())[0][0] == 0x89
+    assert len(session.pings) == 1  # the unanswered first ping was forgotten
 
 
 def test_keepalive_off_and_without_timeout():

@@ -25,7 +25,8 @@ A transport:
    ``take_acked()``), ``CLOSED`` (wake everyone, fail the waiters from
    ``take_pings()``, end TCP), ``FAILING`` (bad bytes came after good messages:
    stop reading; ``fail_pending()`` once the handler has read those messages, i.e.
-   ``recv()`` finds the queue empty or the handler ended, or after close_timeout).
+   ``recv()`` finds the queue empty or the handler ended, or after close_timeout),
+   ``KEEPALIVE`` (a pong moved ``keepalive_deadline()``: re-arm the timer).
    Network input: ``receive_data(data)``, ``receive_eof()``, ``dispatch(events)``
    for the events ``carry_out()`` returned.
 3. ``recv()``: ``session.messages`` non-empty -> ``session.take()`` gives the message
@@ -60,6 +61,7 @@ from .events import Closed, Event, Message, Pong
 __all__ = [
     "CLOSED",
     "FAILING",
+    "KEEPALIVE",
     "MESSAGES",
     "PAUSE",
     "PONGS",
@@ -80,6 +82,7 @@ PONGS = 2  # ping() waiters were answered: complete those in take_acked()
 CLOSED = 4  # the connection is CLOSED: wake everyone, end TCP
 PAUSE = 8  # max_queue messages wait: stop reading until take() says resume
 FAILING = 16  # bad input waits behind good messages: stop reading, see fail_pending()
+KEEPALIVE = 32  # a pong came: keepalive_deadline() moved (earlier): re-arm the timer
 
 _OPEN = State.OPEN
 _CLOSING = State.CLOSING
@@ -87,6 +90,9 @@ _CLOSED = State.CLOSED
 
 # A marker for the keepalive ping in the table of pings waiting for their pong.
 _KEEPALIVE = object()
+# Shared by every session until its first message: an idle connection allocates none.
+_NO_MESSAGES: deque[Any] = deque(maxlen=0)
+_NO_PINGS: dict[bytes, Any] = {}
 
 
 def _positive_or_none(name: str, value: Any, *, integer: bool = False) -> None:
@@ -212,13 +218,14 @@ class Session:
         "_out",
         "_next_ping",
         "_keepalive_sent",
+        "_keepalive_payload",
         "_counter",
     )
 
     def __init__(self, conn: ServerConnection, options: ServerOptions, now: float = 0.0) -> None:
         self.conn = conn
         self.path = conn.path
-        self.messages: deque[str | bytes] = deque()
+        self.messages: deque[str | bytes] = _NO_MESSAGES
         max_queue = options.max_queue
         self.max_queue = max_queue if max_queue is not None else 0
         # Hysteresis: resume reading at a quarter full, not after every message.
@@ -226,16 +233,17 @@ class Session:
         self.paused = False
         self.closed = conn.state is _CLOSED
         # ping payload -> (waiter, time sent), oldest first (dicts keep order)
-        self.pings: dict[bytes, tuple[Any, float]] = {}
-        self.acked: list[tuple[Any, float]] = []
+        self.pings: dict[bytes, tuple[Any, float]] = _NO_PINGS
+        self.acked: list[tuple[Any, float]] | None = None
         self.ping_interval = options.ping_interval
         self.ping_timeout = options.ping_timeout
-        self._out: list[bytes] = []
+        self._out: list[bytes] | None = None
         self._next_ping: float | None = (
             now + self.ping_interval if self.ping_interval is not None else None
         )
         self._keepalive_sent: float | None = None
-        self._counter = int.from_bytes(os.urandom(4), "big")
+        self._keepalive_payload: bytes | None = None
+        self._counter = 0
 
     def __repr__(self) -> str:
         return (
@@ -246,9 +254,9 @@ class Session:
     def data_to_send(self) -> bytes:
         """What the last call queued (the driver's output included): write it now."""
         out = self.conn.data_to_send()
-        if self._out:
+        if self._out is not None:
             out = b"".join([out, *self._out])
-            self._out = []
+            self._out = None
         return out
 
     # Input
@@ -279,11 +287,13 @@ class Session:
             if kind is Message:
                 if closing:
                     continue
-                self.messages.append(event[0])
+                messages = self.messages
+                if messages is _NO_MESSAGES:
+                    messages = self.messages = deque()
+                messages.append(event[0])
                 flags |= MESSAGES
             elif kind is Pong:
-                if self._ack(event[0]):
-                    flags |= PONGS
+                flags |= self._ack(event[0])
             elif kind is Closed:
                 self.closed = True
                 flags |= CLOSED
@@ -338,46 +348,59 @@ class Session:
         """The ping frame to write; ``waiter`` shows up in ``take_acked()`` with its
         send time when the pong arrives, or in ``take_pings()`` if the connection
         closes first. Without a payload, a unique 4-byte one is chosen."""
+        pings = self.pings
         if payload is None:
+            if not self._counter:
+                self._counter = int.from_bytes(os.urandom(4), "big") | 1
             while True:
                 self._counter = (self._counter + 1) & 0xFFFFFFFF
                 payload = self._counter.to_bytes(4, "big")
-                if payload not in self.pings:
+                if payload not in pings:
                     break
-        elif payload in self.pings:
+        elif payload in pings:
             raise ValueError("already waiting for a pong with the same data")
         frame = self.conn.send_ping(payload)  # raises ConnectionClosed unless OPEN
-        self.pings[payload] = (waiter, now)
+        if pings is _NO_PINGS:
+            pings = self.pings = {}
+        pings[payload] = (waiter, now)
         return frame
 
-    def _ack(self, payload: bytes) -> bool:
+    def _ack(self, payload: bytes) -> int:
+        flags = 0
+        if self._keepalive_sent is not None:
+            # Any pong proves the peer alive (RFC 6455 5.5.3: an unsolicited pong is
+            # a heartbeat), not only the answer to our last keepalive ping.
+            self._keepalive_sent = None
+            flags = KEEPALIVE
         pings = self.pings
         if payload not in pings:
-            return False  # unsolicited pong
+            return flags
         # RFC 6455 5.5.3: a peer may answer only the latest of several pings, so a
         # pong acknowledges its ping and every earlier one.
-        answered = False
         for key in list(pings):
             waiter, sent = pings.pop(key)
-            if waiter is _KEEPALIVE:
-                self._keepalive_sent = None
-            else:
+            if waiter is not _KEEPALIVE:
+                if self.acked is None:
+                    self.acked = []
                 self.acked.append((waiter, sent))
-                answered = True
+                flags |= PONGS
             if key == payload:
                 break
-        return answered
+        return flags
 
     def take_acked(self) -> list[tuple[Any, float]]:
         """``(waiter, time sent)`` of the pings answered since the last call."""
         acked = self.acked
-        self.acked = []
-        return acked
+        self.acked = None
+        return acked or []
 
     def take_pings(self) -> list[Any]:
         """The waiters of pings still unanswered (to fail when the connection closed)."""
-        waiters = [w for w, _ in self.pings.values() if w is not _KEEPALIVE]
-        self.pings.clear()
+        pings = self.pings
+        if not pings:
+            return []
+        waiters = [w for w, _ in pings.values() if w is not _KEEPALIVE]
+        self.pings = _NO_PINGS
         return waiters
 
     # Keepalive
@@ -389,9 +412,7 @@ class Session:
         sent = self._keepalive_sent
         if sent is not None:
             assert self.ping_timeout is not None
-            # A pong moves the deadline to the next ping: a transport sleeping until
-            # the timeout then pings late by at most ping_timeout - ping_interval.
-            return sent + self.ping_timeout
+            return sent + self.ping_timeout  # a pong moves it back to the next ping
         return self._next_ping
 
     def keepalive(self, now: float) -> int:
@@ -413,11 +434,21 @@ class Session:
         next_ping = self._next_ping
         if next_ping is None or now < next_ping:
             return 0
-        self._out.append(self.ping(None, _KEEPALIVE, now))
+        if self._keepalive_payload is not None:
+            # An earlier keepalive ping that a heartbeat pong made moot: forget it.
+            self.pings.pop(self._keepalive_payload, None)
+        self._queue(self.ping(None, _KEEPALIVE, now))
+        self._keepalive_payload = next(reversed(self.pings))
         if self.ping_timeout is not None:
             self._keepalive_sent = now
         self._next_ping = now + self.ping_interval
         return 0
+
+    def _queue(self, frame: bytes) -> None:
+        if self._out is None:
+            self._out = [frame]
+        else:
+            self._out.append(frame)
 
     def keepalive_waiting(self) -> bool:
         """True while a keepalive ping waits for its pong."""
@@ -439,7 +470,7 @@ class Session:
             return self.fail_pending()
         frame = conn.close(code, reason)
         if frame:
-            self._out.append(frame)
+            self._queue(frame)
             self.paused = False
         return 0
 

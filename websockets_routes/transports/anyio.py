@@ -63,6 +63,7 @@ from ..core.paths import RoutedPath
 from ..core.session import (
     CLOSED,
     FAILING,
+    KEEPALIVE,
     MESSAGES,
     PAUSE,
     PONGS,
@@ -202,7 +203,9 @@ class Connection:
         self._done = event()  # TCP is over: the reader has finished
         self._aborted = False
         self._fast = _asyncio_socket(stream)
+        self._reader_writing = False  # the fast read loop is writing its answers
         self._timer_at: float | None = None  # its entry in the server's keepalive timers
+        self._timers: _Timers | None = None
 
     def __repr__(self) -> str:
         return (
@@ -236,7 +239,7 @@ class Connection:
                 return message
             if session.failure_pending():
                 # The handler read all it will get before the bad input: fail now.
-                await self._closing(session.fail_pending())
+                await self._close_and_wait(session.fail_pending())
             if not session.can_recv():
                 raise session.closed_error()
             if self._recv_waiter is not None:
@@ -285,8 +288,7 @@ class Connection:
     async def close(self, code: int = 1000, reason: str = "") -> None:
         """Close with ``code``/``reason`` and wait (up to ``close_timeout``) for the
         closing handshake; does nothing more if the connection is already closing."""
-        await self._closing(self._session.close(code, reason))
-        await self._wait_closed()
+        await self._close_and_wait(self._session.close(code, reason))
 
     async def wait_closed(self) -> None:
         """Wait until the connection is closed (closing handshake done or TCP lost)."""
@@ -304,6 +306,8 @@ class Connection:
         if self._writing:
             if data:
                 self._pending.append(data)
+            if self._reader_writing and self._fast is not None:
+                self._fast[0].pause_reading()
             flushed = self._flushed
             if flushed is None:
                 flushed = self._flushed = self._event()
@@ -334,6 +338,20 @@ class Connection:
                 self._flushed = None
                 flushed.set()
 
+    async def _close_and_wait(self, flags: int) -> None:
+        """After a closing call on the session: write its close frame and wait for
+        the closing handshake, all within close_timeout; then abort TCP.
+
+        One deadline for both: the close frame may wait behind a write that a peer
+        which reads nothing blocks forever."""
+        session = self._session
+        with anyio.move_on_after(_timeout(self._options.close_timeout)):
+            await self._closing(flags)
+            if not session.closed:
+                await self._closed.wait()
+        if not session.closed:
+            await self._abort()
+
     async def _closing(self, flags: int) -> None:
         """After a closing call on the session: write its close frame, wake what
         our close changes."""
@@ -356,7 +374,7 @@ class Connection:
             with anyio.move_on_after(_timeout(self._options.close_timeout)):
                 await self._closed.wait()  # recv() or the handler's end fail it sooner
         if session.failure_pending():
-            await self._closing(session.fail_pending())
+            await self._close_and_wait(session.fail_pending())
 
     async def _fast_send(self, data: bytes) -> None:
         """anyio's SocketStream.send on asyncio, without its trailing checkpoint."""
@@ -366,6 +384,8 @@ class Connection:
         transport.write(data)
         write_event = protocol.write_event  # replaced by pause_writing()
         if not write_event.is_set():
+            if self._reader_writing:
+                transport.pause_reading()
             await write_event.wait()
             if transport.is_closing() or protocol.exception is not None:
                 raise anyio.BrokenResourceError
@@ -393,6 +413,8 @@ class Connection:
                 waiter._set(now - sent)
         if flags & PAUSE:
             self._resume = self._event()
+        if flags & KEEPALIVE and self._timers is not None:
+            self._timers.schedule(self)  # a pong: the next ping is due sooner
         if flags & CLOSED:
             error = session.closed_error()
             for waiter in session.take_pings():
@@ -449,6 +471,8 @@ class Connection:
             if queue:
                 data = queue.popleft() if len(queue) == 1 else b"".join(queue)
                 queue.clear()
+                # As anyio's receive() does: an empty queue means no pending event.
+                protocol.read_event.clear()
                 flags = session.receive_data(data)
             elif protocol.is_at_eof or protocol.exception is not None or transport.is_closing():
                 flags = session.receive_eof()
@@ -462,7 +486,14 @@ class Connection:
             if flags:
                 self._apply(flags)
             if out:
-                await self._write(out)
+                # Our answers (pongs, close echo) may wait for a peer that does not
+                # read them: _write() then pauses reading (memory stays bounded
+                # against a ping flood); it resumes when this loop waits for data.
+                self._reader_writing = True
+                try:
+                    await self._write(out)
+                finally:
+                    self._reader_writing = False
             if flags & FAILING:
                 await self._await_failure()
 
@@ -483,15 +514,6 @@ class Connection:
             except _STREAM_ERRORS:
                 pass
 
-    async def _wait_closed(self) -> None:
-        """Wait for the closing handshake; abort TCP after ``close_timeout``."""
-        if self._session.closed:
-            return
-        with anyio.move_on_after(_timeout(self._options.close_timeout)):
-            await self._closed.wait()
-        if not self._session.closed:
-            await self._abort()
-
     def _keepalive(self, now: float, spawn: Callable[..., Any]) -> None:
         """The keepalive timer fired: a ping to write, or the 1011 close."""
         was_open = self._conn.state is _OPEN
@@ -504,12 +526,11 @@ class Connection:
                 spawn(self._write, out)  # a ping: its place among frames is free
 
     async def _keepalive_close(self, flags: int) -> None:
-        await self._closing(flags)
-        await self._wait_closed()
+        await self._close_and_wait(flags)
 
     async def _going_away(self) -> None:
         """The server shuts down: close with 1001."""
-        await self._closing(self._session.shutdown())
+        await self._close_and_wait(self._session.shutdown())
 
 
 async def _close_stream(stream: anyio.abc.AsyncResource) -> None:
@@ -863,6 +884,7 @@ class Server:
         timers = self._timers
         assert timers is not None
         try:
+            ws._timers = timers
             timers.schedule(ws)
             async with anyio.create_task_group() as tg:
                 tg.start_soon(ws._read_loop)
@@ -872,7 +894,8 @@ class Server:
                     else:
                         await self._run_handler(ws, session)
                 # A Close decision: its close frame is out; the same wait applies.
-                await ws._wait_closed()
+                if not session.closed:
+                    await ws._close_and_wait(0)
                 await ws._done.wait()
         finally:
             timers.cancel(ws)
@@ -911,7 +934,7 @@ class Server:
                 self._on_handler_error(ws, exc)
         else:
             flags = session.handler_returned()
-        await ws._closing(flags)
+        await ws._close_and_wait(flags)
 
 
 async def _read_request(
