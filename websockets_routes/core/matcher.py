@@ -27,15 +27,23 @@ class _Node:
     __slots__ = ("static", "param", "patterns", "end", "tails", "lowest", "kind")
 
     def __init__(self) -> None:
+        # Most nodes are leaves: they share empty containers (never written to; add()
+        # gives a node its own on its first child or tail), which keeps a big table's
+        # allocations, and the garbage collector's work while building it, down.
         self.kind = _STATIC_ONLY
-        self.static: dict[str, _Node] = {}
+        self.static: dict[str, _Node] = _NO_CHILDREN
         self.param: _Node | None = None
         # (pattern source, bound fullmatch of the segment regex, child), in first-added order
-        self.patterns: list[tuple[str, Callable[[str], Any], _Node]] = []
+        self.patterns: list[tuple[str, Callable[[str], Any], _Node]] = _NO_PATTERNS
         self.end = _NEVER  # index of the first route that ends here
         # (index, static prefix, must the tail be non-empty) of tails starting here, by index
-        self.tails: list[tuple[int, str, bool]] = []
+        self.tails: list[tuple[int, str, bool]] = _NO_TAILS
         self.lowest = _NEVER  # smallest index anywhere below
+
+
+_NO_CHILDREN: dict[str, _Node] = {}
+_NO_PATTERNS: list[tuple[str, Callable[[str], Any], _Node]] = []
+_NO_TAILS: list[tuple[int, str, bool]] = []
 
 
 def _search(node: _Node, segments: list[str], depth: int, best: int) -> int:
@@ -155,12 +163,16 @@ class Matcher(Generic[T]):
         for seg in template.segments:
             kind = seg.kind
             if kind == "tail":
+                if node.tails is _NO_TAILS:
+                    node.tails = []
                 node.tails.append((index, seg.text, seg.nonempty))
                 node.kind = _MIXED
                 return
             if kind == "static":
                 child = node.static.get(seg.text)
                 if child is None:
+                    if node.static is _NO_CHILDREN:
+                        node.static = {}
                     child = node.static[seg.text] = _Node()
                     node.kind = _kind(node)
             elif kind == "param":
@@ -177,6 +189,8 @@ class Matcher(Generic[T]):
                         break
                 else:
                     child = _Node()
+                    if node.patterns is _NO_PATTERNS:
+                        node.patterns = []
                     node.patterns.append((source, seg.regex.fullmatch, child))
                     node.kind = _MIXED
             node = child

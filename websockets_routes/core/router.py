@@ -45,7 +45,7 @@ def _is_async(func: Any) -> bool:
     )
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class Route:
     """One registered route: its compiled template, its view and its options."""
 
