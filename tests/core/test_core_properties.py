@@ -10,6 +10,7 @@ from hypothesis import strategies as st
 
 from websockets_routes import Router
 from websockets_routes.core import Accept, Close, Request, Respond, RoutedPath
+from websockets_routes.core import matcher as matcher_module
 from websockets_routes.core.matcher import Matcher
 from websockets_routes.core.paths import split_path
 from websockets_routes.core.templates import Template, compile_template, match_segments
@@ -124,6 +125,9 @@ def test_matcher_agrees_with_a_linear_first_match_scan(ops: list[tuple[str, str]
         escaped = "/".join("".join(f"%{b:02X}" for b in s.encode()) for s in built.split("/"))
         for path in (built, escaped):
             assert matcher.match(path) == reference(table, path), path
+    # Leaf nodes share empty containers: adding routes must never have written to them.
+    assert (matcher_module._NO_CHILDREN, matcher_module._NO_PATTERNS) == ({}, [])
+    assert matcher_module._NO_TAILS == []
 
 
 @settings(CORE, max_examples=100)
