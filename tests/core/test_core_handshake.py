@@ -190,8 +190,8 @@ def test_rule1_bad_escape_in_the_query_is_fine(router: Router) -> None:
     assert isinstance(router.decide(handshake("/thing/1?q=%zz")), Accept)
 
 
-def test_an_escape_that_is_not_utf8_matches_no_route(router: Router) -> None:
-    assert status_of(router.decide(handshake("/thing/%ff"))) == 404
+def test_an_escape_that_is_not_utf8_is_bad_bytes(router: Router) -> None:
+    assert status_of(router.decide(handshake("/thing/%ff"))) == 400
 
 
 @pytest.mark.parametrize(

@@ -23,6 +23,7 @@ from .paths import (
     BadTarget,
     RoutedPath,
     routed_path,
+    split_path,
     split_target,
 )
 
@@ -106,6 +107,11 @@ class Headers:
 
     def __contains__(self, name: object) -> bool:
         return isinstance(name, str) and name.lower() in self._index
+
+    def raw_items(self) -> list[tuple[str, str]]:
+        """The same as ``items()``: the name ``websockets.datastructures.Headers`` uses,
+        so 0.2-era hooks that called it keep working."""
+        return list(self._items)
 
     def items(self) -> list[tuple[str, str]]:
         return list(self._items)
@@ -393,6 +399,8 @@ def decide(router: Router, request: Request) -> Decision:
                 RoutedPath(request.target),
                 _response_headers(checked, None),
             )
+        if "%" in path and split_path(path) is None:
+            return respond(HTTPStatus.BAD_REQUEST, "a percent-escape in the path is not UTF-8")
         return respond(HTTPStatus.NOT_FOUND, f"no route for {path}")
     route, params = found
     if route.kind == "http":
@@ -416,7 +424,9 @@ def decide(router: Router, request: Request) -> Decision:
     if origins is not None:
         sent = request.headers.get_all("Origin")
         origin = sent[0] if len(sent) == 1 else None
-        if len(sent) > 1 or origin not in origins:
+        if len(sent) > 1:
+            return respond(HTTPStatus.FORBIDDEN, "several Origin headers: send exactly one")
+        if origin not in origins:
             return respond(HTTPStatus.FORBIDDEN, f"origin {origin!r} is not allowed here")
     supported = route.subprotocols if route.subprotocols is not None else router.subprotocols
     subprotocol = choose_subprotocol(request, supported) if supported else None
@@ -441,7 +451,15 @@ def decide(router: Router, request: Request) -> Decision:
 
 async def resolve(router: Router, request: Request) -> Decision:
     """``decide()``, then the view's hook; never raises, never returns ServeHTTP."""
-    decision = decide(router, request)
+    try:
+        decision = decide(router, request)
+    except Exception:  # a class view whose __init__ raises: the user's bug, not the peer's
+        logger.exception(
+            "making the view for %s failed, request from %s",
+            _loggable(request.target),
+            _peer(request),
+        )
+        return respond(HTTPStatus.INTERNAL_SERVER_ERROR, "the server could not set up this view")
     if isinstance(decision, ServeHTTP):
         return await _serve_http(decision.path, request)
     if not isinstance(decision, Accept):
@@ -459,10 +477,22 @@ async def resolve(router: Router, request: Request) -> Decision:
         logger.exception(
             "process_request of route %r failed for %s from %s",
             path.name or path.template,
-            str(path),
-            request.remote_address or "an unknown peer",
+            _loggable(path),
+            _peer(request),
         )
         return respond(HTTPStatus.INTERNAL_SERVER_ERROR, "the server could not check this request")
+
+
+def _loggable(target: str) -> str:
+    """The path of a target without its query, which may carry a token."""
+    return str(target).partition("?")[0]
+
+
+def _peer(request: Request) -> str:
+    address = request.remote_address
+    if isinstance(address, tuple) and len(address) >= 2:
+        return f"{address[0]}:{address[1]}"
+    return str(address) if address else "an unknown peer"
 
 
 def _hook_decision(result: Any, accepted: Accept, request: Request) -> Decision:
@@ -521,7 +551,7 @@ async def _serve_http(path: RoutedPath, request: Request) -> Respond:
         logger.exception(
             "HTTP view %r failed for %s from %s",
             path.name or path.template,
-            str(path),
-            request.remote_address or "an unknown peer",
+            _loggable(path),
+            _peer(request),
         )
         return respond(HTTPStatus.INTERNAL_SERVER_ERROR, "the view failed")

@@ -76,6 +76,11 @@ class RoutedPath(str):
             attributes["context"] = context
         return self
 
+    @classmethod
+    def create(cls, raw_path: str, route: Any, params: dict[str, str]) -> RoutedPath:
+        """websockets-routes 0.2's constructor, kept for code that called it."""
+        return cls(raw_path, dict(params), route=route)
+
     @_Lazy
     def context(self) -> dict[str, Any]:
         return {}
