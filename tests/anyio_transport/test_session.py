@@ -155,7 +155,7 @@ def test_ping_waiters_are_answered_by_their_pong_and_every_later_one():
     second = session.ping(b"two", "second", now=2.0)
     (_, _, p1), (_, _, p2) = parse_frames(first + second)
     assert p2 == b"two" and len(p1) == 4
-    with pytest.raises(ValueError, match="same data"):
+    with pytest.raises(RuntimeError, match="same data"):
         session.ping(b"two", "again", now=2.0)
     # A pong for the second answers both (RFC 6455 5.5.3).
     assert session.receive_data(frame(0xA, b"two")) == PONGS

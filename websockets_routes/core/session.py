@@ -252,7 +252,11 @@ class Session:
         )
 
     def data_to_send(self) -> bytes:
-        """What the last call queued (the driver's output included): write it now."""
+        """What the last call queued (the driver's output included): write it now.
+
+        ``receive_data()``, ``receive_eof()`` and ``dispatch()`` queue only in the
+        driver: after them ``conn.data_to_send()`` is the same, one call shorter.
+        """
         out = self.conn.data_to_send()
         if self._out is not None:
             out = b"".join([out, *self._out])
@@ -266,8 +270,19 @@ class Session:
         conn = self.conn
         if conn.state is _CLOSING:
             return self.dispatch(conn.receive_data(data), closing=True)
-        flags = self.dispatch(conn.receive_data(data))
-        if conn.failure_pending is not None:
+        events = conn.receive_data(data)
+        if len(events) != 1 or type(events[0]) is not Message:
+            return self.dispatch(events)
+        # The hot path, one message, inline.
+        messages = self.messages
+        if messages is _NO_MESSAGES:
+            messages = self.messages = deque()
+        messages.append(events[0][0])
+        flags = MESSAGES
+        if self.max_queue and not self.paused and len(messages) >= self.max_queue:
+            self.paused = True
+            flags |= PAUSE
+        if conn.failure_pending is not None:  # bad bytes after this message
             flags |= FAILING
         return flags
 
@@ -319,6 +334,12 @@ class Session:
             return message, True
         return message, False
 
+    def untake(self, message: str | bytes) -> None:
+        """Put back a message ``take()`` gave (its reader was cancelled)."""
+        if self.messages is _NO_MESSAGES:
+            self.messages = deque()
+        self.messages.appendleft(message)
+
     def failure_pending(self) -> bool:
         """True while bad input waits for the handler to read the messages before it."""
         return self.conn.failure_pending is not None
@@ -358,7 +379,7 @@ class Session:
                 if payload not in pings:
                     break
         elif payload in pings:
-            raise ValueError("already waiting for a pong with the same data")
+            raise RuntimeError("already waiting for a pong with the same data")
         frame = self.conn.send_ping(payload)  # raises ConnectionClosed unless OPEN
         if pings is _NO_PINGS:
             pings = self.pings = {}

@@ -19,28 +19,30 @@ write buffer is over its high-water mark. Works on uvloop.
 from __future__ import annotations
 
 import asyncio
-import logging
-import os
 import socket
-import ssl as ssl_module
-from collections import deque
 from collections.abc import Generator
 from typing import Any
 
-from ..core.connection import (
-    DEFAULT_MAX_HEADER_BYTES,
-    DEFAULT_MAX_SIZE,
-    ServerConnection,
-    State,
-)
-from ..core.errors import ConnectionClosed, ConnectionClosedOK
-from ..core.events import Closed, Message, Ping, Pong, RequestReceived
+from ..core.connection import ServerConnection, State
+from ..core.errors import ConnectionClosedOK
+from ..core.events import Closed, RequestReceived
 from ..core.handshake import Request
 from ..core.paths import RoutedPath
+from ..core.session import (
+    CLOSED as CLOSED_FLAG,
+)
+from ..core.session import (
+    FAILING,
+    KEEPALIVE,
+    MESSAGES,
+    PAUSE,
+    PONGS,
+    ServerOptions,
+    Session,
+    logger,  # noqa: F401 - re-exported: the transport logs as websockets_routes.server
+)
 
 __all__ = ["serve", "Server", "WebSocket"]
-
-logger = logging.getLogger("websockets_routes.server")
 
 OPEN = State.OPEN
 CLOSING = State.CLOSING
@@ -48,43 +50,37 @@ CLOSED = State.CLOSED
 DECIDING = State.DECIDING
 
 
-def _route_name(path: Any) -> str:
-    if path is None:
-        return "?"
-    return str(getattr(path, "name", None) or getattr(path, "template", None) or path)
-
-
-_NO_MESSAGES: deque[Any] = deque(maxlen=0)  # shared until a message waits: memory
-
-
 class WebSocket(asyncio.Protocol):
-    """One server connection: the asyncio protocol and the handler's ``ws`` object."""
+    """One server connection: the asyncio protocol and the handler's ``ws`` object.
+
+    What a message, a pong, a close or the handler's end means for the connection
+    (queue and ``max_queue``, ping waiters, keepalive, 1000/1011/1001, failures
+    deferred behind unread messages) is ``core.session.Session``'s, shared with the
+    anyio transport; this class moves bytes and runs the timers.
+    """
 
     __slots__ = (
         "_server",
         "_loop",
         "transport",
         "conn",
+        "session",
         "remote_address",
         "request",
         "path",
         "subprotocol",
-        "_messages",
-        "_max_queue",
-        "_low_queue",
         "_recv_waiter",
         "_queue_full",
         "_deciding",
+        "_replies_blocked",
         "_cork",
         "_reading",
         "_write_paused",
         "_drain_waiters",
         "_done",
         "_task",
-        "_pings",
         "_open_timer",
-        "_ping_timer",
-        "_pong_timer",
+        "_keepalive_timer",
         "_close_timer",
         "_fail_timer",
         "_ending",
@@ -96,16 +92,16 @@ class WebSocket(asyncio.Protocol):
         self._loop = server._loop
         self.transport: Any = None
         self.conn: ServerConnection = None  # type: ignore[assignment]
+        self.session: Session = None  # type: ignore[assignment]  # once the handshake is done
         self.remote_address: Any = None
         self.request: Request | None = None
         self.path: RoutedPath | None = None
         self.subprotocol: str | None = None
-        self._messages: deque[str | bytes] = _NO_MESSAGES
-        self._max_queue = server.max_queue if server.max_queue else 1 << 62
-        self._low_queue = max(self._max_queue // 4, 1) if server.max_queue else 0
+        # A recv() waiting: its future gets the message (or None: look again).
         self._recv_waiter: asyncio.Future[Any] | None = None
         self._queue_full = False  # reading paused by the message queue
         self._deciding = False  # reading paused: bytes came while the handshake is decided
+        self._replies_blocked = False  # reading paused: our pongs wait for a non-reader
         # The 101 waits for the handler's first message (or the end of this loop
         # iteration): both leave in one segment, with one send() system call.
         self._cork: list[bytes] | None = None
@@ -114,10 +110,8 @@ class WebSocket(asyncio.Protocol):
         self._drain_waiters: list[asyncio.Future[None]] = []
         self._done: asyncio.Future[None] = self._loop.create_future()
         self._task: asyncio.Task[None] | None = None
-        self._pings: dict[bytes, tuple[asyncio.Future[float], float]] = {}
         self._open_timer: asyncio.TimerHandle | None = None
-        self._ping_timer: asyncio.TimerHandle | None = None
-        self._pong_timer: asyncio.TimerHandle | None = None
+        self._keepalive_timer: asyncio.TimerHandle | None = None
         self._close_timer: asyncio.TimerHandle | None = None
         self._fail_timer: asyncio.TimerHandle | None = None
         self._ending = False
@@ -131,62 +125,63 @@ class WebSocket(asyncio.Protocol):
         self.transport = transport
         server = self._server
         self.remote_address = transport.get_extra_info("peername")
-        self.conn = ServerConnection(
-            max_size=server.max_size,
-            max_header_bytes=server.max_header_bytes,
-            compression=server.compression,
-            remote_address=self.remote_address,
-            defer_failure=True,
-        )
+        self.conn = server.options.connection(self.remote_address)
         server._connections.add(self)
-        if server.open_timeout is not None:
-            self._open_timer = self._loop.call_later(server.open_timeout, self._open_timed_out)
+        open_timeout = server.options.open_timeout
+        if open_timeout is not None:
+            self._open_timer = self._loop.call_later(open_timeout, self._open_timed_out)
         if server._closing:
             transport.abort()
 
     def data_received(self, data: bytes) -> None:
+        session = self.session
+        if session is not None:
+            flags = session.receive_data(data)
+            out = self.conn.data_to_send()  # receive_data() queues only in the driver
+            if out:
+                self._write(out)
+                if self._write_paused and not self._replies_blocked:
+                    # Our answers (pongs) wait for a peer that does not read them:
+                    # read no more of its input until they can go (a ping flood
+                    # stays bounded).
+                    self._replies_blocked = True
+                    self._update_reading()
+            if flags == MESSAGES:  # the hot path: hand the message to a waiting recv()
+                waiter = self._recv_waiter
+                if waiter is not None and not waiter.done():
+                    waiter.set_result(session.take()[0])
+            elif flags:
+                self._apply(flags)
+            return
+        # The opening handshake: the request, or a 400/431 answer and Closed.
         conn = self.conn
         events = conn.receive_data(data)
         out = conn.data_to_send()
         if out:
-            if self._cork is None:
-                self.transport.write(out)
-            else:
-                self._cork.append(out)
+            self._write(out)
         for event in events:
-            if type(event) is Message:
-                waiter = self._recv_waiter
-                if waiter is not None and not waiter.done():
-                    waiter.set_result(event.data)
-                elif conn.state is not CLOSING:  # after our close, nobody reads
-                    messages = self._messages
-                    if messages is _NO_MESSAGES:
-                        messages = self._messages = deque()
-                    messages.append(event.data)
-                    if len(messages) >= self._max_queue and not self._queue_full:
-                        self._queue_full = True
-                        self._update_reading()
-            else:
-                self._event(event)
-        if conn.failure_pending is not None and self._fail_timer is None:
-            self._failure_pending()
+            kind = type(event)
+            if kind is RequestReceived:
+                self.request = event.request
+                self._task = self._loop.create_task(self._run(event.request))
+                self._server._tasks.add(self._task)
+                self._task.add_done_callback(self._server._tasks.discard)
+            elif kind is Closed:
+                self._closed()
         if conn.state is DECIDING and not events and not self._deciding:
             # Bytes ahead of our answer (the driver keeps them): read no more till then.
             self._deciding = True
             self._update_reading()
 
     def eof_received(self) -> bool | None:
-        for event in self.conn.receive_eof():
-            self._event(event)
+        self._eof()
         return None  # let the transport close itself
 
     def connection_lost(self, exc: Exception | None) -> None:
-        for event in self.conn.receive_eof():
-            self._event(event)
+        self._eof()
         for timer in (
             self._open_timer,
-            self._ping_timer,
-            self._pong_timer,
+            self._keepalive_timer,
             self._close_timer,
             self._fail_timer,
         ):
@@ -203,37 +198,73 @@ class WebSocket(asyncio.Protocol):
     def resume_writing(self) -> None:
         self._write_paused = False
         self._wake_writers()
+        if self._replies_blocked:
+            self._replies_blocked = False
+            self._update_reading()
 
-    # Events other than messages
+    # What the driver and the session report
 
-    def _event(self, event: Any) -> None:
-        kind = type(event)
-        if kind is Message:
-            if self._messages is _NO_MESSAGES:
-                self._messages = deque()
-            self._messages.append(event.data)
-        elif kind is RequestReceived:
-            self.request = event.request
-            self._task = self._loop.create_task(self._run(event.request))
-            self._server._tasks.add(self._task)
-            self._task.add_done_callback(self._server._tasks.discard)
-        elif kind is Pong:
-            self._pong(event.payload)
-        elif kind is Closed:
+    def _eof(self) -> None:
+        if self.session is not None:
+            flags = self.session.receive_eof()
+            if flags:
+                self._apply(flags)
+        elif self.conn.state is not CLOSED:
+            self.conn.receive_eof()
             self._closed()
-        elif kind is Ping:
-            pass  # the driver queued the pong
+
+    def _apply(self, flags: int) -> None:
+        """Act on ``Session`` flags (see core.session)."""
+        if flags & MESSAGES:
+            waiter = self._recv_waiter
+            if waiter is not None and not waiter.done():
+                waiter.set_result(None)
+        if flags & PAUSE and not self._queue_full:
+            self._queue_full = True
+            self._update_reading()
+        if flags & PONGS:
+            now = self._loop.time()
+            for future, sent in self.session.take_acked():
+                if not future.done():
+                    future.set_result(now - sent)
+        if flags & KEEPALIVE:
+            self._arm_keepalive()
+        if flags & FAILING and self._fail_timer is None:
+            self._failure_pending()
+        if flags & CLOSED_FLAG:
+            self._closed()
+
+    def _closing(self, flags: int) -> None:
+        """After a closing call on the session: write its close frame, arm
+        close_timeout, read again if the queue had paused reading (the peer's
+        close frame must get through)."""
+        session = self.session
+        out = session.data_to_send()
+        if out:
+            self._write(out)
+        if self.conn.state is CLOSING:
+            self._arm_close_timer()
+        if self._queue_full and not session.paused:
+            self._queue_full = False
+            self._update_reading()
+        waiter = self._recv_waiter
+        if waiter is not None and not waiter.done():
+            waiter.set_result(None)  # recv() raises from now on
+        if flags:
+            self._apply(flags)
 
     def _closed(self) -> None:
         """The driver reached CLOSED: wake everyone, then end the TCP connection."""
-        waiter = self._recv_waiter
-        if waiter is not None and not waiter.done():
-            waiter.set_exception(self._closed_error())
-        for future, _ in self._pings.values():
-            if not future.done():
-                future.set_exception(self._closed_error())
-                future.exception()  # nobody has to await it: don't log it as lost
-        self._pings.clear()
+        session = self.session
+        if session is not None:
+            waiter = self._recv_waiter
+            if waiter is not None and not waiter.done():
+                waiter.set_result(None)  # recv() finds the connection closed
+            error = session.closed_error()
+            for future in session.take_pings():
+                if not future.done():
+                    future.set_exception(error)
+                    future.exception()  # nobody has to await it: don't log it as lost
         self._wake_writers()
         if not self._done.done():
             self._done.set_result(None)
@@ -253,9 +284,8 @@ class WebSocket(asyncio.Protocol):
         transport = self.transport
         if transport.is_closing():
             return
-        for timer in (self._ping_timer, self._pong_timer):
-            if timer is not None:
-                timer.cancel()
+        if self._keepalive_timer is not None:
+            self._keepalive_timer.cancel()
         if self.conn.close_received is not None and self.conn.close_sent is not None:
             transport.close()
             if transport.get_write_buffer_size():
@@ -268,7 +298,7 @@ class WebSocket(asyncio.Protocol):
                 return
             # Keep reading (and ignoring) until EOF, so that bytes still in flight
             # from the peer do not turn our close into a reset that eats our last frame.
-            self._queue_full = self._deciding = False
+            self._queue_full = self._deciding = self._replies_blocked = False
             self._update_reading()
             self._arm_close_timer()
         else:
@@ -277,7 +307,7 @@ class WebSocket(asyncio.Protocol):
     def _failure_pending(self) -> None:
         """Bad bytes came after good messages: fail once the handler has read those
         (its next recv() finds the queue empty, or it returns), or at close_timeout."""
-        timeout = self._server.close_timeout
+        timeout = self._server.options.close_timeout
         self._fail_timer = self._loop.call_later(
             10.0 if timeout is None else timeout, self._apply_failure
         )
@@ -285,18 +315,15 @@ class WebSocket(asyncio.Protocol):
     def _apply_failure(self) -> None:
         if self._fail_timer is not None:
             self._fail_timer.cancel()
-        events = self.conn.fail_pending()
-        self._write(self.conn.data_to_send())
-        for event in events:
-            self._event(event)
+        self._closing(self.session.fail_pending())
 
     def _arm_close_timer(self) -> None:
-        timeout = self._server.close_timeout
+        timeout = self._server.options.close_timeout
         if self._close_timer is None and timeout is not None:
             self._close_timer = self._loop.call_later(timeout, self.transport.abort)
 
     def _update_reading(self) -> None:
-        reading = not (self._queue_full or self._deciding)
+        reading = not (self._queue_full or self._deciding or self._replies_blocked)
         if reading is self._reading or self.transport.is_closing():
             return
         self._reading = reading
@@ -325,14 +352,6 @@ class WebSocket(asyncio.Protocol):
             if not waiter.done():
                 waiter.set_result(None)
 
-    def _closed_error(self) -> ConnectionClosed:
-        conn = self.conn
-        if conn.state is CLOSED:
-            return ConnectionClosed.for_code(conn.close_code or 1006, conn.close_reason)
-        if conn.close_sent is not None:
-            return ConnectionClosed.for_code(*conn.close_sent)
-        return ConnectionClosed.for_code(1006)
-
     # Timers
 
     def _open_timed_out(self) -> None:
@@ -342,41 +361,28 @@ class WebSocket(asyncio.Protocol):
                 self._task.cancel()
             self.transport.abort()
 
+    def _arm_keepalive(self) -> None:
+        if self._keepalive_timer is not None:
+            self._keepalive_timer.cancel()
+            self._keepalive_timer = None
+        deadline = self.session.keepalive_deadline()
+        if deadline is not None:
+            self._keepalive_timer = self._loop.call_at(deadline, self._keepalive)
+
     def _keepalive(self) -> None:
-        self._ping_timer = None
-        if self.conn.state is not OPEN:
+        self._keepalive_timer = None
+        session = self.session
+        was_open = self.conn.state is OPEN
+        flags = session.keepalive(self._loop.time())
+        if was_open and self.conn.state is not OPEN:
+            self._closing(flags)  # 1011: the peer did not answer
             return
-        server = self._server
-        payload = os.urandom(4)
-        self._write(self.conn.send_ping(payload))
-        if server.ping_timeout is not None:
-            self._pong_timer = self._loop.call_later(server.ping_timeout, self._ping_timed_out)
-        elif server.ping_interval is not None:
-            self._ping_timer = self._loop.call_later(server.ping_interval, self._keepalive)
-
-    def _ping_timed_out(self) -> None:
-        self._pong_timer = None
-        if self.conn.state is OPEN:
-            self._write(self.conn.close(1011, "keepalive ping timeout"))
-            self._arm_close_timer()
-
-    def _pong(self, payload: bytes) -> None:
-        if self._pong_timer is not None:  # any pong proves the peer alive
-            self._pong_timer.cancel()
-            self._pong_timer = None
-            interval = self._server.ping_interval
-            if interval is not None and self.conn.state is OPEN:
-                self._ping_timer = self._loop.call_later(interval, self._keepalive)
-        pings = self._pings
-        if payload in pings:
-            now = self._loop.time()
-            # A pong answers its ping and every earlier one (RFC 6455 5.5.3).
-            for data in list(pings):
-                future, sent = pings.pop(data)
-                if not future.done():
-                    future.set_result(now - sent)
-                if data == payload:
-                    break
+        out = session.data_to_send()
+        if out:
+            self._write(out)
+        if flags:
+            self._apply(flags)
+        self._arm_keepalive()
 
     # The handler's task
 
@@ -391,29 +397,18 @@ class WebSocket(asyncio.Protocol):
             return
         # Nothing of the handshake stays referenced while the handler runs.
         del decision, request
-        code = 1000
+        session = self.session
         try:
             await path.route.handle(self, path)
-        except ConnectionClosed:
-            pass  # the connection ended under the handler: nothing to report
         except asyncio.CancelledError:
-            code = 1001  # server shutdown
+            self._closing(session.shutdown())  # the server is shutting down
             raise
-        except Exception:
-            code = 1011
-            logger.error(
-                "handler of route %s failed for peer %s",
-                _route_name(path),
-                _peer(self.remote_address),
-                exc_info=True,
-            )
-        finally:
-            conn = self.conn
-            if conn.failure_pending is not None:
-                self._apply_failure()
-            elif conn.state is OPEN and not self.transport.is_closing():
-                self._write(conn.close(code))
-                self._arm_close_timer()
+        except Exception as exc:
+            flags = session.handler_failed(exc)
+        else:
+            flags = session.handler_returned()
+        if not self.transport.is_closing():
+            self._closing(flags)
 
     def _answer(self, decision: Any) -> RoutedPath | None:
         """Carry out the decision; the path if a handler is to run."""
@@ -432,73 +427,59 @@ class WebSocket(asyncio.Protocol):
             self._loop.call_soon(self._uncork)
         else:
             self._write(out)
-        if state is not CLOSED:
-            self.path = conn.path
-            self.subprotocol = conn.subprotocol
         if self._deciding:
             self._deciding = False
             self._update_reading()
-        for event in events:
-            self.data_event(event)
-        if conn.failure_pending is not None:
-            self._failure_pending()
-        if conn.state is CLOSING:  # a Close decision (or the peer's bytes closed it)
-            self._arm_close_timer()
-        if conn.state is CLOSED:
-            # Closed came from carry_out (an HTTP answer): _event() did not see it.
+        if state is CLOSED:  # an HTTP answer
             if not self._ending:
                 self._closed()
             return None
+        self.path = conn.path
+        self.subprotocol = conn.subprotocol
+        session = self.session = Session(conn, server.options, self._loop.time())
+        flags = session.dispatch(events, closing=state is CLOSING)
+        if state is CLOSING:  # a Close decision
+            self._arm_close_timer()
+        if flags:
+            self._apply(flags)
         if conn.state is not OPEN:
             return None
         if server._closing:
-            self._write(conn.close(1001))
-            self._arm_close_timer()
+            self._closing(session.shutdown())
             return None
-        interval = server.ping_interval
-        if interval is not None:
-            self._ping_timer = self._loop.call_later(interval, self._keepalive)
+        self._arm_keepalive()
         return self.path
-
-    def data_event(self, event: Any) -> None:
-        """Dispatch one event (also used for events returned by carry_out)."""
-        if type(event) is Message:
-            waiter = self._recv_waiter
-            if waiter is not None and not waiter.done():
-                waiter.set_result(event.data)
-                return
-        self._event(event)
 
     # The connection API for handlers
 
     async def recv(self) -> str | bytes:
         """The next message (``str`` or ``bytes``); ConnectionClosed once closed."""
-        messages = self._messages
-        if messages:
-            message = messages.popleft()
-            if self._queue_full and len(messages) <= self._low_queue:
-                self._queue_full = False
-                self._update_reading()
-            return message
-        conn = self.conn
-        if conn.failure_pending is not None:
-            self._apply_failure()  # the handler has read all it will get
-        if conn.state is CLOSED or conn.state is CLOSING:
-            raise self._closed_error()
-        if self._recv_waiter is not None:
-            raise RuntimeError("recv() is already waiting for a message in another task")
-        waiter = self._loop.create_future()
-        self._recv_waiter = waiter
-        try:
-            return await waiter
-        except asyncio.CancelledError:
-            if waiter.done() and not waiter.cancelled() and waiter.exception() is None:
-                if self._messages is _NO_MESSAGES:
-                    self._messages = deque()
-                self._messages.appendleft(waiter.result())  # don't lose it to the cancellation
-            raise
-        finally:
-            self._recv_waiter = None
+        session = self.session
+        while True:
+            if session.messages:
+                message, resume = session.take()
+                if resume and self._queue_full:
+                    self._queue_full = False
+                    self._update_reading()
+                return message
+            if session.failure_pending():
+                self._apply_failure()  # the handler has read all it will get
+            if not session.can_recv():
+                raise session.closed_error()
+            if self._recv_waiter is not None:
+                raise RuntimeError("recv() is already waiting for a message in another task")
+            waiter = self._recv_waiter = self._loop.create_future()
+            try:
+                message = await waiter
+            except asyncio.CancelledError:
+                if waiter.done() and not waiter.cancelled():
+                    if waiter.result() is not None:  # handed over, then cancelled
+                        session.untake(waiter.result())
+                raise
+            finally:
+                self._recv_waiter = None
+            if message is not None:
+                return message
 
     def __aiter__(self) -> WebSocket:
         """``async for message in ws``: messages until a normal close (1000/1001);
@@ -532,16 +513,11 @@ class WebSocket(asyncio.Protocol):
             self._drain_waiters.append(waiter)
             await waiter
         if self.conn.state is CLOSED:
-            raise self._closed_error()
+            raise self.session.closed_error()
 
     async def close(self, code: int = 1000, reason: str = "") -> None:
         """Start the closing handshake and wait for it to end (or ``close_timeout``)."""
-        conn = self.conn
-        if conn.state is OPEN:
-            self._write(conn.close(code, reason))
-            self._arm_close_timer()
-            self._queue_full = False  # the peer's close frame must get through
-            self._update_reading()
+        self._closing(self.session.close(code, reason))
         await asyncio.shield(self._done)
 
     async def wait_closed(self) -> None:
@@ -550,19 +526,9 @@ class WebSocket(asyncio.Protocol):
 
     async def ping(self, data: str | bytes | None = None) -> asyncio.Future[float]:
         """Send a ping; return a future of the round-trip time once its pong arrives."""
-        if data is None:
-            data = os.urandom(4)
-            while data in self._pings:
-                data = os.urandom(4)
-        elif isinstance(data, str):
-            data = data.encode()
-        else:
-            data = bytes(data)
-        if data in self._pings:
-            raise RuntimeError("a ping with this payload is already waiting for its pong")
-        self._write(self.conn.send_ping(data))
+        payload = None if data is None else data.encode() if isinstance(data, str) else bytes(data)
         future: asyncio.Future[float] = self._loop.create_future()
-        self._pings[data] = (future, self._loop.time())
+        self._write(self.session.ping(payload, future, self._loop.time()))
         return future
 
     async def pong(self, data: str | bytes = b"") -> None:
@@ -587,13 +553,6 @@ class WebSocket(asyncio.Protocol):
         return self.transport.get_extra_info("sockname")
 
 
-def _peer(address: Any) -> str:
-    if isinstance(address, tuple) and len(address) >= 2:
-        host, port = address[0], address[1]
-        return f"[{host}]:{port}" if ":" in str(host) else f"{host}:{port}"
-    return str(address) if address else "an unknown peer"
-
-
 class Server:
     """A running (or about to run) server; ``serve()`` makes one.
 
@@ -606,35 +565,20 @@ class Server:
         host: str | None = None,
         port: int | None = None,
         *,
-        max_size: int | None = DEFAULT_MAX_SIZE,
-        max_queue: int | None = 16,
-        open_timeout: float | None = 10,
-        ping_interval: float | None = 20,
-        ping_timeout: float | None = 20,
-        close_timeout: float | None = 10,
-        max_header_bytes: int = DEFAULT_MAX_HEADER_BYTES,
-        compression: str | None = "deflate",
-        ssl: ssl_module.SSLContext | None = None,
         sock: socket.socket | None = None,
         reuse_port: bool = False,
         backlog: int = 1024,
+        **options: Any,
     ) -> None:
-        if compression not in ("deflate", None):
-            raise ValueError(f"compression must be 'deflate' or None, not {compression!r}")
         if not callable(getattr(router, "resolve", None)):
             raise TypeError(f"serve() needs a Router, not {type(router).__name__}")
         self.router = router
         self.host = host
         self._port = port
-        self.max_size = max_size
-        self.max_queue = max_queue
-        self.open_timeout = open_timeout
-        self.ping_interval = ping_interval
-        self.ping_timeout = ping_timeout
-        self.close_timeout = close_timeout
-        self.max_header_bytes = max_header_bytes
-        self.compression = compression
-        self.ssl = ssl
+        # max_size, max_queue, open_timeout, ping_interval, ping_timeout,
+        # close_timeout, max_header_bytes, compression, ssl: checked once, shared
+        # with the anyio transport.
+        self.options = ServerOptions(**options)
         self.sock = sock
         self.reuse_port = reuse_port
         self.backlog = backlog
@@ -659,7 +603,7 @@ class Server:
     async def _start(self) -> None:
         self._loop = asyncio.get_running_loop()
         self._closed = asyncio.Event()
-        kwargs: dict[str, Any] = {"ssl": self.ssl, "backlog": self.backlog}
+        kwargs: dict[str, Any] = {"ssl": self.options.ssl, "backlog": self.backlog}
         if self.sock is not None:
             kwargs["sock"] = self.sock
         else:
@@ -716,15 +660,12 @@ class Server:
             if conn is None:
                 continue
             if conn.state is OPEN:
-                ws._write(conn.close(1001))
-                ws._arm_close_timer()
-                ws._queue_full = False
-                ws._update_reading()
+                ws._closing(ws.session.shutdown())
             elif conn.state is State.REQUEST:
                 ws.transport.abort()
             # DECIDING: _run() sends 1001 right after the 101 if it accepts.
         if self._tasks:
-            _, pending = await asyncio.wait(set(self._tasks), timeout=self.close_timeout)
+            _, pending = await asyncio.wait(set(self._tasks), timeout=self.options.close_timeout)
             for task in pending:
                 task.cancel()
             if pending:
