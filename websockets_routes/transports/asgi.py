@@ -103,7 +103,12 @@ class ASGIApp:
                     {"type": "websocket.close", "code": decision.code, "reason": decision.reason}
                 )
             except OSError:
-                logger.debug("%s left before close %d on %s", peer, decision.code, request.target)
+                logger.debug(
+                    "%s left before close %d on %s",
+                    peer,
+                    decision.code,
+                    _without_query(request.target),
+                )
         elif isinstance(decision, Accept):
             await self._run(scope, receive, send, request, decision, peer)
         else:  # resolve() never returns anything else; fail loudly if it starts to
@@ -125,7 +130,7 @@ class ASGIApp:
         try:
             await send(_accept_message(decision.headers))
         except OSError:
-            logger.debug("%s left before the handshake completed on %s", peer, path)
+            logger.debug("%s left before the handshake completed on %s", peer, _without_query(path))
             ws._closed_by(1006, "")
             ws._streams_close()
             return
@@ -142,7 +147,10 @@ class ASGIApp:
                         logger.debug("route %r for %s: %s", route, peer, exc)
                     else:
                         logger.exception(
-                            "handler of route %r failed for %s from %s", route, str(path), peer
+                            "handler of route %r failed for %s from %s",
+                            route,
+                            _without_query(path),
+                            peer,
                         )
                         await ws._close_quietly(1011, "")
                 finally:
@@ -442,12 +450,20 @@ async def _deny(scope: Scope, send: Send, decision: Respond, request: Request, p
             # accept, which servers answer with 403 and no body.
             logger.info(
                 "%s: the ASGI server cannot send HTTP %d to %s; it answers 403 instead",
-                request.target,
+                _without_query(request.target),
                 decision.status,
                 peer,
             )
             await send({"type": "websocket.close", "code": 1008, "reason": ""})
     except OSError:
         logger.debug(
-            "%s left before the HTTP %d answer on %s", peer, decision.status, request.target
+            "%s left before the HTTP %d answer on %s",
+            peer,
+            decision.status,
+            _without_query(request.target),
         )
+
+
+def _without_query(target: str) -> str:
+    """What logs show of a target: its query string may carry a token."""
+    return str(target).partition("?")[0]
