@@ -358,3 +358,30 @@ def test_bad_options():
         serve(echo_router(), "127.0.0.1", 0, ssl=True)
     with pytest.raises(TypeError, match="Router"):
         Server(object(), "127.0.0.1", 0)
+
+
+@pytest.mark.parametrize(
+    "anyio_backend", [pytest.param(("asyncio", {"use_uvloop": True}), id="uvloop")]
+)
+async def test_echo_on_uvloop_through_the_fast_path(anyio_backend, connect):
+    import asyncio
+
+    import uvloop
+
+    assert isinstance(asyncio.get_running_loop(), uvloop.Loop)
+    fast = []
+    router = Router()
+
+    @router.route("/echo")
+    async def echo(ws, path):
+        fast.append(ws._fast is not None)
+        async for message in ws:
+            await ws.send(message)
+
+    with anyio.fail_after(TIMEOUT):
+        async with serve(router, "127.0.0.1", 0) as server:
+            async with connect(server) as ws:
+                for message in ["text", b"bytes", b"x" * 300_000]:
+                    await ws.send(message)
+                    assert await ws.recv() == message
+    assert fast == [True]
