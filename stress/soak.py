@@ -155,9 +155,9 @@ async def soak_in_process(transport: str, cycles: int, concurrent: int) -> dict[
     fds_at_start = open_fds()
     async with serve(transport) as server:
         port = server.port
-        for _ in range(50):  # warm up: imports, caches, allocator arenas
+        for _ in range(20):  # warm up: imports, caches, allocator arenas
             await one_cycle(port)
-        await concurrent_round(port, min(concurrent, 50))
+        await concurrent_round(port, min(concurrent, 20))
         await settle(server, fds_at_start + 1)
         base = {"fds": open_fds(), "rss": rss(), "objects": census()[0]}
         report["baseline"] = base
@@ -190,14 +190,16 @@ async def soak_in_process(transport: str, cycles: int, concurrent: int) -> dict[
     return report
 
 
-def check(report: dict[str, Any], *, rss_slack: int) -> list[str]:
+def check(report: dict[str, Any], *, rss_slack: int, count_objects: bool = True) -> list[str]:
     """What did not come back to the baseline (empty: all did).
 
     fds: exactly the baseline. Live ServerConnection objects: at most the stale
     allowance. Python objects: the second run of a part may not leave more than 1
     object per 10 connections over the first, beyond what the stale allowance holds
     (so at full size, 10,000 cycles, a leak of one object per connection shows).
-    RSS: within ``rss_slack`` of the baseline."""
+    RSS: within ``rss_slack`` of the baseline. ``count_objects=False`` leaves out the
+    object count (inside pytest, whose own objects come and go, it is noise at
+    small counts; the live ServerConnection count still catches a connection kept)."""
     base = report["baseline"]
     problems = []
     for part in ("cycles", "concurrent"):
@@ -212,7 +214,7 @@ def check(report: dict[str, Any], *, rss_slack: int) -> list[str]:
             if run["live_connections"] > STALE_ALLOWANCE:
                 problems.append(f"{part}: {run['live_connections']} connections still alive")
         allowance = first["count"] // 10 + STALE_ALLOWANCE * OBJECTS_PER_CONNECTION
-        if second["objects"] - first["objects"] > allowance:
+        if count_objects and second["objects"] - first["objects"] > allowance:
             problems.append(
                 f"{part}: {second['objects'] - first['objects']} more Python objects "
                 f"after a second run of {first['count']}"

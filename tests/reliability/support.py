@@ -3,17 +3,19 @@
 The servers under test run in the test's own process (and event loop), so what a
 server buffers in user space is found by accounting: every byte a client wrote is
 either still in the client's send queue, in the server's kernel receive queue
-(both read from ``/proc/net/tcp``), consumed by the handler, or held by the server
-process. Kernel buffers on loopback grow to tens of MiB with autotuning, so counting
+(both read with ioctl(SIOCOUTQ/SIOCINQ); the server's socket is in this process
+too), consumed by the handler, or held by the server process. Kernel buffers on loopback grow to tens of MiB with autotuning, so counting
 only what a client managed to send, or RSS alone, could not tell a bounded server
 from one that buffers without limit.
 """
 
 from __future__ import annotations
 
+import fcntl
 import os
 import socket
 import struct
+import termios
 import zlib
 from collections.abc import Awaitable, Callable
 from typing import Any
@@ -36,23 +38,47 @@ def open_fds() -> int:
     return len(os.listdir("/proc/self/fd"))
 
 
-def _addr(text: str) -> tuple[str, int]:
-    host, port = text.split(":")
-    return host, int(port, 16)
+def socket_queues(sock: socket.socket) -> tuple[int, int]:
+    """``(send queue, receive queue)`` of a TCP socket, in bytes: bytes written but
+    not yet acknowledged by the peer, and bytes received but not yet read."""
+    out = fcntl.ioctl(sock.fileno(), termios.TIOCOUTQ, b"\0\0\0\0")
+    into = fcntl.ioctl(sock.fileno(), termios.FIONREAD, b"\0\0\0\0")
+    return struct.unpack("i", out)[0], struct.unpack("i", into)[0]
+
+
+def peer_socket(local_port: int, remote_port: int) -> socket.socket | None:
+    """A duplicate of this process's TCP socket bound to ``local_port`` and connected
+    to ``remote_port`` on the loopback (the server's end of a client connection);
+    None if there is none. Close it after use (the original stays open)."""
+    for name in os.listdir("/proc/self/fd"):
+        try:
+            if not os.readlink(f"/proc/self/fd/{name}").startswith("socket:"):
+                continue
+            dup = socket.socket(fileno=os.dup(int(name)))
+        except OSError:
+            continue
+        try:
+            if (
+                dup.family == socket.AF_INET
+                and dup.type == socket.SOCK_STREAM
+                and dup.getsockname()[1] == local_port
+                and dup.getpeername()[1] == remote_port
+            ):
+                return dup
+        except OSError:
+            pass
+        dup.close()
+    return None
 
 
 def tcp_queues(local_port: int, remote_port: int) -> tuple[int, int]:
-    """``(send queue, receive queue)`` in bytes of the IPv4 loopback socket whose
-    local port is ``local_port`` and peer port ``remote_port`` (0, 0 once gone)."""
-    with open("/proc/net/tcp") as table:
-        next(table)
-        for line in table:
-            fields = line.split()
-            local, remote = _addr(fields[1]), _addr(fields[2])
-            if local[1] == local_port and remote[1] == remote_port:
-                tx, rx = fields[4].split(":")
-                return int(tx, 16), int(rx, 16)
-    return 0, 0
+    """``(send queue, receive queue)`` of this process's loopback socket from
+    ``local_port`` to ``remote_port`` ((0, 0) once it is gone)."""
+    sock = peer_socket(local_port, remote_port)
+    if sock is None:
+        return 0, 0
+    with sock:
+        return socket_queues(sock)
 
 
 async def poll(predicate: Callable[[], bool], interval: float = 0.01) -> None:
@@ -63,7 +89,7 @@ async def poll(predicate: Callable[[], bool], interval: float = 0.01) -> None:
 
 
 async def until_stalled(
-    value: Callable[[], int], *, quiet: float = 0.4, within: float = 20.0
+    value: Callable[[], int], *, quiet: float = 0.25, within: float = 20.0
 ) -> int:
     """Wait until ``value()`` has not changed for ``quiet`` seconds; return it.
 
@@ -199,7 +225,7 @@ class Sock:
         """Bytes we sent that the server process holds: neither in our send queue,
         nor in its kernel receive queue, nor among the ``consumed`` ones its handler
         took (all in wire bytes)."""
-        client_tx, _ = tcp_queues(self.port, server_port)
+        client_tx, _ = socket_queues(self.sock)
         _, server_rx = tcp_queues(server_port, self.port)
         return self.sent - self.request_bytes - client_tx - server_rx - consumed
 
@@ -208,7 +234,7 @@ class Sock:
         the server process holds: neither in its kernel send queue, nor in our
         receive queue, nor read by us."""
         server_tx, _ = tcp_queues(server_port, self.port)
-        _, client_rx = tcp_queues(self.port, server_port)
+        _, client_rx = socket_queues(self.sock)
         return produced - server_tx - client_rx - (self.received - self.head_bytes)
 
     async def open(self, target: str, extra: list[tuple[str, str]] | tuple = ()) -> str:

@@ -129,7 +129,7 @@ async def send_in_pieces(client: Sock, server_port: int, pieces: list[bytes]) ->
     is empty), so that the server sees the split; stop if the server closed."""
     try:
         for piece in pieces:
-            with anyio.move_on_after(0.2):  # the server may have stopped reading
+            with anyio.move_on_after(0.05):  # the server may have stopped reading
                 await poll(lambda: not tcp_queues(server_port, client.port)[1], 0.005)
             await client.send(piece)
         client.shutdown_write()

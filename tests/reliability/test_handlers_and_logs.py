@@ -141,16 +141,11 @@ async def test_handler_returning_without_closing_closes_1000(serve_router, serve
 
 
 async def test_handler_returning_with_a_full_queue_completes_the_closing_handshake(
-    serve_router, server_log, xfail_on
+    serve_router, server_log
 ):
     """The handler returns with max_queue messages unread (reading paused): its close
     frame goes out, and the peer's answering close frame must still be read, so the
     closing handshake ends at once rather than being cut at close_timeout."""
-    xfail_on(
-        {"asyncio"},
-        "finding F6: reading stays paused by the full queue after the handler's "
-        "implicit close; the peer's close frame is never read",
-    )
     with anyio.fail_after(TIMEOUT):
         async with serve_router(failing_router(), max_queue=4, close_timeout=2) as server:
             async with await Sock.connect(server.port) as client:

@@ -236,11 +236,6 @@ async def test_fragmented_deflate_bomb_is_cut_before_its_end(serve_router):
                 await _expect_1009(client)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="finding F1: a protocol error in the same read as earlier messages is "
-    "answered (close 1002) before the handler sees those messages",
-)
 async def test_messages_before_a_violation_in_the_same_segment_are_delivered(serve_router):
     """Autobahn's strict behaviour (cases 3.2-3.4, 4.1.3-4.2.5, 5.15; issue 8 asks
     for 0 NON-STRICT): a message that arrived whole before the bad frame reaches the

@@ -26,7 +26,7 @@ from websockets_routes import ConnectionClosed, Router
 
 pytestmark = pytest.mark.anyio
 
-CLOSE_TIMEOUT = 0.5
+CLOSE_TIMEOUT = 0.3
 SLACK = 2.0
 
 

@@ -1,8 +1,8 @@
 """Soak, short version (the full one is stress/soak.py, run by ``make stress``):
 2 x 250 connect/handshake/echo/close cycles, 2 x 200 concurrent connections and
-200 idle ones, against a server in this process. Open fds come back to exactly
+100 idle ones, against a server in this process. Open fds come back to exactly
 their baseline, live connections to at most the keepalive heap's stale allowance,
-Python objects and RSS to near their baseline.
+RSS to near its baseline (the Python object count is checked by the full run).
 """
 
 from __future__ import annotations
@@ -27,11 +27,11 @@ async def test_cycles_and_concurrent_connections_come_back_to_baseline(transport
     with anyio.fail_after(60):
         report = await soak_in_process(transport, cycles=250, concurrent=200)
     record_property("soak", report)
-    assert check(report, rss_slack=16 * 2**20) == []
+    assert check(report, rss_slack=16 * 2**20, count_objects=False) == []
 
 
 async def test_idle_connections_cost_and_release(serve_router, record_property):
-    count = 200
+    count = 100
     raise_fd_limit(2 * count + 256)
     async with serve_router(echo_router(), ping_interval=None) as server:
         await one_cycle(server.port)

@@ -10,7 +10,6 @@ import struct
 import anyio
 import pytest
 
-from tests.reliability.conftest import ANYIO
 from tests.reliability.support import (
     Sock,
     client_frame,
@@ -22,9 +21,9 @@ from websockets_routes import ConnectionClosed, Router
 
 pytestmark = pytest.mark.anyio
 
-PING_INTERVAL = 0.2
-PING_TIMEOUT = 0.3
-CLOSE_TIMEOUT = 0.3
+PING_INTERVAL = 0.1
+PING_TIMEOUT = 0.2
+CLOSE_TIMEOUT = 0.2
 SLACK = 1.5  # scheduling on a loaded 2-core machine
 
 
@@ -136,11 +135,10 @@ async def test_server_closes_tcp_first_after_the_closing_handshake(serve_router)
             assert await client.eof_within(SLACK) < SLACK
 
 
-async def test_peer_that_stops_reading_is_closed_by_keepalive(serve_router, xfail_on):
+async def test_peer_that_stops_reading_is_closed_by_keepalive(serve_router):
     """A peer that stops reading cannot answer pings: even with the handler stuck in
     send() (the write buffer full), the connection ends after ping_interval +
     ping_timeout + close_timeout, and that send() raises ConnectionClosed."""
-    xfail_on(ANYIO, "finding F2: keepalive waits behind a write blocked on a non-reading peer")
     outcome: list[BaseException] = []
     done = anyio.Event()
     router = Router()
@@ -171,12 +169,9 @@ async def test_peer_that_stops_reading_is_closed_by_keepalive(serve_router, xfai
         assert len(outcome) == 1 and isinstance(outcome[0], ConnectionClosed)
 
 
-async def test_close_with_a_peer_that_does_not_read_returns_after_close_timeout(
-    serve_router, xfail_on
-):
+async def test_close_with_a_peer_that_does_not_read_returns_after_close_timeout(serve_router):
     """The handler's send() is blocked (the peer reads nothing); close() from another
     task must still end the connection within close_timeout, not wait forever."""
-    xfail_on(ANYIO, "finding F2: the close frame waits behind a write blocked on the peer")
     progress = [0]
     stalled, closed = anyio.Event(), anyio.Event()
     router = Router()

@@ -1,0 +1,44 @@
+#!/bin/sh
+# The long parts of issue 8 (`make stress`): full soak on every server (10,000
+# connect/handshake/close cycles, 1,000 concurrent and 10,000 idle connections),
+# the driver properties with many more hypothesis examples, atheris over the driver
+# (if installed), and the full Autobahn|Testsuite (517 cases, permessage-deflate)
+# on the asyncio transport and on the anyio transport under trio (12-40 min each).
+#
+# Environment: PY (default .venv/bin/python), ATHERIS_SECONDS (300),
+# FUZZ_EXAMPLES (5000), AUTOBAHN_TRANSPORTS ("asyncio anyio-trio"; empty: skip).
+# Runs every step, then exits 1 if any failed.
+set -u
+cd "$(dirname "$0")/.."
+PY=${PY:-.venv/bin/python}
+status=0
+failed=""
+
+step() {
+    echo "== $*"
+    if ! "$@"; then
+        status=1
+        failed="$failed
+  $*"
+    fi
+}
+
+step "$PY" stress/soak.py --transport all --cycles 10000 --concurrent 1000 --idle 10000
+step env FUZZ_EXAMPLES="${FUZZ_EXAMPLES:-5000}" "$PY" -m pytest -q -p no:cacheprovider tests/fuzz
+if "$PY" -c "import atheris" 2>/dev/null; then
+    corpus="${TMPDIR:-/tmp}/websockets-routes-atheris-corpus"
+    mkdir -p "$corpus"
+    step "$PY" stress/fuzz_atheris.py -max_total_time="${ATHERIS_SECONDS:-300}" "$corpus"
+else
+    echo "== atheris not installed (.venv/bin/pip install atheris): fuzzing with it skipped"
+fi
+for transport in ${AUTOBAHN_TRANSPORTS-asyncio anyio-trio}; do
+    step "$PY" autobahn/run.py --transport "$transport"
+done
+
+if [ "$status" -ne 0 ]; then
+    echo "stress: FAILED:$failed"
+else
+    echo "stress: all steps passed"
+fi
+exit "$status"
