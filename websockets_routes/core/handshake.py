@@ -25,6 +25,7 @@ from .paths import (
     routed_path,
     split_path,
     split_target,
+    without_query,
 )
 
 if TYPE_CHECKING:
@@ -456,7 +457,7 @@ async def resolve(router: Router, request: Request) -> Decision:
     except Exception:  # a class view whose __init__ raises: the user's bug, not the peer's
         logger.exception(
             "making the view for %s failed, request from %s",
-            _loggable(request.target),
+            without_query(request.target),
             _peer(request),
         )
         return respond(HTTPStatus.INTERNAL_SERVER_ERROR, "the server could not set up this view")
@@ -477,15 +478,10 @@ async def resolve(router: Router, request: Request) -> Decision:
         logger.exception(
             "process_request of route %r failed for %s from %s",
             path.name or path.template,
-            _loggable(path),
+            without_query(path),
             _peer(request),
         )
         return respond(HTTPStatus.INTERNAL_SERVER_ERROR, "the server could not check this request")
-
-
-def _loggable(target: str) -> str:
-    """The path of a target without its query, which may carry a token."""
-    return str(target).partition("?")[0]
 
 
 def _peer(request: Request) -> str:
@@ -551,7 +547,7 @@ async def _serve_http(path: RoutedPath, request: Request) -> Respond:
         logger.exception(
             "HTTP view %r failed for %s from %s",
             path.name or path.template,
-            _loggable(path),
+            without_query(path),
             _peer(request),
         )
         return respond(HTTPStatus.INTERNAL_SERVER_ERROR, "the view failed")

@@ -114,6 +114,11 @@ def routed_path(
 _new_str = str.__new__
 
 
+def without_query(target: str) -> str:
+    """What logs show of a target: the path alone, since a query may carry a token."""
+    return str(target).partition("?")[0]
+
+
 def split_target(target: str | bytes) -> tuple[str, str]:
     """``(path, query)`` of an origin-form target; BadTarget when it cannot be routed."""
     if isinstance(target, bytes):

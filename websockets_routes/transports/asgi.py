@@ -20,7 +20,7 @@ import anyio
 
 from ..core.errors import ConnectionClosed, ConnectionClosedOK
 from ..core.handshake import Accept, Close, Request, Respond, check_close_code, respond
-from ..core.paths import RoutedPath
+from ..core.paths import RoutedPath, without_query
 
 if TYPE_CHECKING:
     from anyio.streams.memory import MemoryObjectReceiveStream, MemoryObjectSendStream
@@ -107,7 +107,7 @@ class ASGIApp:
                     "%s left before close %d on %s",
                     peer,
                     decision.code,
-                    _without_query(request.target),
+                    without_query(request.target),
                 )
         elif isinstance(decision, Accept):
             await self._run(scope, receive, send, request, decision, peer)
@@ -130,7 +130,7 @@ class ASGIApp:
         try:
             await send(_accept_message(decision.headers))
         except OSError:
-            logger.debug("%s left before the handshake completed on %s", peer, _without_query(path))
+            logger.debug("%s left before the handshake completed on %s", peer, without_query(path))
             ws._closed_by(1006, "")
             ws._streams_close()
             return
@@ -149,7 +149,7 @@ class ASGIApp:
                         logger.exception(
                             "handler of route %r failed for %s from %s",
                             route,
-                            _without_query(path),
+                            without_query(path),
                             peer,
                         )
                         await ws._close_quietly(1011, "")
@@ -450,7 +450,7 @@ async def _deny(scope: Scope, send: Send, decision: Respond, request: Request, p
             # accept, which servers answer with 403 and no body.
             logger.info(
                 "%s: the ASGI server cannot send HTTP %d to %s; it answers 403 instead",
-                _without_query(request.target),
+                without_query(request.target),
                 decision.status,
                 peer,
             )
@@ -460,10 +460,5 @@ async def _deny(scope: Scope, send: Send, decision: Respond, request: Request, p
             "%s left before the HTTP %d answer on %s",
             peer,
             decision.status,
-            _without_query(request.target),
+            without_query(request.target),
         )
-
-
-def _without_query(target: str) -> str:
-    """What logs show of a target: its query string may carry a token."""
-    return str(target).partition("?")[0]
