@@ -154,6 +154,14 @@ class ServerProcess:
             return ""
 
 
+# "ours@old" is server kind "ours" run from another source tree (--tree old=PATH).
+TREES: dict[str, str] = {}
+
+
+def kind_of(name: str) -> Kind:
+    return KINDS[name.split("@", 1)[0]]
+
+
 def stop_all(servers: list[ServerProcess]) -> None:
     """SIGTERM every server at once, then wait for each (SIGKILL after 5 s)."""
     for server in servers:
@@ -203,8 +211,14 @@ def launch_server(
     name: str, pinning: Pinning, uvloop: bool, routes: int, logdir: str
 ) -> ServerProcess:
     """Start a server process; wait_ready() then learns its port."""
-    argv = [sys.executable, SERVERS_PY, name, "--routes", str(routes)]
-    if uvloop and KINDS[name].runtime == "asyncio":
+    kind, _, tree = name.partition("@")
+    argv = [sys.executable, SERVERS_PY, kind, "--routes", str(routes)]
+    env = None
+    if tree:
+        path = TREES[tree]
+        env = dict(os.environ, PYTHONPATH=os.pathsep.join(
+            [path, *filter(None, [os.environ.get("PYTHONPATH")])]))  # fmt: skip
+    if uvloop and kind_of(name).runtime == "asyncio":
         argv.append("--uvloop")
     if os.environ.get("BENCH_CPROFILE_DIR"):
         argv += ["--cprofile", os.path.join(os.environ["BENCH_CPROFILE_DIR"], f"{name}.prof")]
@@ -217,6 +231,7 @@ def launch_server(
             stdout=subprocess.PIPE,
             stderr=log_file,
             preexec_fn=preexec,  # noqa: PLW1509 - only sets CPU affinity
+            env=env,
         )
     return ServerProcess(name, proc, 0, log_path)
 
@@ -622,7 +637,7 @@ def applies(kind: Kind, workload: Workload) -> bool:
 
 
 async def measure(server: ServerProcess, workload: Workload, options: Options) -> dict[str, Any]:
-    client = Client(server, KINDS[server.name].websocket)
+    client = Client(server, kind_of(server.name).websocket)
     if workload.kind == "handshake":
         return await run_handshakes(client, workload, options.timing)
     if workload.kind == "echo":
@@ -659,7 +674,7 @@ async def run(
         launched = [
             launch(name)
             for name in options.servers
-            if any(applies(KINDS[name], w) for w in throughput)
+            if any(applies(kind_of(name), w) for w in throughput)
         ]
         for server in launched:
             name = server.name
@@ -673,7 +688,7 @@ async def run(
         order = options.servers[shift:] + options.servers[:shift]
         for workload in workloads:
             for name in order:
-                if name in results.skipped or not applies(KINDS[name], workload):
+                if name in results.skipped or not applies(kind_of(name), workload):
                     continue
                 fresh = workload.kind == "idle-mem"
                 try:
@@ -834,6 +849,11 @@ def parse_list(text: str, known: dict[str, Any], what: str) -> list[str]:
             matches = TRIO_SERVERS
         elif what == "workload":
             matches = [k for k in known if k == item or k.startswith(item + "-")]
+        elif "@" in item and what == "server":
+            kind, _, tree = item.partition("@")
+            if tree not in TREES:
+                raise SystemExit(f"load.py: {item!r}: no --tree {tree}=PATH given")
+            matches = [item] if kind in known else []
         else:
             matches = [item] if item in known else []
         if not matches:
@@ -868,12 +888,26 @@ def parse_args(argv: list[str] | None) -> tuple[Options, argparse.Namespace]:
     parser.add_argument("--json", metavar="FILE", help="write results as JSON ('-': stdout)")
     parser.add_argument("--quiet", action="store_true", help="no progress lines on stderr")
     parser.add_argument(
+        "--tree",
+        action="append",
+        default=[],
+        metavar="LABEL=PATH",
+        help="a source tree holding another websockets_routes (e.g. from `git archive`); "
+        "then --servers may name KIND@LABEL (ours@old) to run that kind from it",
+    )
+    parser.add_argument(
         "--profile",
         metavar="DIR",
         help="record each server with py-spy during each measurement into DIR "
         "(collapsed stacks) and write DIR/summary.txt (top functions)",
     )
     args = parser.parse_args(argv)
+
+    for item in args.tree:
+        label, _, path = item.partition("=")
+        if not label or not os.path.isdir(os.path.join(path, "websockets_routes")):
+            parser.error(f"--tree {item!r}: want LABEL=PATH with PATH/websockets_routes")
+        TREES[label] = os.path.abspath(path)
 
     def positive(value: float | None, name: str) -> None:
         if value is not None and value <= 0:
@@ -925,7 +959,7 @@ def main(argv: list[str] | None = None) -> int:
     chosen = []
     results = Results(meta={})
     for name in options.servers:
-        missing = missing_modules(KINDS[name])
+        missing = missing_modules(kind_of(name))
         if missing:
             results.skipped[name] = f"not available: needs {', '.join(missing)}"
             say(options, f"note: skipping {name}: needs {', '.join(missing)}")
@@ -959,7 +993,7 @@ def main(argv: list[str] | None = None) -> int:
         "idle_conns": options.idle_conns,
         "routes": options.routes,
         "baseline": options.baseline,
-        "servers": {name: KINDS[name].note for name in options.servers},
+        "servers": {name: kind_of(name).note for name in options.servers},
     }
 
     running: list[ServerProcess] = []
