@@ -275,15 +275,10 @@ async def test_authorization_and_cookie_values_never_reach_the_logs(serve_router
         assert secret not in server_log.text
 
 
-async def test_query_string_never_reaches_the_logs(serve_router, server_log, xfail_on):
+async def test_query_string_never_reaches_the_logs(serve_router, server_log):
     """Beyond issue 8's letter (which names Authorization and Cookie): a token in the
     query string is a credential too, and core/session.py's route_name() promises
     "never the query string". Handler, hook and HTTP view failures with ?token=..."""
-    xfail_on(
-        {"asyncio", "anyio-asyncio", "anyio-trio"},
-        "finding F5: core/handshake.py resolve() and _serve_http() log str(path), the "
-        "whole target with its query",
-    )
     with anyio.fail_after(TIMEOUT):
         async with serve_router(failing_router()) as server:
             for target in ("/boom/1", "/bad-hook", "/group"):
