@@ -204,8 +204,9 @@ class TestWebSocket:
 
     __test__ = False  # not a test class, whatever its name says
 
-    def __init__(self, stream: _MemoryStream, target: str) -> None:
+    def __init__(self, stream: _MemoryStream, target: str, linger: float = math.inf) -> None:
         self.target = target
+        self._linger = linger  # how long close() waits for the server's answer
         self.subprotocol: str | None = None
         self.extensions: str | None = None
         self.response_headers: list[tuple[str, str]] = []
@@ -338,11 +339,16 @@ class TestWebSocket:
         return waiter
 
     async def close(self, code: int = 1000, reason: str = "") -> None:
-        """Start the closing handshake and wait for the server's answer."""
+        """Start the closing handshake and wait for the server's answer (as a real
+        client would, for the server's close_timeout at most; then drop the stream)."""
         if self.close_code is None and not self._close_sent:
             self._close_sent = True
             await self._send_event(wse.CloseConnection(code=code, reason=reason or None))
-        await self._closed.wait()
+        with anyio.move_on_after(self._linger):
+            await self._closed.wait()
+        if self.close_code is None:
+            self._stream.close()
+            self._set_closed(1006, "")
 
     async def _send_event(self, event: wse.Event) -> None:
         if self.close_code is not None or (
@@ -476,7 +482,7 @@ class _Connect:
         self._peer = peer = client._next_peer()
         self._server_done = done = anyio.Event()
         client._start(server_stream, peer, done)
-        ws = self._ws = TestWebSocket(stream, self._target)
+        ws = self._ws = TestWebSocket(stream, self._target, client._linger)
         try:
             await ws._handshake(client.host, self._headers, self._subprotocols, self._compression)
         except BaseException:
@@ -516,6 +522,8 @@ class _Connect:
         if server_error is not None and client.raise_server_exceptions:
             if exc is None or isinstance(exc, ConnectionClosed):
                 raise server_error from exc
+            if hasattr(exc, "add_note"):  # Python 3.11+
+                exc.add_note(f"(the server's handler failed too: {server_error!r})")
         return suppressed
 
 
