@@ -40,6 +40,7 @@ wrapped in anyio TLS streams; the TLS handshake counts against ``open_timeout``.
 
 from __future__ import annotations
 
+import asyncio
 import errno
 import heapq
 import logging
@@ -78,6 +79,7 @@ __all__ = ["serve", "Server", "Connection"]
 logger = logging.getLogger("websockets_routes.server")
 
 _READ_SIZE = 65536
+_HEAP_READ_SIZE = 128 * 1024 - 1024  # see _asyncio_socket()
 _OPEN = State.OPEN
 _CLOSED_STATE = State.CLOSED
 # The peer is gone or the stream was closed under us: all end the connection.
@@ -95,8 +97,8 @@ def _timeout(value: float | None) -> float:
     return math.inf if value is None else value
 
 
-def _asyncio_socket(stream: Any) -> tuple[Any, Any] | None:
-    """``(transport, protocol)`` of anyio's asyncio ``SocketStream``, else None.
+def _asyncio_socket(stream: Any) -> tuple[Any, Any, Any] | None:
+    """``(transport, protocol, loop)`` of anyio's asyncio ``SocketStream``, else None.
 
     anyio's ``send()`` ends every write with a checkpoint (a whole event-loop pass
     per message) and its ``receive()`` resumes then pauses the transport around
@@ -117,7 +119,13 @@ def _asyncio_socket(stream: Any) -> tuple[Any, Any] | None:
         return None
     if not all(hasattr(transport, name) for name in ("write", "resume_reading", "is_closing")):
         return None
-    return transport, protocol
+    if getattr(transport, "max_size", None) == 256 * 1024:
+        # asyncio's selector transport reads into a fresh 256 KiB bytes object each
+        # time, above glibc's mmap threshold (128 KiB): mmap, mremap, munmap for a
+        # 40-byte message, and a reader that keeps reading (above) pays it on every
+        # message. Just under the threshold the buffer comes from the heap.
+        transport.max_size = _HEAP_READ_SIZE
+    return transport, protocol, asyncio.get_running_loop()
 
 
 class _PongWaiter:
@@ -197,7 +205,7 @@ class Connection:
         self._writing = False
         self._pending: list[bytes] = []
         self._flushed: anyio.Event | None = None
-        self._recv_waiter: anyio.Event | None = None
+        self._recv_waiter: Any = None  # an Event, or on the fast path a future
         self._resume: anyio.Event | None = None
         self._closed = event()  # the driver reported Closed
         self._done = event()  # TCP is over: the reader has finished
@@ -244,6 +252,15 @@ class Connection:
                 raise session.closed_error()
             if self._recv_waiter is not None:
                 raise RuntimeError("recv() is already waiting for a message in another task")
+            if self._fast is not None:
+                # A bare future: what an Event would wrap, without the Event (and
+                # its garbage) per message.
+                future = self._recv_waiter = self._fast[2].create_future()
+                try:
+                    await future
+                finally:
+                    self._recv_waiter = None
+                continue
             waiter = self._recv_waiter = self._event()
             try:
                 await waiter.wait()
@@ -361,8 +378,7 @@ class Connection:
             self._apply(flags)
         if self._resume is not None and not session.paused:
             self._resume.set()  # the peer's close must be read, even with a full queue
-        if self._recv_waiter is not None:
-            self._recv_waiter.set()  # recv() raises from now on
+        self._wake_recv()  # recv() raises from now on
         if out:
             await self._write(out)
 
@@ -378,7 +394,7 @@ class Connection:
 
     async def _fast_send(self, data: bytes) -> None:
         """anyio's SocketStream.send on asyncio, without its trailing checkpoint."""
-        transport, protocol = self._fast  # type: ignore[misc]
+        transport, protocol, _ = self._fast  # type: ignore[misc]
         if transport.is_closing() or protocol.exception is not None:
             raise anyio.BrokenResourceError
         transport.write(data)
@@ -401,12 +417,18 @@ class Connection:
 
     # Internals: what the network says
 
+    def _wake_recv(self) -> None:
+        waiter = self._recv_waiter
+        if waiter is not None:
+            if self._fast is None:
+                waiter.set()
+            elif not waiter.done():
+                waiter.set_result(None)
+
     def _apply(self, flags: int) -> None:
         session = self._session
         if flags & MESSAGES:
-            waiter = self._recv_waiter
-            if waiter is not None:
-                waiter.set()
+            self._wake_recv()
         if flags & PONGS:
             now = anyio.current_time()
             for waiter, sent in session.take_acked():
@@ -419,8 +441,7 @@ class Connection:
             error = session.closed_error()
             for waiter in session.take_pings():
                 waiter._fail(error)
-            if self._recv_waiter is not None:
-                self._recv_waiter.set()
+            self._wake_recv()
             if self._resume is not None:
                 self._resume.set()
             self._closed.set()
@@ -459,7 +480,7 @@ class Connection:
         """The loop above, reading anyio's asyncio read queue directly: the transport
         keeps reading (no pause/resume per message) until max_queue pauses it."""
         session = self._session
-        transport, protocol = self._fast  # type: ignore[misc]
+        transport, protocol, _ = self._fast  # type: ignore[misc]
         queue = protocol.read_queue
         while not session.closed:
             if session.paused:
