@@ -145,6 +145,14 @@ async def settle(server: Any, baseline_fds: int, within: float = 10.0) -> None:
         await poll(lambda: open_fds() <= baseline_fds and not server_busy(server))
 
 
+async def quiesce() -> None:
+    """A few idle event-loop turns before counting objects: trio keeps the
+    coroutines of the tasks that finished in its last batch (tens of thousands of
+    objects after 1,000 connections end at once) until the loop runs again."""
+    for _ in range(3):
+        await anyio.sleep(0.05)
+
+
 async def soak_in_process(transport: str, cycles: int, concurrent: int) -> dict[str, Any]:
     """Cycles, then concurrent connections, against one server in this process, each
     part run twice: figures at the baseline and after each run. A leak grows with
@@ -159,6 +167,7 @@ async def soak_in_process(transport: str, cycles: int, concurrent: int) -> dict[
             await one_cycle(port)
         await concurrent_round(port, min(concurrent, 20))
         await settle(server, fds_at_start + 1)
+        await quiesce()
         base = {"fds": open_fds(), "rss": rss(), "objects": census()[0]}
         report["baseline"] = base
 
@@ -167,6 +176,7 @@ async def soak_in_process(transport: str, cycles: int, concurrent: int) -> dict[
             await run()
             elapsed = time.perf_counter() - start
             await settle(server, base["fds"])
+            await quiesce()
             count, live = census()
             report[part] = {
                 "seconds": round(elapsed, 2),
@@ -197,7 +207,9 @@ def check(report: dict[str, Any], *, rss_slack: int, count_objects: bool = True)
     allowance. Python objects: the second run of a part may not leave more than 1
     object per 10 connections over the first, beyond what the stale allowance holds
     (so at full size, 10,000 cycles, a leak of one object per connection shows).
-    RSS: within ``rss_slack`` of the baseline. ``count_objects=False`` leaves out the
+    RSS: a second run may not grow it by more than ``rss_slack`` (the first run
+    raises it to the allocator's high-water mark, which is reported, not judged).
+    ``count_objects=False`` leaves out the
     object count (inside pytest, whose own objects come and go, it is noise at
     small counts; the live ServerConnection count still catches a connection kept)."""
     base = report["baseline"]
@@ -207,9 +219,9 @@ def check(report: dict[str, Any], *, rss_slack: int, count_objects: bool = True)
         for run in (first, second):
             if run["fds"] != base["fds"]:
                 problems.append(f"{part}: {run['fds']} fds open, baseline {base['fds']}")
-            if run["rss"] - base["rss"] > rss_slack:
-                grown = (run["rss"] - base["rss"]) / 2**20
-                problems.append(f"{part}: RSS grew {grown:.1f} MiB")
+        if second["rss"] - first["rss"] > rss_slack:
+            grown = (second["rss"] - first["rss"]) / 2**20
+            problems.append(f"{part}: RSS grew {grown:.1f} MiB more in a second run")
         for run in (first, second):
             if run["live_connections"] > STALE_ALLOWANCE:
                 problems.append(f"{part}: {run['live_connections']} connections still alive")
@@ -331,7 +343,7 @@ def main() -> int:
         report = anyio.run(
             soak_in_process, transport, args.cycles, args.concurrent, backend=backend(transport)
         )
-        problems = check(report, rss_slack=16 * 2**20)
+        problems = check(report, rss_slack=8 * 2**20)
         report["problems"] = problems
         print(json.dumps(report), flush=True)
         failed |= bool(problems)

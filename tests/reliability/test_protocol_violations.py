@@ -18,6 +18,8 @@ from tests.reliability.support import (
     deflate_bomb,
     echo_router,
     echo_works,
+    poll,
+    tcp_queues,
 )
 from tests.transports.helpers import deflate, frame
 
@@ -248,3 +250,21 @@ async def test_messages_before_a_violation_in_the_same_segment_are_delivered(ser
                 assert await client.read_frame() == (0x81, b"Hello, world!")
                 assert await client.expect_close() == (1002, "Invalid opcode 0x5")
                 assert await client.read_to_eof() == b""
+
+
+async def test_messages_before_a_violation_in_an_earlier_read_are_delivered(serve_router):
+    """As above, with the message and the bad frame in two reads: the server has read
+    the message (its kernel receive queue is empty) before the bad frame is sent.
+    The echo must still come before the close 1002 (Autobahn sends these cases one
+    octet at a time, so each frame is its own read)."""
+    with anyio.fail_after(TIMEOUT):
+        async with serve_router(echo_router()) as server:
+            for _ in range(5):
+                async with await Sock.connect(server.port) as client:
+                    await client.open("/echo")
+                    await client.send(frame(0x1, b"Hello, world!"))
+                    await poll(lambda c=client: not tcp_queues(server.port, c.port)[1])
+                    await client.send(frame(0x5, b"") + PING_AFTER)
+                    assert await client.read_frame() == (0x81, b"Hello, world!")
+                    assert await client.expect_close() == (1002, "Invalid opcode 0x5")
+                    assert await client.read_to_eof() == b""

@@ -2,7 +2,8 @@
 2 x 250 connect/handshake/echo/close cycles, 2 x 200 concurrent connections and
 100 idle ones, against a server in this process. Open fds come back to exactly
 their baseline, live connections to at most the keepalive heap's stale allowance,
-RSS to near its baseline (the Python object count is checked by the full run).
+RSS no higher after a second run than after the first (the Python object count is
+checked by the full run).
 """
 
 from __future__ import annotations
@@ -27,7 +28,7 @@ async def test_cycles_and_concurrent_connections_come_back_to_baseline(transport
     with anyio.fail_after(60):
         report = await soak_in_process(transport, cycles=250, concurrent=200)
     record_property("soak", report)
-    assert check(report, rss_slack=16 * 2**20, count_objects=False) == []
+    assert check(report, rss_slack=8 * 2**20, count_objects=False) == []
 
 
 async def test_idle_connections_cost_and_release(serve_router, record_property):
