@@ -519,11 +519,24 @@ class Connection:
                 await self._await_failure()
 
     async def _finish_tcp(self) -> None:
-        """RFC 6455 7.1.1: the server ends TCP first. Half-close, so that what we
-        wrote still arrives, read until the peer's EOF (or close_timeout), close."""
+        """RFC 6455 7.1.1: the server ends TCP first.
+
+        After a completed closing handshake the peer has nothing more to send: close
+        the stream at once, even if the handler runs on. Otherwise (an error, an HTTP
+        answer) half-close, so that what we wrote still arrives, and read until the
+        peer's EOF (or close_timeout): bytes still in flight from the peer would
+        otherwise make our kernel answer with a reset that can destroy our last
+        frame or response before it is read."""
         if self._aborted:
             return
         await self._write(b"")  # wait for a write in progress in another task
+        conn = self._conn
+        if conn.close_received is not None and conn.close_sent is not None:
+            fast = self._fast
+            # anyio's asyncio stream aborts on close: only with nothing left to send.
+            if fast is None or not fast[0].get_write_buffer_size():
+                await _close_stream(self._stream)
+                return
         try:
             await self._tcp.send_eof()
         except (*_STREAM_ERRORS, NotImplementedError):
@@ -534,6 +547,8 @@ class Connection:
                     pass  # the driver ignores bytes once closed
             except _STREAM_ERRORS:
                 pass
+        # The socket goes now, not when a handler that ignores the close returns.
+        await _close_stream(self._stream)
 
     def _keepalive(self, now: float, spawn: Callable[..., Any]) -> None:
         """The keepalive timer fired: a ping to write, or the 1011 close."""
