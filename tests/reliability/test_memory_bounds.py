@@ -37,7 +37,7 @@ async def flood(client: Sock, data: bytes, total: int) -> None:
         pass
 
 
-async def test_flood_against_a_slow_handler_is_held_to_max_queue(serve_router):
+async def test_flood_against_a_slow_handler_is_held_to_max_queue(serve_router, record_property):
     """max_queue=4 messages of 64 KiB: the server stops reading; what it holds stays
     under 1 MiB while the client tries to push 48 MiB."""
     consumed = [0]
@@ -62,6 +62,8 @@ async def test_flood_against_a_slow_handler_is_held_to_max_queue(serve_router):
                     tg.start_soon(flood, client, data, FLOOD)
                     await until_stalled(lambda: client.sent)
                     held = client.server_holds_in(server.port, consumed[0])
+                    record_property("held", held)
+                    record_property("client_sent", client.sent)
                     assert client.sent < FLOOD, "the server read the whole flood"
                     assert held < BOUND, (held, client.sent)
                     release.set()  # the handler drains; the flood goes through
@@ -70,7 +72,9 @@ async def test_flood_against_a_slow_handler_is_held_to_max_queue(serve_router):
                     tg.cancel_scope.cancel()
 
 
-async def test_client_that_never_reads_blocks_send_at_the_high_water_mark(serve_router):
+async def test_client_that_never_reads_blocks_send_at_the_high_water_mark(
+    serve_router, record_property
+):
     """The handler sends 64 KiB messages to a client reading nothing: send() blocks;
     the server holds at most about a high-water mark plus a message."""
     attempted = [0]
@@ -93,21 +97,23 @@ async def test_client_that_never_reads_blocks_send_at_the_high_water_mark(serve_
                 await until_stalled(lambda: attempted[0])
                 produced = attempted[0] * SERVER_FRAME
                 held = client.server_holds_out(server.port, produced)
+                record_property("held", held)
+                record_property("produced", produced)
                 assert attempted[0] < FLOOD // PAYLOAD, "send() never blocked"
                 assert held < BOUND, (held, produced)
 
 
-async def test_echo_flood_from_a_client_that_never_reads_is_bounded(serve_router):
+async def test_echo_flood_from_a_client_that_never_reads_is_bounded(serve_router, record_property):
     """An echo handler and a client that sends but never reads: send() blocks, so the
     handler stops receiving, so the queue fills, so reading stops. Bounded both ways."""
-    echoed = [0]
+    echoed = [0]  # messages taken in and being (or having been) echoed
     router = Router()
 
     @router.route("/echo")
     async def echo(ws, path):
         async for message in ws:
-            await ws.send(message)
             echoed[0] += 1
+            await ws.send(message)
 
     data = client_frame(0x2, b"e" * PAYLOAD)
     with anyio.fail_after(TIMEOUT):
@@ -120,15 +126,20 @@ async def test_echo_flood_from_a_client_that_never_reads_is_bounded(serve_router
                     tg.start_soon(flood, client, data, FLOOD)
                     await until_stalled(lambda: client.sent + echoed[0])
                     assert client.sent < FLOOD, "the server read the whole flood"
-                    # The handler took echoed[0] (+1 in flight) messages in.
+                    # The handler took echoed[0] messages in and wrote them out.
                     held_in = client.server_holds_in(server.port, echoed[0] * FRAME)
                     held_out = client.server_holds_out(server.port, echoed[0] * SERVER_FRAME)
+                    record_property("held_in", held_in)
+                    record_property("held_out", held_out)
+                    record_property("client_sent", client.sent)
                     assert held_in < BOUND, held_in
                     assert held_out < BOUND, held_out
                     tg.cancel_scope.cancel()
 
 
-async def test_ping_flood_from_a_client_that_never_reads_pongs_is_bounded(serve_router):
+async def test_ping_flood_from_a_client_that_never_reads_pongs_is_bounded(
+    serve_router, record_property
+):
     """Pings of 125 bytes, pongs never read: the server must stop reading once it
     cannot write its pongs, instead of queueing pongs without limit."""
     ping = client_frame(0x9, b"p" * 125)
@@ -151,5 +162,7 @@ async def test_ping_flood_from_a_client_that_never_reads_pongs_is_bounded(serve_
                     parsed = client.server_holds_in(server.port, 0) // len(ping)
                     held_out = client.server_holds_out(server.port, parsed * pong_size)
                     tg.cancel_scope.cancel()
+                record_property("held_out", held_out)
+                record_property("client_sent", client.sent)
                 assert held_out < BOUND, (held_out, client.sent)
                 assert client.sent < total
