@@ -362,6 +362,8 @@ class Connection:
         One deadline for both: the close frame may wait behind a write that a peer
         which reads nothing blocks forever."""
         session = self._session
+        if session.closed and not flags:
+            return  # over already: nothing to write or wait for (the common end)
         with anyio.move_on_after(_timeout(self._options.close_timeout)):
             await self._closing(flags)
             if not session.closed:
