@@ -176,6 +176,34 @@ class Connection:
     tasks at once is an error.
     """
 
+    __slots__ = (
+        "_aborted",
+        "_closed",
+        "_conn",
+        "_done",
+        "_event",
+        "_fast",
+        "_flushed",
+        "_options",
+        "_pending",
+        "_reader_done",
+        "_reader_writing",
+        "_recv_waiter",
+        "_resume",
+        "_session",
+        "_stream",
+        "_tcp",
+        "_timer_at",
+        "_timers",
+        "_writing",
+        "local_address",
+        "path",
+        "remote_address",
+        "request",
+        "subprotocol",
+        "__weakref__",
+    )
+
     def __init__(
         self,
         stream: anyio.abc.ByteStream,
@@ -190,7 +218,7 @@ class Connection:
         conn = session.conn
         # anyio's Event class for this backend: created directly, it skips the
         # backend lookup anyio.Event() makes each time.
-        self._event = event = event_class or type(anyio.Event())
+        self._event = event_class or type(anyio.Event())
         self._stream = stream
         # The stream under TLS: half-closing it ends TCP after what we wrote.
         self._tcp = tcp if tcp is not None else stream
@@ -207,8 +235,11 @@ class Connection:
         self._flushed: anyio.Event | None = None
         self._recv_waiter: Any = None  # an Event, or on the fast path a future
         self._resume: anyio.Event | None = None
-        self._closed = event()  # the driver reported Closed
-        self._done = event()  # TCP is over: the reader has finished
+        # Made when first awaited (an idle connection carries no Event): the driver
+        # reported Closed; TCP is over (the reader has finished).
+        self._closed: Any = None
+        self._done: Any = None
+        self._reader_done = False
         self._aborted = False
         self._fast = _asyncio_socket(stream)
         self._reader_writing = False  # the fast read loop is writing its answers
@@ -309,7 +340,16 @@ class Connection:
 
     async def wait_closed(self) -> None:
         """Wait until the connection is closed (closing handshake done or TCP lost)."""
-        await self._closed.wait()
+        if not self._session.closed:
+            if self._closed is None:
+                self._closed = self._event()
+            await self._closed.wait()
+
+    async def _wait_reader(self) -> None:
+        if not self._reader_done:
+            if self._done is None:
+                self._done = self._event()
+            await self._done.wait()
 
     # Internals: writing in order
 
@@ -366,8 +406,7 @@ class Connection:
             return  # over already: nothing to write or wait for (the common end)
         with anyio.move_on_after(_timeout(self._options.close_timeout)):
             await self._closing(flags)
-            if not session.closed:
-                await self._closed.wait()
+            await self.wait_closed()
         if not session.closed:
             await self._abort()
 
@@ -390,7 +429,7 @@ class Connection:
         session = self._session
         if not session.closed:
             with anyio.move_on_after(_timeout(self._options.close_timeout)):
-                await self._closed.wait()  # recv() or the handler's end fail it sooner
+                await self.wait_closed()  # recv() or the handler's end fail it sooner
         if session.failure_pending():
             await self._close_and_wait(session.fail_pending())
 
@@ -446,10 +485,11 @@ class Connection:
             self._wake_recv()
             if self._resume is not None:
                 self._resume.set()
-            self._closed.set()
+            if self._closed is not None:
+                self._closed.set()
 
     async def _read_loop(self) -> None:
-        """Read until the connection is closed, then end TCP; sets ``_done``."""
+        """Read until the connection is closed, then end TCP."""
         session = self._session
         stream = self._stream
         try:
@@ -476,7 +516,9 @@ class Connection:
                     await self._await_failure()
             await self._finish_tcp()
         finally:
-            self._done.set()
+            self._reader_done = True
+            if self._done is not None:
+                self._done.set()
 
     async def _fast_read_loop(self) -> None:
         """The loop above, reading anyio's asyncio read queue directly: the transport
@@ -934,7 +976,7 @@ class Server:
                 # A Close decision: its close frame is out; the same wait applies.
                 if not session.closed:
                     await ws._close_and_wait(0)
-                await ws._done.wait()
+                await ws._wait_reader()
         finally:
             timers.cancel(ws)
             self.connections.discard(ws)
