@@ -1022,8 +1022,10 @@ def main(argv: list[str] | None = None) -> int:
         signal.signal(signal.SIGTERM, previous)
 
     table = format_table(results, options) + "\n" + format_table(results, options, "cpu")
-    table += f"baseline: {options.baseline}; {results.meta['pinning']}; servers on "
-    table += f"{results.meta['servers_loop']}, client {results.meta['client']}"
+    table += f"baseline: {options.baseline}; {results.meta['pinning']}; asyncio servers on "
+    table += (
+        f"{results.meta['servers_loop']}, trio servers on trio; client {results.meta['client']}"
+    )
 
     if args.json == "-":
         json.dump(results.to_json(options.baseline), sys.stdout, indent=2)
