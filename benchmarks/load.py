@@ -876,8 +876,8 @@ def parse_args(argv: list[str] | None) -> tuple[Options, argparse.Namespace]:
     )
     parser.add_argument("--servers", default=",".join(DEFAULT_SERVERS))
     parser.add_argument("--workloads", default="all")
-    parser.add_argument("--rounds", type=int)
-    parser.add_argument("--duration", type=float, help="seconds per measurement (default 3)")
+    parser.add_argument("--rounds", type=int, help="rounds (default 5)")
+    parser.add_argument("--duration", type=float, help="seconds per measurement (default 1.5)")
     parser.add_argument("--warmup", type=float, help="seconds before each measurement")
     parser.add_argument("--idle-conns", type=int, help="connections for idle-mem (1000)")
     parser.add_argument("--uvloop", action="store_true", help="run asyncio servers on uvloop")
@@ -926,10 +926,12 @@ def parse_args(argv: list[str] | None) -> tuple[Options, argparse.Namespace]:
     options = Options(
         servers=parse_list(args.servers, KINDS, "server"),
         workloads=parse_list(args.workloads, WORKLOADS, "workload"),
-        rounds=args.rounds or (1 if quick else 3),
+        # Many short interleaved rounds beat few long ones on a shared machine: a
+        # noisy spell then hits every server alike instead of one server's sample.
+        rounds=args.rounds or (1 if quick else 5),
         timing=Timing(
-            duration=args.duration or (0.2 if quick else 3.0),
-            warmup=args.warmup if args.warmup is not None else (0.05 if quick else 0.5),
+            duration=args.duration or (0.2 if quick else 1.5),
+            warmup=args.warmup if args.warmup is not None else (0.05 if quick else 0.3),
         ),
         idle_conns=args.idle_conns or (50 if quick else 1000),
         uvloop=args.uvloop,
