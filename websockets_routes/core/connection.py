@@ -267,15 +267,24 @@ class _Deflate(Extension):
             self._frame_compressed = self._frame_is_data = False
             return _RSV1
         self._frame_is_data = True
+        # wsproto checks the order of data frames only after their payload went through
+        # frame_inbound_payload_data: check it here, before inflating, so that a bad
+        # sequence is a 1002 however the bytes were chunked (not a 1007 from zlib first).
+        # wsproto may call this hook twice for one header (again once the masking key
+        # has arrived), so it must not change what it checks: _in_message moves only
+        # when a frame completes.
         if opcode:  # TEXT or BINARY starts a message
-            self._in_message = True
+            if self._in_message:
+                raise ParseFailed(f"expected CONTINUATION, got {opcode!r}")
             self._message_compressed = rsv.rsv1
             self._inflated = 0
             if rsv.rsv1 and self._decompressor is None:
                 self._decompressor = zlib.decompressobj(-self.client_max_window_bits)
+        elif not self._in_message:
+            raise ParseFailed("unexpected CONTINUATION")
         elif rsv.rsv1:  # RSV1 belongs on the first frame of a message only
             return CloseReason.PROTOCOL_ERROR
-        self._frame_compressed = self._in_message and self._message_compressed
+        self._frame_compressed = self._message_compressed
         return _RSV1
 
     def _inflate(self, data: bytes) -> bytes | CloseReason:
@@ -296,9 +305,11 @@ class _Deflate(Extension):
         return self._inflate(data)
 
     def frame_inbound_complete(self, proto: Any, fin: bool) -> bytes | CloseReason | None:
-        if not (self._frame_is_data and fin):
+        if not self._frame_is_data:
             return None
-        self._in_message = False
+        self._in_message = not fin
+        if not fin:
+            return None
         if not self._frame_compressed:
             return None
         tail = self._inflate(b"\x00\x00\xff\xff")
