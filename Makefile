@@ -13,7 +13,7 @@ $(VENV)/.installed: pyproject.toml
 venv: $(VENV)/.installed
 
 lint: venv
-	$(VENV)/bin/ruff check websockets_routes tests benchmarks examples
+	$(VENV)/bin/ruff check websockets_routes tests benchmarks examples autobahn stress
 
 test: venv lint
 	$(PY) -m pytest -q
