@@ -46,6 +46,7 @@ __all__ = ["serve", "Server", "WebSocket"]
 
 OPEN = State.OPEN
 CLOSING = State.CLOSING
+_HEAP_READ_SIZE = 128 * 1024 - 1024  # see connection_made()
 CLOSED = State.CLOSED
 DECIDING = State.DECIDING
 
@@ -123,6 +124,12 @@ class WebSocket(asyncio.Protocol):
 
     def connection_made(self, transport: Any) -> None:
         self.transport = transport
+        if getattr(transport, "max_size", None) == 256 * 1024:
+            # asyncio's selector transport reads into a fresh 256 KiB bytes object
+            # each time: above glibc's mmap threshold (128 KiB) unless something
+            # raised it, that is mmap + mremap + munmap for every message (measured:
+            # twice the CPU per echo). Just under the threshold it comes from the heap.
+            transport.max_size = _HEAP_READ_SIZE
         server = self._server
         self.remote_address = transport.get_extra_info("peername")
         self.conn = server.options.connection(self.remote_address)
