@@ -11,6 +11,7 @@ import struct
 import zlib
 
 import anyio
+import anyio.lowlevel
 import pytest
 
 from tests.reliability.support import (
@@ -321,7 +322,7 @@ async def test_messages_before_a_violation_in_the_next_write_are_echoed_first(
                     client.sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
                     await client.open("/echo")
                     await client.send(message)
-                    await anyio.sleep(0)  # one turn of our loop: two segments, not one
+                    await anyio.lowlevel.checkpoint()  # a turn of our loop: two segments
                     await client.send(frame(0x2, b"x", rsv=0b100) + PING_AFTER)
                     assert await client.read_frame() == (0x81, b"Hello, world!")
                     assert (await client.expect_close())[0] == 1002
