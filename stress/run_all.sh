@@ -5,8 +5,9 @@
 # (if installed), and the full Autobahn|Testsuite (517 cases, permessage-deflate)
 # on the asyncio transport and on the anyio transport under trio (12-40 min each).
 #
-# Environment: PY (default .venv/bin/python), ATHERIS_SECONDS (300),
-# FUZZ_EXAMPLES (5000), AUTOBAHN_TRANSPORTS ("asyncio anyio-trio"; empty: skip).
+# Environment: PY (default .venv/bin/python), SOAK_CYCLES (10000), SOAK_CONCURRENT
+# (1000), SOAK_IDLE (10000), FUZZ_EXAMPLES (5000), ATHERIS_SECONDS (300),
+# AUTOBAHN_TRANSPORTS ("asyncio anyio-trio"; empty: skip Autobahn).
 # Runs every step, then exits 1 if any failed.
 set -u
 cd "$(dirname "$0")/.."
@@ -23,7 +24,8 @@ step() {
     fi
 }
 
-step "$PY" stress/soak.py --transport all --cycles 10000 --concurrent 1000 --idle 10000
+step "$PY" stress/soak.py --transport all --cycles "${SOAK_CYCLES:-10000}" \
+    --concurrent "${SOAK_CONCURRENT:-1000}" --idle "${SOAK_IDLE:-10000}"
 step env FUZZ_EXAMPLES="${FUZZ_EXAMPLES:-5000}" "$PY" -m pytest -q -p no:cacheprovider tests/fuzz
 if "$PY" -c "import atheris" 2>/dev/null; then
     corpus="${TMPDIR:-/tmp}/websockets-routes-atheris-corpus"
