@@ -76,7 +76,8 @@ from anyio.streams.memory import MemoryObjectReceiveStream, MemoryObjectSendStre
 from wsproto.extensions import PerMessageDeflate
 from wsproto.utilities import LocalProtocolError, RemoteProtocolError
 
-from .core.errors import ConnectionClosed, ConnectionClosedOK
+from .core.errors import ConnectionClosed
+from .core.iteration import MessageIteration
 from .transports.anyio import Connection as ServerSideConnection
 from .transports.anyio import Server
 
@@ -191,7 +192,7 @@ class _PongWaiter:
         return self.wait().__await__()
 
 
-class TestWebSocket:
+class TestWebSocket(MessageIteration):
     """The client end of a test connection.
 
     ``await send(str | bytes)``, ``await recv()``, ``async for message in ws``,
@@ -306,15 +307,6 @@ class TestWebSocket:
                 raise ConnectionClosed.for_code(self.close_code, self.close_reason or "")
             changed = self._changed
             await changed.wait()
-
-    def __aiter__(self) -> TestWebSocket:
-        return self
-
-    async def __anext__(self) -> str | bytes:
-        try:
-            return await self.recv()
-        except ConnectionClosedOK:
-            raise StopAsyncIteration from None
 
     # Sending
 

@@ -57,9 +57,9 @@ from anyio.abc import SocketAttribute
 from anyio.streams.tls import TLSStream
 
 from ..core.connection import ServerConnection, State
-from ..core.errors import ConnectionClosedOK
 from ..core.events import Closed, RequestReceived
 from ..core.handshake import Accept, Request
+from ..core.iteration import MessageIteration
 from ..core.paths import RoutedPath
 from ..core.session import (
     CLOSED,
@@ -160,7 +160,7 @@ class _PongWaiter:
         return self.wait().__await__()
 
 
-class Connection:
+class Connection(MessageIteration):
     """The connection object handlers get, as on every transport of ours.
 
     ``await send(str | bytes)``, ``await recv()``, ``async for message in ws``,
@@ -297,18 +297,6 @@ class Connection:
                 await waiter.wait()
             finally:
                 self._recv_waiter = None
-
-    # An iterator object rather than an async generator: a loop left by an exception
-    # would leave a generator for the garbage collector to finalize.
-    def __aiter__(self) -> Connection:
-        return self
-
-    async def __anext__(self) -> str | bytes:
-        # As in websockets: a normal close ends the loop, an abnormal one raises.
-        try:
-            return await self.recv()
-        except ConnectionClosedOK:
-            raise StopAsyncIteration from None
 
     # Sending
 

@@ -18,8 +18,9 @@ from urllib.parse import quote
 
 import anyio
 
-from ..core.errors import ConnectionClosed, ConnectionClosedOK
+from ..core.errors import ConnectionClosed
 from ..core.handshake import Accept, Close, Request, Respond, check_close_code, respond
+from ..core.iteration import MessageIteration
 from ..core.paths import RoutedPath, without_query
 
 if TYPE_CHECKING:
@@ -190,7 +191,7 @@ class _Pong:
         yield  # a generator that never suspends, so it works under any event loop
 
 
-class ASGIWebSocket:
+class ASGIWebSocket(MessageIteration):
     """The connection object handlers get under ASGI, with the surface of our servers'.
 
     ``await send(str | bytes)``, ``await recv()``, ``async for message in ws``,
@@ -251,18 +252,6 @@ class ASGIWebSocket:
             return await self._out.receive()
         except (anyio.EndOfStream, anyio.ClosedResourceError):
             raise self._closed_error() from None
-
-    # An iterator object rather than an async generator: a loop left by an exception
-    # would leave a generator for the garbage collector, which trio warns about.
-    def __aiter__(self) -> ASGIWebSocket:
-        return self
-
-    async def __anext__(self) -> str | bytes:
-        # As in websockets: a normal close ends the loop, an abnormal one raises.
-        try:
-            return await self.recv()
-        except ConnectionClosedOK:
-            raise StopAsyncIteration from None
 
     # Sending
 

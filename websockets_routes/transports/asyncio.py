@@ -24,9 +24,9 @@ from collections.abc import Generator
 from typing import Any
 
 from ..core.connection import ServerConnection, State
-from ..core.errors import ConnectionClosedOK
 from ..core.events import Closed, RequestReceived
 from ..core.handshake import Request
+from ..core.iteration import MessageIteration
 from ..core.paths import RoutedPath
 from ..core.session import (
     CLOSED as CLOSED_FLAG,
@@ -51,7 +51,7 @@ CLOSED = State.CLOSED
 DECIDING = State.DECIDING
 
 
-class WebSocket(asyncio.Protocol):
+class WebSocket(MessageIteration, asyncio.Protocol):
     """One server connection: the asyncio protocol and the handler's ``ws`` object.
 
     What a message, a pong, a close or the handler's end means for the connection
@@ -487,18 +487,6 @@ class WebSocket(asyncio.Protocol):
                 self._recv_waiter = None
             if message is not None:
                 return message
-
-    def __aiter__(self) -> WebSocket:
-        """``async for message in ws``: messages until a normal close (1000/1001);
-        other closes raise ConnectionClosedError."""
-        return self
-
-    async def __anext__(self) -> str | bytes:
-        # No async generator in between: one coroutine per message, not two.
-        try:
-            return await self.recv()
-        except ConnectionClosedOK:
-            raise StopAsyncIteration from None
 
     async def send(self, message: str | bytes | bytearray | memoryview) -> None:
         """Send a text (``str``) or binary (bytes-like) message."""
