@@ -57,6 +57,7 @@ from .connection import (
 )
 from .errors import ConnectionClosed
 from .events import Closed, Event, Message, Pong
+from .paths import without_query
 
 __all__ = [
     "CLOSED",
@@ -183,8 +184,7 @@ def route_name(path: Any) -> str:
     name = getattr(path, "name", None) or getattr(path, "template", None)
     if name:
         return str(name)
-    # Never the query string: it may carry credentials.
-    return str(path).partition("?")[0] if path is not None else "?"
+    return without_query(path) if path is not None else "?"
 
 
 def handler_error_is_close(exc: BaseException) -> bool:
@@ -513,7 +513,7 @@ class Session:
         logger.error(
             "handler of route %r failed for %s from %s",
             route_name(path),
-            str(path).partition("?")[0] if path is not None else "?",
+            without_query(path) if path is not None else "?",
             peer,
             exc_info=exc,
         )
