@@ -305,12 +305,6 @@ def test_receive_in_any_state_never_raises(chunks: list[bytes], stop: State) -> 
     assert conn.state in (State.CLOSED, State.DECIDING)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="finding F7: receive_data(b'') in state REQUEST reaches h11, for which empty "
-    "data means EOF: the connection closes (1006, or a 400 after a partial head); in "
-    "OPEN it is a no-op",
-)
 @pytest.mark.parametrize(
     "before", [b"", b"GET /echo HTTP/1.1\r\n"], ids=["nothing", "partial-head"]
 )

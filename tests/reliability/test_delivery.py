@@ -127,14 +127,8 @@ async def tls_echo_works(port: int, client_context: ssl.SSLContext) -> None:
     "sent", [b"", b"\x16\x03\x01\x00\xa5\x01\x00"], ids=["nothing", "half-hello"]
 )
 async def test_tls_handshake_never_finished_is_dropped_at_open_timeout(
-    serve_router, tls_context, sent, xfail_on
+    serve_router, tls_context, sent
 ):
-    xfail_on(
-        {"asyncio"},
-        "finding F8: the TLS handshake runs in asyncio's SSL protocol before "
-        "connection_made() arms open_timeout; asyncio's own ssl_handshake_timeout (60 s) "
-        "applies instead",
-    )
     open_timeout = 0.3
     async with serve_router(echo_router(), ssl=tls_context, open_timeout=open_timeout) as server:
         async with await Sock.connect(server.port) as client:

@@ -27,18 +27,11 @@ def open_connection(max_size: int) -> ServerConnection:
     return conn
 
 
-F4 = pytest.mark.xfail(
-    strict=True,
-    reason="finding F4: each fragment is kept as its own bytes/str object until the "
-    "message ends (~40 bytes of overhead per fragment)",
-)
-
-
 @pytest.mark.parametrize(
     ("opcode", "size"),
     [
-        pytest.param(0x1, 1, id="text-1-byte-fragments", marks=F4),
-        pytest.param(0x2, 1, id="binary-1-byte-fragments", marks=F4),
+        pytest.param(0x1, 1, id="text-1-byte-fragments"),
+        pytest.param(0x2, 1, id="binary-1-byte-fragments"),
         pytest.param(0x1, 16, id="text-16-byte-fragments"),
         pytest.param(0x2, 16, id="binary-16-byte-fragments"),
     ],

@@ -55,6 +55,9 @@ def make_router(**options) -> Router:
 
     @router.route("/fail")
     async def fail(ws, path):
+        # Fail once the client has spoken, so it can read its own address first
+        # (trio's client drops its socket as soon as the close arrives).
+        await ws.recv()
         raise RuntimeError("boom")
 
     @router.route("/return")
@@ -382,7 +385,8 @@ async def test_handler_exception_closes_1011_and_is_logged(serve_router, connect
     with anyio.fail_after(TIMEOUT):
         async with serve_router(make_router()) as server:
             async with connect(server, "/fail") as ws:
-                port = ws.local_address[1]  # before the close: trio's client drops it then
+                port = ws.local_address[1]
+                await ws.send("fail now")
                 with pytest.raises(ConnectionClosedError) as info:
                     await ws.recv()
             assert info.value.rcvd.code == 1011

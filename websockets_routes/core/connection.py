@@ -109,6 +109,7 @@ __all__ = ["ServerConnection", "State", "DEFAULT_MAX_SIZE", "DEFAULT_MAX_HEADER_
 DEFAULT_MAX_SIZE = 2**20
 DEFAULT_MAX_HEADER_BYTES = 16384
 _NO_LIMIT = 2**63  # frame lengths cannot exceed it (RFC 6455 5.2)
+_FOLD_PARTS = 64  # unfolded message fragments held before they are joined
 
 # permessage-deflate settings, as websockets' defaults: a 4 KiB window and memLevel 5
 # keep a compressing connection at tens of KiB instead of hundreds.
@@ -501,6 +502,7 @@ class ServerConnection:
         "_need",
         "_parts",
         "_parts_text",
+        "_parts_folded",
     )
 
     def __init__(
@@ -546,6 +548,7 @@ class ServerConnection:
         self._need = 0
         self._parts: list[Any] = []  # fragments of a message from wsproto
         self._parts_text = False
+        self._parts_folded = 0
 
     def __repr__(self) -> str:
         return f"<ServerConnection {self.state.name} {self.remote_address!r}>"
@@ -568,7 +571,8 @@ class ServerConnection:
         if state is OPEN or state is CLOSING:
             return self._receive_frames(data)
         if state is REQUEST:
-            return self._receive_request(data)
+            # h11 reads b"" as the end of the stream; here it is just no input.
+            return self._receive_request(data) if data else []
         if state is DECIDING and data:
             self._early.append(data)
         return []
@@ -839,6 +843,16 @@ class ServerConnection:
         self._partial_len = len(rest)
         self._need = need
 
+    def _fold_parts(self) -> None:
+        # Tiny fragments cost an object each (~40 bytes over their payload): join the
+        # latest ones into one piece, so that a message held in parts stays near its
+        # size. Only unfolded pieces are joined, so each byte is copied once here.
+        parts, folded = self._parts, self._parts_folded
+        piece = ("" if self._parts_text else b"").join(parts[folded:])
+        del parts[folded:]
+        parts.append(piece)
+        self._parts_folded = folded + 1
+
     def _slow(self, data: bytes, events: list[Event]) -> None:
         proto = self._proto
         if proto is None:
@@ -861,7 +875,10 @@ class ServerConnection:
                     elif payload:
                         if not parts:
                             self._parts_text = opcode is Opcode.TEXT
+                            self._parts_folded = 0
                         parts.append(payload)
+                        if len(parts) - self._parts_folded >= _FOLD_PARTS:
+                            self._fold_parts()
                 elif opcode is Opcode.PING:
                     if self.state is OPEN:
                         self._out.append(_frame(0x8A, frame.payload))  # type: ignore[arg-type]

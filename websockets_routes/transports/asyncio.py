@@ -599,6 +599,9 @@ class Server:
         self._loop = asyncio.get_running_loop()
         self._closed = asyncio.Event()
         kwargs: dict[str, Any] = {"ssl": self.options.ssl, "backlog": self.backlog}
+        if self.options.ssl is not None and self.options.open_timeout is not None:
+            # open_timeout covers the TLS handshake too; asyncio's own limit is 60 s.
+            kwargs["ssl_handshake_timeout"] = self.options.open_timeout
         if self.sock is not None:
             kwargs["sock"] = self.sock
         else:
