@@ -25,11 +25,26 @@ queue, pings, keepalive, how a handler's end closes the connection) over anyio b
 streams; this module only moves bytes, waits and keeps time.
 
 Structure (structured concurrency): one task group per server. It holds one accept
-loop per listening socket and one task per connection; a connection's task holds its
-reader task and, with ``ping_interval``, its keepalive task, and runs the handler
-itself. ``server.close()`` stops accepting, sends 1001 to every open connection,
-lets handlers finish for up to ``close_timeout`` and then cancels what is left;
-``wait_closed()`` returns when no task of the server is left.
+loop per listening socket, one keepalive timer task for all connections (a heap of
+deadlines, when ``ping_interval`` is set) and one task per connection; a
+connection's task holds its reader task and runs the handler itself.
+``server.close()`` stops accepting, drops requests still being read, sends 1001 to
+every open connection, lets handlers finish for up to ``close_timeout`` and then
+cancels what is left; ``wait_closed()`` returns when no task of the server is left.
+Cancelling the ``async with serve(...)`` block cancels everything at once. An
+exception in the block comes out as it is (not in an ExceptionGroup).
+
+Writes keep the order in which frames were made (a close frame never overtakes a
+message, compressed messages stay in compressor order), whichever task writes; a
+close never waits past ``close_timeout`` behind a write that a non-reading peer
+blocks. Reading pauses while ``max_queue`` messages wait, and while our pongs wait
+for a peer that does not read them.
+
+Speed: on asyncio (and uvloop) a connection on anyio's plain TCP stream reads and
+writes through the transport and protocol anyio created, with anyio's own buffers
+and events, skipping the per-call checkpoint and pause/resume of anyio's public
+``send()``/``receive()`` (see ``_asyncio_socket``); trio, TLS and in-memory streams
+use the public stream API.
 
 Options: those of ``core.session.ServerOptions`` (``max_size``, ``max_queue``,
 ``open_timeout``, ``ping_interval``, ``ping_timeout``, ``close_timeout``,
