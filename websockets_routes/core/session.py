@@ -47,7 +47,7 @@ import logging
 import os
 from collections import deque
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, cast
 
 from .connection import (
     DEFAULT_MAX_HEADER_BYTES,
@@ -305,10 +305,10 @@ class Session:
                 messages = self.messages
                 if messages is _NO_MESSAGES:
                     messages = self.messages = deque()
-                messages.append(event[0])
+                messages.append(cast(Message, event).data)
                 flags |= MESSAGES
             elif kind is Pong:
-                flags |= self._ack(event[0])
+                flags |= self._ack(cast(Pong, event).payload)
             elif kind is Closed:
                 self.closed = True
                 flags |= CLOSED

@@ -765,7 +765,7 @@ class Server:
                 backlog=self._backlog,
                 reuse_port=self._reuse_port,
             )
-            self.listeners = list(multi.listeners)
+            self.listeners = list(multi.listeners)  # type: ignore[arg-type]
             self._bound_port = int(self.listeners[0].extra(SocketAttribute.local_port))
         tg = anyio.create_task_group()
         await tg.__aenter__()
@@ -907,7 +907,7 @@ class Server:
         self._active += 1
         try:
             # One look at the attributes: anyio builds their table on every call.
-            attributes = stream.extra_attributes
+            attributes: Any = stream.extra_attributes
             if remote_address is None:
                 getter = attributes.get(SocketAttribute.remote_address)
                 remote_address = getter() if getter is not None else None
