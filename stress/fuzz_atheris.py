@@ -26,54 +26,23 @@ if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
 with atheris.instrument_imports(include=["websockets_routes", "h11", "wsproto"]):
-    from websockets_routes.core.connection import ServerConnection
+    # Imported first inside this block so that the driver is instrumented for coverage.
+    import websockets_routes.core.connection  # noqa: F401
 
 from tests.fuzz.test_driver_fuzz import (  # noqa: E402
     ROUTER,
     check_well_formed,
     handshake,
+    run,
 )
 from websockets_routes.core import Request  # noqa: E402
-from websockets_routes.core.events import RequestReceived  # noqa: E402
 
 PREFIXES = [b"", handshake(False), handshake(True)]
 
 
 def drive(chunks: list[bytes], max_size: int, defer: bool) -> dict[str, object]:
-    from websockets_routes.core import Accept, Close, Respond
-
-    conn = ServerConnection(max_size=max_size, max_header_bytes=4096, defer_failure=defer)
-    events: list[object] = []
-    out = bytearray()
-
-    def take(new: list[object]) -> None:
-        for event in new:
-            events.append(event)
-            if type(event) is RequestReceived:
-                decision = ROUTER.decide(event.request)
-                if not isinstance(decision, (Accept, Respond, Close)):
-                    decision = Respond(200, [], b"ok")
-                out.extend(conn.data_to_send())
-                take(conn.carry_out(decision))
-        out.extend(conn.data_to_send())
-
-    for chunk in chunks:
-        take(conn.receive_data(chunk))
-        if conn.failure_pending is not None:
-            take(conn.fail_pending())
-    take(conn.receive_eof())
-    return {
-        "events": [
-            ("request", e.request.method, e.request.target, tuple(e.request.headers.items()))
-            if type(e) is RequestReceived
-            else (type(e).__name__, *e)
-            for e in events
-        ],
-        "raw_events": events,
-        "out": bytes(out),
-        "state": conn.state,
-        "close_sent": conn.close_sent,
-    }
+    # The same feeding as the hypothesis properties: one runner, two fuzzers.
+    return run(chunks, defer_failure=defer, max_size=max_size)
 
 
 def one_input(data: bytes) -> None:

@@ -152,11 +152,17 @@ def normalize(event: Any) -> tuple[Any, ...]:
     return (type(event).__name__, *event)
 
 
-def run(chunks: list[bytes], *, defer_failure: bool = False, eof: bool = True) -> dict[str, Any]:
+def run(
+    chunks: list[bytes],
+    *,
+    defer_failure: bool = False,
+    eof: bool = True,
+    max_size: int = MAX_SIZE,
+) -> dict[str, Any]:
     """Feed ``chunks`` as a transport does (the decision carried out as soon as the
     request is complete, a deferred failure carried out right after the input that
     raised it); return every event, all output and the final state."""
-    conn = ServerConnection(max_size=MAX_SIZE, max_header_bytes=4096, defer_failure=defer_failure)
+    conn = ServerConnection(max_size=max_size, max_header_bytes=4096, defer_failure=defer_failure)
     events: list[Any] = []
     out = bytearray()
 
