@@ -282,6 +282,32 @@ def test_failure_waits_until_the_messages_before_it_are_read():
     assert not session.failure_pending()
 
 
+def test_failure_waits_behind_a_message_of_an_earlier_read_until_recv_is_back():
+    """Finding F10: the message came in one read, the bad frame in the next, before
+    the handler answered the message (it took it, or has not yet)."""
+    for handler_took_it in (False, True):
+        session = opened()
+        assert session.receive_data(text("one")) == MESSAGES
+        if handler_took_it:
+            assert session.take() == ("one", False)
+        assert session.receive_data(frame(0x5, b"reserved")) == FAILING
+        assert session.data_to_send() == b""  # the answer to "one" goes first
+        if not handler_took_it:
+            assert session.take() == ("one", False)
+        assert session.answered()  # recv() came back with the queue empty: fail now
+        assert session.fail_pending() == CLOSED
+        assert close_code(session.data_to_send()) == 1002
+
+
+def test_once_recv_waits_bad_input_fails_at_once():
+    session = opened()
+    session.receive_data(text("one"))
+    session.take()
+    assert not session.answered()  # recv() waits, nothing is pending
+    assert session.receive_data(frame(0x5, b"reserved")) == CLOSED
+    assert close_code(session.data_to_send()) == 1002
+
+
 def test_closing_with_a_failure_pending_sends_the_failure_code():
     session = opened()
     session.receive_data(text("one") + frame(0x1, b"\xff"))

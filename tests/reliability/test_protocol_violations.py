@@ -273,16 +273,11 @@ async def test_messages_before_a_violation_in_an_earlier_read_are_delivered(serv
                     assert await client.read_to_eof() == b""
 
 
-async def test_messages_before_a_violation_reach_a_slow_handler_first(serve_router, xfail_on):
+async def test_messages_before_a_violation_reach_a_slow_handler_first(serve_router):
     """The message is read, then the bad frame arrives while the handler has not yet
     come back to recv() (it is busy for 0.1 s; close_timeout is 2 s): the handler
     still gets the message and its answer goes out before the close 1002. The same
-    cause as Autobahn's NON-STRICT 3.4 on anyio-trio, made deterministic."""
-    xfail_on(
-        {"asyncio", "anyio-asyncio", "anyio-trio"},
-        "finding F10: a failure is deferred only behind messages of the same read; a "
-        "message already queued (or being handled) is overtaken by the close 1002",
-    )
+    cause as Autobahn's NON-STRICT 3.4 on anyio-trio (finding F10), made deterministic."""
     router = Router()
 
     @router.route("/busy")
@@ -302,18 +297,11 @@ async def test_messages_before_a_violation_reach_a_slow_handler_first(serve_rout
                 assert (await client.expect_close())[0] == 1002
 
 
-async def test_messages_before_a_violation_in_the_next_write_are_echoed_first(
-    serve_router, xfail_on
-):
+async def test_messages_before_a_violation_in_the_next_write_are_echoed_first(serve_router):
     """Message, then at once (a second write) a frame with RSV bits, 30 times: the
     echo comes before the close every time. On trio the handler and the reader race
-    (trio randomizes the order of ready tasks): measured 14 of 40 connections lost
-    the echo, so 30 tries all passing while F10 stands has a chance below 1e-5."""
-    xfail_on(
-        {"anyio-trio"},
-        "finding F10: the reader may read and fail the bad frame before the handler, "
-        "woken for the message, has echoed it",
-    )
+    (trio randomizes the order of ready tasks): before F10 was fixed 14 of 40
+    connections lost the echo, so 30 tries all passing by chance is below 1e-5."""
     message = frame(0x1, b"Hello, world!")
     with anyio.fail_after(TIMEOUT):
         async with serve_router(echo_router()) as server:

@@ -41,12 +41,14 @@ API (every method is synchronous and cheap):
 - ``receive_eof() -> list[Event]``: the peer closed (or the transport aborted) the TCP
   connection; gives ``Closed`` unless already CLOSED.
 - ``defer_failure=True`` (constructor) and ``failure_pending``: ``(code, reason)`` when
-  bytes that must fail the connection (1002/1007/1009) came after good messages in
-  the same input. Those messages are returned, the rest of the input is ignored, the
-  state stays OPEN so that the application can still answer them (Autobahn's
-  "strict" behaviour); then ``fail_pending() -> list[Event]`` queues the close frame
-  and gives ``Closed``. With the default ``defer_failure=False`` the failure is
-  immediate (the messages are still returned, before ``Closed``).
+  bytes that must fail the connection (1002/1007/1009) came after good messages: in
+  the same input, or in an earlier one while ``unanswered`` is True (the application
+  sets it while messages it received wait for its answer). Those messages are
+  returned, the rest of the input is ignored, the state stays OPEN so that the
+  application can still answer them (Autobahn's "strict" behaviour); then
+  ``fail_pending() -> list[Event]`` queues the close frame and gives ``Closed``. With
+  the default ``defer_failure=False`` the failure is immediate (the messages are
+  still returned, before ``Closed``).
 - ``carry_out(decision) -> list[Event]``: do what ``router.resolve()`` decided (state
   DECIDING only). Returns the events of bytes that arrived right after the request.
 - ``data_to_send() -> bytes``: what ``receive_data``/``receive_eof``/``carry_out``
@@ -484,6 +486,7 @@ class ServerConnection:
         "close_received",
         "failure_pending",
         "defer_failure",
+        "unanswered",
         "max_size",
         "max_header_bytes",
         "compression",
@@ -530,6 +533,7 @@ class ServerConnection:
         self.close_received: tuple[int, str] | None = None
         self.failure_pending: tuple[int, str] | None = None
         self.defer_failure = defer_failure
+        self.unanswered = False
         self.max_size = _NO_LIMIT if max_size is None else max_size
         self.max_header_bytes = max_header_bytes
         self.compression = compression
@@ -921,15 +925,16 @@ class ServerConnection:
     def _fail(self, code: int, reason: str, events: list[Event]) -> None:
         """RFC 6455 7.1.7: send a close frame, then stop reading; the TCP side ends.
 
-        If good messages came before the bad bytes in this same input, the failure
-        waits (``failure_pending``) so that the application can answer them first:
-        the transport calls ``fail_pending()`` once it has.
+        If good messages came before the bad bytes, in this same input or earlier and
+        still ``unanswered``, the failure waits (``failure_pending``) so that the
+        application can answer them first: the transport calls ``fail_pending()``
+        once it has.
         """
         reason = _truncate_reason(reason)
         if (
             self.defer_failure
             and self.state is OPEN
-            and any(type(event) is Message for event in events)
+            and (self.unanswered or any(type(event) is Message for event in events))
         ):
             self.failure_pending = (int(code), reason)
             self._partial = None

@@ -23,15 +23,15 @@ A transport:
    written at once, before anything else. The flags: ``MESSAGES`` (wake a waiting
    ``recv()``), ``PAUSE`` (stop reading), ``PONGS`` (complete the waiters from
    ``take_acked()``), ``CLOSED`` (wake everyone, fail the waiters from
-   ``take_pings()``, end TCP), ``FAILING`` (bad bytes came after good messages:
-   stop reading; ``fail_pending()`` once the handler has read those messages, i.e.
+   ``take_pings()``, end TCP), ``FAILING`` (bad bytes came after messages the
+   handler has not answered yet: stop reading; ``fail_pending()`` once it has, i.e.
    ``recv()`` finds the queue empty or the handler ended, or after close_timeout),
    ``KEEPALIVE`` (a pong moved ``keepalive_deadline()``: re-arm the timer).
    Network input: ``receive_data(data)``, ``receive_eof()``, ``dispatch(events)``
    for the events ``carry_out()`` returned.
 3. ``recv()``: ``session.messages`` non-empty -> ``session.take()`` gives the message
-   and whether to resume reading; else if ``session.failure_pending()``, carry out
-   ``fail_pending()`` and raise; else if ``not session.can_recv()`` raise
+   and whether to resume reading; else if ``session.answered()`` (the handler has
+   answered all it took, and bad input waits), carry out ``fail_pending()`` and raise; else if ``not session.can_recv()`` raise
    ``session.closed_error()``; else wait for ``MESSAGES``/``CLOSED``.
 4. ``send``/``ping``: write what ``conn.send(...)``/``session.ping(...)`` return, in
    the order they return it. Closing: ``close(code, reason)``, ``shutdown()`` (the
@@ -278,6 +278,7 @@ class Session:
         if messages is _NO_MESSAGES:
             messages = self.messages = deque()
         messages.append(events[0][0])
+        conn.unanswered = True
         flags = MESSAGES
         if self.max_queue and not self.paused and len(messages) >= self.max_queue:
             self.paused = True
@@ -306,6 +307,7 @@ class Session:
                 if messages is _NO_MESSAGES:
                     messages = self.messages = deque()
                 messages.append(cast(Message, event).data)
+                self.conn.unanswered = True
                 flags |= MESSAGES
             elif kind is Pong:
                 flags |= self._ack(cast(Pong, event).payload)
@@ -339,6 +341,14 @@ class Session:
         if self.messages is _NO_MESSAGES:
             self.messages = deque()
         self.messages.appendleft(message)
+
+    def answered(self) -> bool:
+        """``recv()`` found the queue empty: the handler has answered every message
+        it took, so bad input that comes next fails the connection at once. True if
+        bad input already waits: carry out ``fail_pending()`` now."""
+        conn = self.conn
+        conn.unanswered = False
+        return conn.failure_pending is not None
 
     def failure_pending(self) -> bool:
         """True while bad input waits for the handler to read the messages before it."""

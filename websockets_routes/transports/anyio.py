@@ -291,7 +291,7 @@ class Connection(MessageIteration):
                 if resume and self._resume is not None:
                     self._resume.set()
                 return message
-            if session.failure_pending():
+            if session.answered():
                 # The handler read all it will get before the bad input: fail now.
                 await self._close_and_wait(session.fail_pending())
             if not session.can_recv():

@@ -469,7 +469,7 @@ class WebSocket(MessageIteration, asyncio.Protocol):
                     self._queue_full = False
                     self._update_reading()
                 return message
-            if session.failure_pending():
+            if session.answered():
                 self._apply_failure()  # the handler has read all it will get
             if not session.can_recv():
                 raise session.closed_error()
