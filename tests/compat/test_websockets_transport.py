@@ -5,6 +5,7 @@ subclasses, subprotocols, failing handlers, and importing without websockets."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import http
 import logging
 import subprocess
@@ -30,14 +31,23 @@ with warnings.catch_warnings():
 
 pytestmark = pytest.mark.anyio
 
-# The three ways a router is installed in a websockets server that routes during the
-# handshake: new API hook, legacy API hook, legacy Protocol.
-INSTALLS = ["new", "legacy-hook", "legacy-protocol"]
+# The four ways a router is installed in a websockets server that routes during the
+# handshake: new API hook, router.serve() (which installs its own hook and handler),
+# legacy API hook, legacy Protocol.
+INSTALLS = ["new", "serve", "legacy-hook", "legacy-protocol"]
+
+
+@contextlib.asynccontextmanager
+async def router_served(router, **kwargs):
+    async with router.serve(HOST, 0, **kwargs) as server:
+        yield f"ws://{HOST}:{server.port}"
 
 
 @pytest.fixture
 def serve_routed(start_server, start_legacy_server):
     def start(router, install, **kwargs):
+        if install == "serve":
+            return router_served(router, **kwargs)
         if install == "new":
             return start_server(router.handle, process_request=router.process_request, **kwargs)
         if install == "legacy-hook":
@@ -191,9 +201,57 @@ async def test_route_origins_with_and_without_the_hook(start_server):
             assert await ws.recv() == "fed"
     async with start_server(router.handle) as url:
         assert (await close_of(f"{url}/feed", origin="https://evil.example"))[0] == 4030
+    async with router_served(router) as url:
+        assert (await rejected_status(f"{url}/feed", origin="https://evil.example"))[0] == 403
+        assert (await rejected_status(f"{url}/feed"))[0] == 403  # no Origin, None not allowed
+        async with connect(f"{url}/feed", origin="https://ok.example") as ws:
+            assert await ws.recv() == "fed"
 
 
-@pytest.mark.parametrize("install", ["new", "legacy-protocol"])
+async def raw_handshake(url, lines):
+    """Status line and body of the answer to a hand-written handshake request."""
+    host, port = url.removeprefix("ws://").split(":")
+    reader, writer = await asyncio.open_connection(host, int(port))
+    try:
+        writer.write(("\r\n".join(lines) + "\r\n\r\n").encode())
+        await writer.drain()
+        head, _, body = (await reader.read()).partition(b"\r\n\r\n")
+        return head.split(b"\r\n"), body
+    finally:
+        writer.close()
+        await writer.wait_closed()
+
+
+@pytest.mark.parametrize("install", ["new", "serve"])
+async def test_malformed_handshakes_get_the_engine_answers(serve_routed, install):
+    router, calls = counting_router()
+    request = [
+        "GET /item/1 HTTP/1.1",
+        "Host: x",
+        "Upgrade: websocket",
+        "Connection: Upgrade",
+        "Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==",
+        "Sec-WebSocket-Version: 13",
+    ]
+    async with serve_routed(router, install) as url:
+        head, body = await raw_handshake(url, [line for line in request if "Upgrade" not in line])
+        assert head[0] == b"HTTP/1.1 426 Upgrade Required" and b"Upgrade: websocket" in head
+        assert body.startswith(b"426 Upgrade Required: this is a WebSocket endpoint")
+        head, body = await raw_handshake(url, [*request[:5], "Sec-WebSocket-Version: 8"])
+        assert head[0] == b"HTTP/1.1 426 Upgrade Required"
+        assert b"Sec-WebSocket-Version: 13" in head
+        head, body = await raw_handshake(
+            url, [*request[:4], "Sec-WebSocket-Key: short", request[5]]
+        )
+        assert head[0] == b"HTTP/1.1 400 Bad Request"
+        assert body == b"400 Bad Request: Sec-WebSocket-Key must be base64 of 16 bytes\n"
+        head, body = await raw_handshake(url, ["GET /nowhere HTTP/1.1", *request[1:]])
+        assert head[0] == b"HTTP/1.1 404 Not Found"
+    # Rejected before the view: neither its hook nor its handler ran.
+    assert calls == {"hook": 0, "views": []}
+
+
+@pytest.mark.parametrize("install", ["new", "serve", "legacy-protocol"])
 async def test_route_subprotocols_take_effect(serve_routed, install):
     router = Router()
 
@@ -267,7 +325,7 @@ async def test_protocol_needs_a_router():
         websockets_routes.Protocol(my_handler, None)
 
 
-@pytest.mark.parametrize("server", ["new", "legacy"])
+@pytest.mark.parametrize("server", ["new", "serve", "legacy"])
 async def test_failing_handler_closes_1011_and_logs_route_and_peer(
     start_server, start_legacy_server, server, caplog
 ):
@@ -281,9 +339,10 @@ async def test_failing_handler_closes_1011_and_logs_route_and_peer(
     async def ok(ws, path):
         await ws.send("still serving")
 
-    start = start_server if server == "new" else start_legacy_server
+    start = {"new": start_server, "legacy": start_legacy_server}.get(server)
+    served = router_served(router) if start is None else start(router.handle)
     with caplog.at_level(logging.ERROR, logger="websockets_routes"):
-        async with start(router.handle) as url:
+        async with served as url:
             async with connect(f"{url}/fail/1?token=secret") as ws:
                 with pytest.raises(ConnectionClosedError) as ctx:
                     await ws.recv()
