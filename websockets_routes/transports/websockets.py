@@ -352,7 +352,10 @@ class Serve:
         from websockets.asyncio.server import serve as asyncio_serve
 
         kwargs["process_request"] = _chain(self.router, kwargs.get("process_request"))
-        return asyncio_serve(self.router.handle, self.host, self.port, **kwargs)
+        # The transport's handle() itself, not router.handle, which imports this module
+        # on each call: one call and one package import less per connection.
+        handler = functools.partial(handle, self.router)
+        return asyncio_serve(handler, self.host, self.port, **kwargs)
 
     async def _start(self) -> Any:
         if self.server is None:
