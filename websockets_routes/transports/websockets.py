@@ -275,9 +275,11 @@ async def handle(router: Router, ws: Any, path: str | None = None) -> None:
     ``path`` is None when ``websockets`` calls it with the connection alone (every
     server of websockets 14+); a ``(ws, path)`` caller may pass the target.
     """
-    routed = await _routed_path(router, ws, path)
+    routed = _accepted(router, ws)
     if routed is None:
-        return
+        routed = await _routed_path(router, ws, path)
+        if routed is None:
+            return
     try:
         await routed.route.handle(ws, routed)
     except (_WSConnectionClosed, ConnectionClosed) as exc:
@@ -295,6 +297,16 @@ async def handle(router: Router, ws: Any, path: str | None = None) -> None:
             _peer(_remote_address(ws)),
         )
         await _close(ws, 1011, "internal error")
+
+
+def _accepted(router: Router, ws: Any) -> RoutedPath | None:
+    """The path this router's hook accepted during the handshake (the usual case,
+    taken without the coroutine of _routed_path()), else None."""
+    stashed = getattr(ws, _STASH, None)
+    if stashed is not None and stashed[0] is router and type(stashed[1]) is not Close:
+        setattr(ws, _STASH, None)
+        return stashed[1]  # type: ignore[no-any-return]
+    return None
 
 
 async def _routed_path(router: Router, ws: Any, path: str | None) -> RoutedPath | None:
