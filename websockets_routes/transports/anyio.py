@@ -29,7 +29,8 @@ per connection, which runs the handshake and the handler, and one keepalive time
 task (a heap of deadlines, when ``ping_interval`` is set) for the connections on
 anyio streams. Those (on trio, with TLS, or given to ``start_stream()``) also have
 one accept loop per listening socket, and in each connection's task a task group
-with its reader task; on asyncio without TLS neither is needed (see Speed).
+with its reader task; on asyncio without TLS neither is needed, and the task of a
+connection starts once its request is complete (see Speed).
 ``server.close()`` stops accepting, drops requests still being read, sends 1001 to
 every open connection, lets handlers finish for up to ``close_timeout`` and then
 cancels what is left; ``wait_closed()`` returns when no task of the server is left.
@@ -45,10 +46,11 @@ for a peer that does not read them.
 Speed: on asyncio (and uvloop) without TLS, a reader callback on each listening
 socket accepts connections and the connection itself is the ``asyncio.Protocol``
 of its transport (``_LoopConnection``): bytes go to the driver as they arrive,
-frames to ``transport.write()`` as they are made, timeouts are loop timers, and
-the connection's task is its only task, with no cancel scope unless a
-``process_request`` hook waits. anyio's stream API would cost a checkpoint per
-call, a pause/resume of the transport per read and a reader task per connection.
+frames to ``transport.write()`` as they are made, timeouts are loop timers, the
+request is read in callbacks, and the connection's task (spawned once the request
+is complete) is its only task, with no cancel scope unless a ``process_request``
+hook waits. anyio's stream API would cost a checkpoint per call, a pause/resume of
+the transport per read, and a reader task and a few cancel scopes per connection.
 Trio, TLS and in-memory streams use the public stream API.
 
 Options: those of ``core.session.ServerOptions`` (``max_size``, ``max_queue``,
@@ -552,8 +554,13 @@ class _LoopConnection(Connection, asyncio.Protocol):
     connection is the ``asyncio.Protocol`` of its transport, so bytes are fed to the
     driver as they arrive (``data_received``), its answers (pongs, close echo) and
     the handler's frames go to ``transport.write()`` at once, in the order they were
-    made, and timeouts are loop timers. The handshake, the handler and the closing
-    wait run in the connection's one task, in the server's task group.
+    made, and timeouts are loop timers. The request is read in callbacks (a client
+    that never completes one costs no task); once it is complete, the connection's
+    task, in the server's task group, decides and runs the handler. The closing
+    handshake ends in callbacks and timers too; the server counts the connection
+    until its TCP is over and its task has ended (``wait_closed()`` waits for both).
+    On the selector event loop the accept callback makes the transport itself; on
+    others (uvloop) a short task per connection does, with connect_accepted_socket().
 
     Back-pressure as everywhere: reading pauses while ``max_queue`` messages wait,
     while the request is being decided, and while our answers wait for a peer that
@@ -577,11 +584,14 @@ class _LoopConnection(Connection, asyncio.Protocol):
         "_reading",
         "_replies_blocked",
         "_server",
+        "_task",
         "_transport",
         "_write_paused",
     )
 
     def __init__(self, server: Server, loop: asyncio.AbstractEventLoop, remote: Any) -> None:
+        """A connection just accepted: counted by the server until TCP is over and
+        its task (if it got one) has ended."""
         options = self._options = server.options
         self._server = server
         self._loop = loop
@@ -607,14 +617,17 @@ class _LoopConnection(Connection, asyncio.Protocol):
         self._write_paused = False
         self._drain_waiters: list[asyncio.Future[None]] | None = None
         self._closers: list[asyncio.Future[None]] | None = None  # wait_closed() waiters
-        self._done: asyncio.Future[None] | None = None  # the task waits for TCP's end
-        self._lost = False
+        self._lost = False  # connection_lost() came
+        self._task = False  # its task (from the complete request on) is running
         self._aborted = False
         self._open_timer: asyncio.TimerHandle | None = None
         self._keepalive_timer: asyncio.TimerHandle | None = None
         self._close_timer: asyncio.TimerHandle | None = None
         self._fail_timer: asyncio.TimerHandle | None = None
         self._ending = False
+        server._active += 1
+        server._loop_connections.add(self)
+        server._handshaking[self._conn] = self
 
     # asyncio.Protocol callbacks
 
@@ -627,6 +640,9 @@ class _LoopConnection(Connection, asyncio.Protocol):
             transport.max_size = _HEAP_READ_SIZE
         local = transport.get_extra_info("sockname")
         self.local_address = local[:2] if isinstance(local, tuple) else local
+        if self._aborted or self._server._closing:
+            self._abort_now()  # accepted while shutting down
+            return
         open_timeout = self._options.open_timeout
         if open_timeout is not None:
             self._open_timer = self._loop.call_later(open_timeout, self._open_timed_out)
@@ -664,7 +680,7 @@ class _LoopConnection(Connection, asyncio.Protocol):
         for event in events:
             kind = type(event)
             if kind is RequestReceived:
-                self._wake_recv()  # the task decides
+                self._start_task()
             elif kind is Closed:
                 self._closed()
         if conn.state is DECIDING and not events and not self._deciding:
@@ -688,9 +704,8 @@ class _LoopConnection(Connection, asyncio.Protocol):
             if timer is not None:
                 timer.cancel()
         self._wake_writers()
-        done = self._done
-        if done is not None and not done.done():
-            done.set_result(None)
+        if not self._task:
+            self._release()
 
     def pause_writing(self) -> None:
         self._write_paused = True
@@ -794,6 +809,14 @@ class _LoopConnection(Connection, asyncio.Protocol):
             self._keepalive_timer.cancel()
         conn = self._conn
         if conn.close_received is not None and conn.close_sent is not None:
+            if not transport.get_write_buffer_size() and transport.can_write_eof():
+                # The FIN leaves now, with the close frame, not one loop iteration
+                # later when close() gets to the socket: a peer waiting for the end
+                # of TCP waits for nothing else.
+                try:
+                    transport.write_eof()
+                except OSError:
+                    pass  # the peer is gone already: close() below ends it all
             transport.close()
             if transport.get_write_buffer_size():
                 self._arm_close_timer()  # in case the peer does not read what is left
@@ -823,8 +846,10 @@ class _LoopConnection(Connection, asyncio.Protocol):
         """End TCP at once (a timeout): the connection is over (1006 unless a close
         frame went out) from now on, not when connection_lost() comes."""
         self._aborted = True
-        self._transport.abort()
-        self._eof()
+        transport = self._transport
+        if transport is not None:  # else connection_made() aborts
+            transport.abort()
+            self._eof()
 
     def _update_reading(self) -> None:
         reading = not (self._queue_full or self._deciding or self._replies_blocked)
@@ -902,20 +927,47 @@ class _LoopConnection(Connection, asyncio.Protocol):
 
     # The connection's task
 
-    async def _serve(self) -> None:
-        """The handshake, the handler, the closing handshake; returns at TCP's end."""
+    def _start_task(self) -> None:
+        """The request is complete: the connection's task decides and runs the handler."""
+        tg = self._server._conn_tg
+        if tg is None or tg.cancel_scope.cancel_called:
+            self._abort_now()
+            return
+        self._task = True
+        if _SNIFFIO_CVAR is not None and _SNIFFIO_CVAR.get() is None:
+            # anyio finds its backend through sniffio, which outside a task reads
+            # this variable (a loop may run protocol callbacks in a bare context).
+            token = _SNIFFIO_CVAR.set("asyncio")
+            try:
+                tg.start_soon(self._run)
+            finally:
+                _SNIFFIO_CVAR.reset(token)
+        else:
+            tg.start_soon(self._run)
+
+    def _release(self) -> None:
+        """TCP is over and no task runs: the server no longer counts this connection."""
+        server = self._server
+        server._handshaking.pop(self._conn, None)
+        server._loop_connections.discard(self)
+        server._active -= 1
+        if server._active == 0 and server._closing and server._idle is not None:
+            server._idle.set()
+        gone = server._all_lost
+        if gone is not None and not server._loop_connections and not gone.done():
+            gone.set_result(None)
+
+    async def _run(self) -> None:
+        """The connection's task: the decision, then the handler.
+
+        It ends when the handler does; the closing handshake goes on in callbacks
+        and timers (close_timeout aborts TCP), and the server counts the connection
+        until TCP is over."""
         server = self._server
         conn = self._conn
-        server._handshaking[conn] = self
         try:
-            if conn.state is State.REQUEST:
-                waiter = self._recv_waiter = self._loop.create_future()
-                try:
-                    await waiter  # data_received() has the request, or the peer left
-                finally:
-                    self._recv_waiter = None
             if conn.state is not DECIDING:
-                return
+                return  # the peer left, or open_timeout, before this task started
             request = conn.request
             assert request is not None
             self.request = request
@@ -936,31 +988,40 @@ class _LoopConnection(Connection, asyncio.Protocol):
                     self._open_timed_out()  # the scope's timer came first
                 if conn.state is not DECIDING:
                     return  # open_timeout (its timer aborted TCP), or the peer left
-        finally:
             del server._handshaking[conn]
-        if not self._answer(decision):
-            return
-        session = self._session
-        server.connections.add(self)
-        try:
-            if type(decision) is Accept and conn.state is _OPEN:
-                if server._closing:
-                    self._closing_now(session.shutdown())  # accepted while shutting down
-                else:
-                    path = self.path
-                    try:
-                        await path.route.handle(self, path)
-                    except Exception as exc:
-                        flags = session.handler_failed(exc)
-                        if server._on_handler_error is not None and not handler_error_is_close(exc):
-                            server._on_handler_error(self, exc)
-                    else:
-                        flags = session.handler_returned()
-                    self._closing_now(flags)
-            # close_timeout bounds this wait: its timer aborts TCP.
-            await self.wait_closed()
+            if not self._answer(decision):
+                return
+            if not isinstance(decision, Accept) or conn.state is not _OPEN:
+                return  # a Close decision: its close frame is out, close_timeout armed
+            session = self._session
+            if server._closing:
+                self._closing_now(session.shutdown())  # accepted while shutting down
+                return
+            server.connections.add(self)
+            path = self.path
+            try:
+                await path.route.handle(self, path)
+            except Exception as exc:
+                flags = session.handler_failed(exc)
+                if server._on_handler_error is not None and not handler_error_is_close(exc):
+                    server._on_handler_error(self, exc)
+            else:
+                flags = session.handler_returned()
+            finally:
+                server.connections.discard(self)
+            self._closing_now(flags)
+        except Exception:
+            logger.exception("connection from %s failed", peer_name(self.remote_address))
+            self._abort_now()
+        except BaseException:
+            # Cancelled: the server was cancelled, or gave up on the handler at
+            # shutdown. Drop TCP, no close frame.
+            self._abort_now()
+            raise
         finally:
-            server.connections.discard(self)
+            self._task = False
+            if self._lost:
+                self._release()
 
     def _answer(self, decision: Any) -> bool:
         """Carry out the decision; True if the connection is now open (or closing)."""
@@ -994,11 +1055,6 @@ class _LoopConnection(Connection, asyncio.Protocol):
         if conn.state is _OPEN:
             self._arm_keepalive()
         return True
-
-    async def _wait_lost(self) -> None:
-        if not self._lost:
-            done = self._done = self._loop.create_future()
-            await done
 
     def _shutdown(self) -> None:
         """The server shuts down: close with 1001."""
@@ -1234,6 +1290,10 @@ class Server:
         # protocols, accepted by a reader callback on each listening socket.
         self._loop: asyncio.AbstractEventLoop | None = None
         self._accepting: list[Any] = []  # raw listening sockets with a reader callback
+        self._make_transport: Any = None  # the selector loop's, to skip a task per accept
+        # Every _LoopConnection until its TCP is over and its task has ended.
+        self._loop_connections: set[_LoopConnection] = set()
+        self._all_lost: asyncio.Future[None] | None = None
 
     def __repr__(self) -> str:
         where = f"{self.host}:{self.port}" if self.listeners else "not listening"
@@ -1264,7 +1324,9 @@ class Server:
         self._closed = event_class()
         self._timers = _Timers(anyio.current_time, event_class)
         if self.options.ssl is None and _on_asyncio():
-            self._loop = asyncio.get_running_loop()
+            loop = self._loop = asyncio.get_running_loop()
+            if isinstance(loop, asyncio.selector_events.BaseSelectorEventLoop):
+                self._make_transport = getattr(loop, "_make_socket_transport", None)
         if self._port is not None:
             multi = await anyio.create_tcp_listener(
                 local_host=self.host,
@@ -1355,6 +1417,15 @@ class Server:
         finally:
             self._conn_tg = None
             self._stop_accepting()
+            if self._loop_connections:
+                # Connections without a task (still reading the request, or
+                # finishing TCP): drop them and wait until their sockets are closed.
+                assert self._loop is not None
+                self._all_lost = self._loop.create_future()
+                for ws in list(self._loop_connections):
+                    ws._abort_now()
+                with anyio.CancelScope(shield=True):
+                    await self._all_lost
             for listener in self.listeners:
                 await _close_stream(listener)
             self._closed.set()
@@ -1449,49 +1520,38 @@ class Server:
             if tg is None or self._closing or tg.cancel_scope.cancel_called:
                 sock.close()
                 continue
-            sock.setblocking(False)
-            tg.start_soon(self._serve_socket, sock, address)
+            # anyio's listening socket has proto 0: asyncio would not set TCP_NODELAY.
+            sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+            remote = address[:2] if isinstance(address, tuple) else address
+            ws = _LoopConnection(self, self._loop, remote)  # type: ignore[arg-type]
+            if self._make_transport is not None:
+                try:
+                    sock.setblocking(False)
+                    ws._transport = self._make_transport(sock, ws, extra={"peername": address})
+                except Exception:
+                    logger.exception("connection from %s failed", peer_name(remote))
+                    sock.close()
+                    ws._lost = True
+                    ws._release()
+            else:
+                tg.start_soon(self._connect, ws, sock)
 
     def _accept_again(self, listening: socket.socket) -> None:
         if listening in self._accepting and not self._closing and self._loop is not None:
             self._loop.add_reader(listening, self._accept_ready, listening)
 
-    async def _serve_socket(self, sock: socket.socket, address: Any) -> None:
-        """Serve one accepted socket on asyncio (see _LoopConnection)."""
-        self._active += 1
-        loop = self._loop
-        assert loop is not None
-        remote = address[:2] if isinstance(address, tuple) else address
-        ws = _LoopConnection(self, loop, remote)
+    async def _connect(self, ws: _LoopConnection, sock: socket.socket) -> None:
+        """Make the transport of an accepted socket, where only a coroutine can (uvloop)."""
+        assert self._loop is not None
         try:
-            try:
-                await loop.connect_accepted_socket(lambda: ws, sock)
-            except OSError:
-                return
-            if self._closing:
-                ws._abort_now()
-                return
-            await ws._serve()
-        except Exception:
-            logger.exception("connection from %s failed", peer_name(remote))
-        finally:
-            try:
-                transport = ws._transport
-                if transport is None:
-                    sock.close()
-                elif not ws._lost:
-                    if ws._conn.state is not _CLOSED_STATE:
-                        # Cancelled (the server is cancelled, or gave up on the
-                        # handler at shutdown): drop TCP, no close frame.
-                        ws._abort_now()
-                    # The socket is closed once connection_lost() ran; close_timeout
-                    # bounds this wait (the timers abort TCP).
-                    with anyio.CancelScope(shield=True):
-                        await ws._wait_lost()
-            finally:
-                self._active -= 1
-                if self._active == 0 and self._closing and self._idle is not None:
-                    self._idle.set()
+            await self._loop.connect_accepted_socket(lambda: ws, sock)
+        except BaseException as exc:
+            if ws._transport is None:  # else connection_lost() comes
+                sock.close()
+                ws._lost = True
+                ws._release()
+            if not isinstance(exc, OSError):
+                raise
 
     def start_stream(
         self,
