@@ -261,7 +261,11 @@ class WebSocket(MessageIteration, asyncio.Protocol):
             self._apply(flags)
 
     def _closed(self) -> None:
-        """The driver reached CLOSED: wake everyone, then end the TCP connection."""
+        """The driver reached CLOSED: end the TCP connection, then wake everyone.
+
+        The FIN goes first: a peer that waits for it (the closing handshake is its
+        last step) waits for nothing else, and waking the handler costs time."""
+        self._end_tcp()
         session = self.session
         if session is not None:
             waiter = self._recv_waiter
@@ -275,7 +279,6 @@ class WebSocket(MessageIteration, asyncio.Protocol):
         self._wake_writers()
         if not self._done.done():
             self._done.set_result(None)
-        self._end_tcp()
 
     def _end_tcp(self) -> None:
         """RFC 6455 7.1.1: the server closes TCP first.
