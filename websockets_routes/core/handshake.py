@@ -42,6 +42,9 @@ __all__ = [
     "Decision",
     "decide",
     "resolve",
+    "resolve_start",
+    "resolve_pending",
+    "resolve_rest",
     "accept_key",
 ]
 
@@ -452,8 +455,19 @@ def decide(router: Router, request: Request) -> Decision:
 
 async def resolve(router: Router, request: Request) -> Decision:
     """``decide()``, then the view's hook; never raises, never returns ServeHTTP."""
+    decision = resolve_start(router, request)
+    if resolve_pending(decision):
+        return await resolve_rest(decision, request)
+    return decision
+
+
+def resolve_start(router: Router, request: Request) -> Decision:
+    """The synchronous first step of ``resolve()``: ``decide()``, a failing view set-up
+    logged and answered with 500. Unless ``resolve_pending()`` says so, this is
+    already what ``resolve()`` returns; a transport that answers it at once, in the
+    callback that read the request, saves a loop iteration before the 101."""
     try:
-        decision = decide(router, request)
+        return decide(router, request)
     except Exception:  # a class view whose __init__ raises: the user's bug, not the peer's
         logger.exception(
             "making the view for %s failed, request from %s",
@@ -461,6 +475,19 @@ async def resolve(router: Router, request: Request) -> Decision:
             _peer(request),
         )
         return respond(HTTPStatus.INTERNAL_SERVER_ERROR, "the server could not set up this view")
+
+
+def resolve_pending(decision: Decision) -> bool:
+    """Whether ``resolve_rest()`` has something to await: an HTTP view, or a view's
+    ``process_request`` hook."""
+    if isinstance(decision, Accept):
+        return getattr(decision.path.route, "process_request", None) is not None
+    return isinstance(decision, ServeHTTP)
+
+
+async def resolve_rest(decision: Decision, request: Request) -> Decision:
+    """The rest of ``resolve()`` after ``resolve_start()``: run the HTTP view or the
+    hook; never raises, never returns ServeHTTP."""
     if isinstance(decision, ServeHTTP):
         return await _serve_http(decision.path, request)
     if not isinstance(decision, Accept):

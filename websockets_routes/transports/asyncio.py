@@ -20,14 +20,15 @@ from __future__ import annotations
 
 import asyncio
 import socket
-from collections.abc import Generator
+from collections.abc import Coroutine, Generator
 from typing import Any
 
 from ..core.connection import ServerConnection, State
 from ..core.events import Closed, RequestReceived
-from ..core.handshake import Request
+from ..core.handshake import Request, resolve_pending, resolve_rest, resolve_start
 from ..core.iteration import MessageIteration
 from ..core.paths import RoutedPath
+from ..core.router import Router as CoreRouter
 from ..core.session import (
     CLOSED as CLOSED_FLAG,
 )
@@ -169,10 +170,22 @@ class WebSocket(MessageIteration, asyncio.Protocol):
         for event in events:
             kind = type(event)
             if kind is RequestReceived:
-                self.request = event.request
-                self._task = self._loop.create_task(self._run(event.request))
-                self._server._tasks.add(self._task)
-                self._task.add_done_callback(self._server._tasks.discard)
+                request = self.request = event.request
+                server = self._server
+                if not server._resolve_inline:
+                    self._start(self._run(request, None))
+                    continue
+                # resolve() in two steps: when its answer needs no await (no hook, no
+                # HTTP view), it is carried out here and the 101 leaves now, not a
+                # loop iteration later from a task; the peer reads it while the
+                # handler's task starts.
+                decision = resolve_start(server.router, request)
+                if resolve_pending(decision):
+                    self._start(self._run(request, decision))
+                    continue
+                path = self._answer(decision, cork=False)
+                if path is not None:
+                    self._start(self._handle(path))
             elif kind is Closed:
                 self._closed()
         if conn.state is DECIDING and not events and not self._deciding:
@@ -405,17 +418,31 @@ class WebSocket(MessageIteration, asyncio.Protocol):
 
     # The handler's task
 
-    async def _run(self, request: Request) -> None:
+    def _start(self, coro: Coroutine[Any, Any, None]) -> None:
+        task = self._task = self._loop.create_task(coro)
+        tasks = self._server._tasks
+        tasks.add(task)
+        task.add_done_callback(tasks.discard)
+
+    async def _run(self, request: Request, decision: Any) -> None:
+        """``router.resolve()`` (or the rest of it after ``resolve_start()``), the
+        answer, then the handler."""
         try:
-            decision = await self._server.router.resolve(request)
+            if decision is None:
+                decision = await self._server.router.resolve(request)
+            else:
+                decision = await resolve_rest(decision, request)
         except asyncio.CancelledError:  # open_timeout or shutdown during a slow hook
             self.transport.abort()
             raise
-        path = self._answer(decision)
+        path = self._answer(decision, cork=True)
         if path is None:
             return
         # Nothing of the handshake stays referenced while the handler runs.
         del decision, request
+        await self._handle(path)
+
+    async def _handle(self, path: RoutedPath) -> None:
         session = self.session
         try:
             await path.route.handle(self, path)
@@ -429,8 +456,12 @@ class WebSocket(MessageIteration, asyncio.Protocol):
         if not self.transport.is_closing():
             self._closing(flags)
 
-    def _answer(self, decision: Any) -> RoutedPath | None:
-        """Carry out the decision; the path if a handler is to run."""
+    def _answer(self, decision: Any, cork: bool) -> RoutedPath | None:
+        """Carry out the decision; the path if a handler is to run.
+
+        ``cork``: a 101 waits for the handler's first message (or the end of this
+        loop iteration) to leave with it, in one segment: when the handler runs in
+        this very task step."""
         conn = self.conn
         server = self._server
         if conn.state is not DECIDING:  # the peer left, or a timeout fired
@@ -441,7 +472,7 @@ class WebSocket(MessageIteration, asyncio.Protocol):
             self._open_timer = None
         out = conn.data_to_send()
         state = conn.state
-        if state is OPEN:
+        if state is OPEN and cork:
             self._cork = [out]
             self._loop.call_soon(self._uncork)
         else:
@@ -580,6 +611,9 @@ class Server:
         if not callable(getattr(router, "resolve", None)):
             raise TypeError(f"serve() needs a Router, not {type(router).__name__}")
         self.router = router
+        # resolve() as the core defines it can be taken in two steps (see
+        # data_received); a router that overrides it is awaited as it is.
+        self._resolve_inline = getattr(type(router), "resolve", None) is CoreRouter.resolve
         self.host = host
         self._port = port
         # max_size, max_queue, open_timeout, ping_interval, ping_timeout,
