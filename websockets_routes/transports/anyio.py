@@ -975,24 +975,23 @@ class _LoopConnection(Connection, asyncio.Protocol):
             # does not wait): step the coroutine once; only if it waits, finish it
             # under a cancel scope ending with open_timeout.
             coro = server.router.resolve(request)
-            try:
-                waiting_on = coro.send(None)
-            except StopIteration as stop:
-                decision = stop.value
-            else:
+            decision, done = _first_step(coro)
+            if not done:
                 timer = self._open_timer
                 deadline = math.inf if timer is None else timer.when()
                 with anyio.CancelScope(deadline=deadline) as scope:
-                    decision = await _Resume(coro, waiting_on)
+                    decision = await _Resume(coro, decision)
                 if scope.cancelled_caught and conn.state is DECIDING:
                     self._open_timed_out()  # the scope's timer came first
                 if conn.state is not DECIDING:
                     return  # open_timeout (its timer aborted TCP), or the peer left
             del server._handshaking[conn]
-            if not self._answer(decision):
-                return
-            if not isinstance(decision, Accept) or conn.state is not _OPEN:
-                return  # a Close decision: its close frame is out, close_timeout armed
+            accepted = isinstance(decision, Accept)
+            # Nothing of the decision stays referenced while the handler runs.
+            opened = self._answer(decision)
+            del coro, decision
+            if not opened or not accepted or conn.state is not _OPEN:
+                return  # an HTTP answer, or a Close decision (its close frame is out)
             session = self._session
             if server._closing:
                 self._closing_now(session.shutdown())  # accepted while shutting down
@@ -1143,6 +1142,17 @@ class _LoopConnection(Connection, asyncio.Protocol):
                 self._closers = []
             self._closers.append(future)
             await future
+
+
+def _first_step(coro: Any) -> tuple[Any, bool]:
+    """Run ``coro`` until it first waits: ``(what it waits on, False)``, or
+    ``(its result, True)`` if it did not wait. A function of its own, so that the
+    StopIteration's traceback makes no frame object for the caller's frame (in
+    Python 3.11 that object would live as long as the connection's task)."""
+    try:
+        return coro.send(None), False
+    except StopIteration as stop:
+        return stop.value, True
 
 
 class _Resume:
