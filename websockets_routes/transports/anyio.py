@@ -604,8 +604,7 @@ class _LoopConnection(Connection, asyncio.Protocol):
         self.remote_address = remote
         self.local_address = None
         self._transport: Any = None
-        # A recv() waiting (or the task, for the request): its future gets the
-        # message, or None (look again).
+        # A recv() waiting: its future gets the message, or None (look again).
         self._recv_waiter = None
         self._queue_full = False  # reading paused by the message queue
         self._deciding = False  # reading paused: bytes came while the request is decided
