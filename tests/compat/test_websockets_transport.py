@@ -426,6 +426,30 @@ async def test_router_serve_chains_a_user_process_request():
     assert seen == ["/healthz", "/echo/hi", "/nope"]
 
 
+@pytest.mark.parametrize("install", ["new", "serve"])
+async def test_a_router_with_its_own_resolve_is_awaited(serve_routed, install):
+    seen = []
+
+    class Audited(Router):
+        async def resolve(self, request):
+            await asyncio.sleep(0)  # really awaits something
+            decision = await super().resolve(request)
+            seen.append((request.target, type(decision).__name__))
+            return decision
+
+    router = Audited()
+
+    @router.route("/echo/{word}")
+    async def echo(ws, path):
+        await ws.send(path.params["word"])
+
+    async with serve_routed(router, install) as url:
+        async with connect(f"{url}/echo/hi") as ws:
+            assert await ws.recv() == "hi"
+        assert (await rejected_status(f"{url}/nope"))[0] == 404
+    assert seen == [("/echo/hi", "Accept"), ("/nope", "Respond")]
+
+
 async def test_router_serve_with_legacy_options_uses_the_legacy_server():
     async with serve_router().serve(HOST, 0, extra_headers={"X-Legacy": "yes"}) as server:
         async with connect(f"ws://{HOST}:{server.port}/echo/old") as ws:

@@ -44,6 +44,8 @@ except ImportError as exc:  # pragma: no cover - exercised in a subprocess test
     ) from exc
 
 from ..core import Accept, Close, ConnectionClosed, Decision, Request, Respond, RoutedPath
+from ..core import Router as _CoreRouter
+from ..core.handshake import resolve_pending, resolve_rest, resolve_start
 from ..core.paths import BadTarget, split_target
 
 if TYPE_CHECKING:
@@ -207,18 +209,35 @@ async def process_request(router: Router, *args: Any) -> Any:
     first, second = args
     if isinstance(first, str):
         return await _legacy_process_request(router, first, second)
-    return await _hook(router, first, second)
+    response = _hook(router, first, second)
+    return (await response) if inspect.isawaitable(response) else response
 
 
-async def _hook(router: Router, connection: Any, request: Any) -> Response | None:
-    """The new-API hook itself; what ``router.serve()`` installs, without the public
-    method's dispatch (one coroutine and one import per handshake less)."""
+def _hook(router: Router, connection: Any, request: Any) -> Any:
+    """The new-API hook itself, what ``router.serve()`` installs: the ``Response`` or
+    None at once when nothing is left to await (no view hook, no HTTP view: the
+    usual case, without a coroutine), else a coroutine giving it. websockets takes
+    either."""
     method = getattr(request, "method", "GET")  # websockets < 15 parses GET only
-    decision = await router.resolve(
-        _core_request(request.path, request.headers, _remote_address(connection), method)
-    )
+    core_request = _core_request(request.path, request.headers, _remote_address(connection), method)
+    if type(router).resolve is not _CoreRouter.resolve:
+        # A router with its own resolve(): awaited as it is.
+        return _carry_out_later(router, connection, request, router.resolve(core_request))
+    decision = resolve_start(router, core_request)
+    if resolve_pending(decision):
+        return _carry_out_later(router, connection, request, resolve_rest(decision, core_request))
+    return _carry_out(router, connection, request, decision)
+
+
+async def _carry_out_later(
+    router: Router, connection: Any, request: Any, decision: Awaitable[Decision]
+) -> Response | None:
+    return _carry_out(router, connection, request, await decision)
+
+
+def _carry_out(router: Router, connection: Any, request: Any, decision: Decision) -> Any:
     if isinstance(decision, Respond):
-        return _response(decision, method)
+        return _response(decision, getattr(request, "method", "GET"))
     assert isinstance(decision, (Accept, Close))
     setattr(connection, _STASH, (router, _kept(decision)))
     if isinstance(decision, Accept):
@@ -394,10 +413,9 @@ class Serve:
         return f"<Serve {self.router!r} on {self.host}:{self.port}>"
 
 
-def _chain(
-    router: Router, user_hook: Callable[..., Any] | None
-) -> Callable[[Any, Any], Awaitable[Any]]:
-    """The router's hook, after a user-supplied one (which may answer first)."""
+def _chain(router: Router, user_hook: Callable[..., Any] | None) -> Callable[[Any, Any], Any]:
+    """The router's hook, after a user-supplied one (which may answer first); it returns
+    the answer or an awaitable giving it, as websockets allows."""
     if user_hook is None or getattr(user_hook, "__self__", None) is router:
         return functools.partial(_hook, router)
 
@@ -407,7 +425,8 @@ def _chain(
             response = await response
         if response is not None:
             return response
-        return await _hook(router, connection, request)
+        response = _hook(router, connection, request)
+        return (await response) if inspect.isawaitable(response) else response
 
     return chained
 
