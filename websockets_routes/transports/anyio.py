@@ -82,9 +82,10 @@ from anyio.streams.tls import TLSStream
 
 from ..core.connection import ServerConnection, State
 from ..core.events import Closed, RequestReceived
-from ..core.handshake import Accept, Request
+from ..core.handshake import Accept, Request, resolve_pending, resolve_rest, resolve_start
 from ..core.iteration import MessageIteration
 from ..core.paths import RoutedPath
+from ..core.router import Router as CoreRouter
 from ..core.session import (
     CLOSED,
     FAILING,
@@ -120,6 +121,7 @@ _ACCEPT_RETRY = {errno.EMFILE, errno.ENFILE, errno.ENOMEM, errno.ENOBUFS}
 # accept() failures about one connection only (it was reset before we took it).
 _ACCEPT_IGNORE = {errno.ECONNABORTED, errno.EPROTO, errno.EPERM}
 _DEFAULT_CLOSE_TIMEOUT = 10.0  # how long bad input waits when close_timeout is None
+_ANSWERED = object()  # for _LoopConnection._run(): the handshake is answered already
 
 try:
     import sniffio
@@ -679,7 +681,7 @@ class _LoopConnection(Connection, asyncio.Protocol):
         for event in events:
             kind = type(event)
             if kind is RequestReceived:
-                self._start_task()
+                self._request_received()
             elif kind is Closed:
                 self._closed()
         if conn.state is DECIDING and not events and not self._deciding:
@@ -771,7 +773,10 @@ class _LoopConnection(Connection, asyncio.Protocol):
             self._act(flags)
 
     def _closed(self) -> None:
-        """The driver reached CLOSED: wake everyone, then end the TCP connection."""
+        """The driver reached CLOSED: end the TCP connection, then wake everyone (a
+        peer waiting for our FIN, the last step of the closing handshake, waits for
+        nothing else)."""
+        self._end_tcp()
         self._wake_recv()
         session = self._session
         if session is not None:
@@ -787,7 +792,6 @@ class _LoopConnection(Connection, asyncio.Protocol):
                 if not future.done():
                     future.set_result(None)
         self._wake_writers()
-        self._end_tcp()
 
     def _end_tcp(self) -> None:
         """RFC 6455 7.1.1: the server ends TCP first.
@@ -926,8 +930,31 @@ class _LoopConnection(Connection, asyncio.Protocol):
 
     # The connection's task
 
-    def _start_task(self) -> None:
-        """The request is complete: the connection's task decides and runs the handler."""
+    def _request_received(self) -> None:
+        """The request is complete. When its answer needs no await (no hook, no HTTP
+        view: ``core.handshake.resolve_pending()``), it is carried out here, the 101
+        leaves now rather than a loop iteration later from a task, and the task only
+        runs the handler; else the task decides."""
+        server = self._server
+        conn = self._conn
+        request = conn.request
+        assert request is not None
+        self.request = request
+        if not server._resolve_inline:
+            self._start_task(None)  # a router of its own: its resolve() is awaited
+            return
+        decision = resolve_start(server.router, request)
+        if resolve_pending(decision):
+            self._start_task(decision)
+            return
+        del server._handshaking[conn]
+        if self._answer(decision, cork=False) and isinstance(decision, Accept):
+            if conn.state is _OPEN:
+                self._start_task(_ANSWERED)
+        # Else an HTTP answer, or a Close decision: callbacks and timers end it.
+
+    def _start_task(self, decision: Any) -> None:
+        """The connection's task: ``_run(decision)``, in the server's task group."""
         tg = self._server._conn_tg
         if tg is None or tg.cancel_scope.cancel_called:
             self._abort_now()
@@ -938,11 +965,11 @@ class _LoopConnection(Connection, asyncio.Protocol):
             # this variable (a loop may run protocol callbacks in a bare context).
             token = _SNIFFIO_CVAR.set("asyncio")
             try:
-                tg.start_soon(self._run)
+                tg.start_soon(self._run, decision)
             finally:
                 _SNIFFIO_CVAR.reset(token)
         else:
-            tg.start_soon(self._run)
+            tg.start_soon(self._run, decision)
 
     def _release(self) -> None:
         """TCP is over and no task runs: the server no longer counts this connection."""
@@ -956,8 +983,10 @@ class _LoopConnection(Connection, asyncio.Protocol):
         if gone is not None and not server._loop_connections and not gone.done():
             gone.set_result(None)
 
-    async def _run(self) -> None:
-        """The connection's task: the decision, then the handler.
+    async def _run(self, decision: Any) -> None:
+        """The connection's task: the rest of the decision (``decision`` is what
+        ``resolve_start()`` gave, None to await ``router.resolve()``, or _ANSWERED),
+        then the handler.
 
         It ends when the handler does; the closing handshake goes on in callbacks
         and timers (close_timeout aborts TCP), and the server counts the connection
@@ -965,32 +994,37 @@ class _LoopConnection(Connection, asyncio.Protocol):
         server = self._server
         conn = self._conn
         try:
-            if conn.state is not DECIDING:
-                return  # the peer left, or open_timeout, before this task started
-            request = conn.request
-            assert request is not None
-            self.request = request
-            # Most requests are decided without waiting (no hook, or a hook that
-            # does not wait): step the coroutine once; only if it waits, finish it
-            # under a cancel scope ending with open_timeout.
-            coro = server.router.resolve(request)
-            decision, done = _first_step(coro)
-            if not done:
-                timer = self._open_timer
-                deadline = math.inf if timer is None else timer.when()
-                with anyio.CancelScope(deadline=deadline) as scope:
-                    decision = await _Resume(coro, decision)
-                if scope.cancelled_caught and conn.state is DECIDING:
-                    self._open_timed_out()  # the scope's timer came first
+            if decision is not _ANSWERED:
                 if conn.state is not DECIDING:
-                    return  # open_timeout (its timer aborted TCP), or the peer left
-            del server._handshaking[conn]
-            accepted = isinstance(decision, Accept)
-            # Nothing of the decision stays referenced while the handler runs.
-            opened = self._answer(decision)
-            del coro, decision
-            if not opened or not accepted or conn.state is not _OPEN:
-                return  # an HTTP answer, or a Close decision (its close frame is out)
+                    return  # the peer left, or open_timeout, before this task started
+                request = self.request
+                coro = (
+                    server.router.resolve(request)
+                    if decision is None
+                    else resolve_rest(decision, request)
+                )
+                # A hook or a view that does not wait needs no cancel scope: step
+                # the coroutine once; only if it waits, finish it under a cancel
+                # scope ending with open_timeout.
+                decision, done = _first_step(coro)
+                if not done:
+                    timer = self._open_timer
+                    deadline = math.inf if timer is None else timer.when()
+                    with anyio.CancelScope(deadline=deadline) as scope:
+                        decision = await _Resume(coro, decision)
+                    if scope.cancelled_caught and conn.state is DECIDING:
+                        self._open_timed_out()  # the scope's timer came first
+                    if conn.state is not DECIDING:
+                        return  # open_timeout (its timer aborted TCP), or the peer left
+                del server._handshaking[conn]
+                accepted = isinstance(decision, Accept)
+                # Nothing of the decision stays referenced while the handler runs.
+                opened = self._answer(decision, cork=True)
+                del coro, decision
+                if not opened or not accepted:
+                    return  # an HTTP answer, or a Close decision (its close frame is out)
+            if conn.state is not _OPEN:
+                return
             session = self._session
             if server._closing:
                 self._closing_now(session.shutdown())  # accepted while shutting down
@@ -1021,8 +1055,12 @@ class _LoopConnection(Connection, asyncio.Protocol):
             if self._lost:
                 self._release()
 
-    def _answer(self, decision: Any) -> bool:
-        """Carry out the decision; True if the connection is now open (or closing)."""
+    def _answer(self, decision: Any, cork: bool) -> bool:
+        """Carry out the decision; True if the connection is now open (or closing).
+
+        ``cork``: a 101 waits for the handler's first message (or the end of this
+        loop iteration) to leave with it, in one segment: when the handler runs in
+        this very task step."""
         conn = self._conn
         events = conn.carry_out(decision)
         if self._open_timer is not None:
@@ -1030,7 +1068,7 @@ class _LoopConnection(Connection, asyncio.Protocol):
             self._open_timer = None
         out = conn.data_to_send()
         state = conn.state
-        if state is _OPEN:
+        if state is _OPEN and cork:
             self._cork = [out]
             self._loop.call_soon(self._uncork)
         else:
@@ -1280,6 +1318,9 @@ class Server:
         self._reuse_port = reuse_port
         # The TestClient hears of handler exceptions this way.
         self._on_handler_error = on_handler_error
+        # resolve() as the core defines it can be taken in two steps (see
+        # _LoopConnection._request_received); a router overriding it is awaited.
+        self._resolve_inline = getattr(type(router), "resolve", None) is CoreRouter.resolve
         self.listeners: list[anyio.abc.SocketListener] = []
         self._bound_port: int | None = None
         self.connections: set[Connection] = set()
