@@ -103,7 +103,7 @@ from wsproto.frame_protocol import (
 
 from .errors import ConnectionClosed
 from .events import Closed, Event, Message, Ping, Pong, RequestReceived
-from .handshake import Accept, Close, Request, Respond, check_close_code
+from .handshake import Accept, Close, Headers, Request, Respond, check_close_code
 from .masking import Masker, apply_mask
 
 __all__ = ["ServerConnection", "State", "DEFAULT_MAX_SIZE", "DEFAULT_MAX_HEADER_BYTES"]
@@ -410,10 +410,8 @@ def negotiate_deflate(offers: list[str], max_size: int) -> tuple[str, _Deflate] 
 # in this form is parsed here in a few microseconds, to the same result as h11; anything
 # else goes to h11, which accepts, or rejects with 400/431, as it always does.
 _TOKEN = r"[-!#$%&'*+.^_`|~0-9A-Za-z]+"
-_REQUEST_LINE = re.compile(rf"({_TOKEN}) ([\x21-\x7e]+) HTTP/1\.1")
-_HEADER_LINE = re.compile(
-    rf"({_TOKEN}):[ \t]*((?:[\x21-\x7e\x80-\xff]+(?:[ \t]+[\x21-\x7e\x80-\xff]+)*)?)[ \t]*"
-)
+_IS_TOKEN = re.compile(_TOKEN).fullmatch
+_IS_VALUE = re.compile(r"(?:[\x21-\x7e\x80-\xff]+(?:[ \t]+[\x21-\x7e\x80-\xff]+)*)?").fullmatch
 
 
 def _fast_head(data: bytes) -> tuple[str, str, list[tuple[str, str]], int] | None:
@@ -422,17 +420,29 @@ def _fast_head(data: bytes) -> tuple[str, str, list[tuple[str, str]], int] | Non
     if end < 0:
         return None
     lines = data[:end].decode("latin-1").split("\r\n")
-    match = _REQUEST_LINE.fullmatch(lines[0])
-    if match is None:
+    request_line = lines[0].split(" ")
+    if len(request_line) != 3:
+        return None
+    method, target, version = request_line
+    # The usual case passes str checks done in C; the exact grammar decides the rest.
+    # No line holds a CR or LF: they are neither token characters nor visible ones.
+    if (
+        version != "HTTP/1.1"
+        or not (method.isalpha() and method.isascii() or _IS_TOKEN(method))
+        or not (target and target.isascii() and target.isprintable())
+    ):
         return None
     headers = []
     hosts = 0
-    header_line = _HEADER_LINE.fullmatch
     for line in lines[1:]:
-        field = header_line(line)
-        if field is None:
+        name, colon, value = line.partition(":")
+        if not colon:
             return None
-        name, value = field.groups()
+        if not (name.isascii() and name.replace("-", "").isalnum()) and not _IS_TOKEN(name):
+            return None
+        value = value.strip(" \t")
+        if not (value.isascii() and value.isprintable()) and not _IS_VALUE(value):
+            return None
         lowered = name.lower()
         if lowered == "host":
             hosts += 1
@@ -441,7 +451,7 @@ def _fast_head(data: bytes) -> tuple[str, str, list[tuple[str, str]], int] | Non
         headers.append((name, value))
     if hosts != 1:
         return None
-    return match[1], match[2], headers, end + 4
+    return method, target, headers, end + 4
 
 
 # Close codes a peer may send (RFC 6455 7.4, IANA registry): as wsproto accepts them.
@@ -621,7 +631,7 @@ class ServerConnection:
                     self._head = data[:size]
                     if len(data) > size:
                         self._early.append(data[size:])
-                    return self._request(method, target, headers)
+                    return self._request(method, target, Headers._of_text(headers))
             conn = self._h11 = h11.Connection(
                 h11.SERVER, max_incomplete_event_size=self.max_header_bytes
             )

@@ -87,6 +87,27 @@ class Headers:
         for name, value in items:
             self.add(name, value)
 
+    @classmethod
+    def _of_text(cls, items: list[tuple[str, str]]) -> Headers:
+        """Headers over ``items``, ``(str, str)`` pairs the caller has checked (the
+        driver's request parser): no per-field type checks, ``items`` kept as is."""
+        self = object.__new__(cls)
+        self._items = items
+        names: list[str] = []
+        values: list[str] = []
+        index: dict[str, list[str]] = {}
+        for name, value in items:
+            names.append(name)
+            values.append(value)
+            key = name.lower()
+            found = index.get(key)
+            if found is None:
+                index[key] = [value]
+            else:
+                found.append(value)
+        self._names, self._values, self._index = names, values, index
+        return self
+
     def add(self, name: str | bytes, value: str | bytes) -> None:
         name, value = _text(name), _text(value)
         self._items.append((name, value))
