@@ -450,6 +450,37 @@ async def test_a_router_with_its_own_resolve_is_awaited(serve_routed, install):
     assert seen == [("/echo/hi", "Accept"), ("/nope", "Respond")]
 
 
+async def test_router_serve_keeps_a_router_class_own_hook_and_handler():
+    seen = []
+
+    class Mine(Router):
+        async def process_request(self, *args):
+            seen.append("hook")
+            return await super().process_request(*args)
+
+        async def handle(self, ws, path=None):
+            seen.append("handle")
+            await super().handle(ws, path)
+
+    router = Mine()
+
+    @router.route("/echo/{word}")
+    async def echo(ws, path):
+        await ws.send(path.params["word"])
+
+    def user_hook(connection, request):
+        seen.append("user hook")
+
+    for options in ({}, {"process_request": user_hook}):
+        seen.clear()
+        async with router.serve(HOST, 0, **options) as server:
+            await check_served(server.port)
+        expected = ["hook", "handle", "hook"]
+        if options:
+            expected = ["user hook", "hook", "handle", "user hook", "hook"]
+        assert seen == expected
+
+
 async def test_router_serve_with_legacy_options_uses_the_legacy_server():
     async with serve_router().serve(HOST, 0, extra_headers={"X-Legacy": "yes"}) as server:
         async with connect(f"ws://{HOST}:{server.port}/echo/old") as ws:

@@ -384,8 +384,11 @@ class Serve:
 
         kwargs["process_request"] = _chain(self.router, kwargs.get("process_request"))
         # The transport's handle() itself, not router.handle, which imports this module
-        # on each call: one call and one package import less per connection.
-        handler = functools.partial(handle, self.router)
+        # on each call: one call and one package import less per connection. A router
+        # class with its own handle() keeps it.
+        handler: Callable[[Any], Awaitable[None]] = self.router.handle
+        if _inherits(self.router, "handle"):
+            handler = functools.partial(handle, self.router)
         return asyncio_serve(handler, self.host, self.port, **kwargs)
 
     async def _start(self) -> Any:
@@ -417,7 +420,15 @@ def _chain(router: Router, user_hook: Callable[..., Any] | None) -> Callable[[An
     """The router's hook, after a user-supplied one (which may answer first); it returns
     the answer or an awaitable giving it, as websockets allows."""
     if user_hook is None or getattr(user_hook, "__self__", None) is router:
+        if not _inherits(router, "process_request"):
+            return router.process_request  # a router class with its own hook
         return functools.partial(_hook, router)
+
+    routed_hook = (
+        functools.partial(_hook, router)
+        if _inherits(router, "process_request")
+        else router.process_request
+    )
 
     async def chained(connection: Any, request: Any) -> Any:
         response = user_hook(connection, request)
@@ -425,10 +436,18 @@ def _chain(router: Router, user_hook: Callable[..., Any] | None) -> Callable[[An
             response = await response
         if response is not None:
             return response
-        response = _hook(router, connection, request)
+        response = routed_hook(connection, request)
         return (await response) if inspect.isawaitable(response) else response
 
     return chained
+
+
+def _inherits(router: Router, method: str) -> bool:
+    """Whether the router's class takes ``method`` from websockets_routes.Router, so
+    that serve() may call this module's function behind it directly."""
+    from .. import Router as PublicRouter
+
+    return getattr(type(router), method, None) is getattr(PublicRouter, method)
 
 
 def serve(router: Router, host: Any = None, port: int | None = None, **kwargs: Any) -> Serve:
