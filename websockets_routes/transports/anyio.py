@@ -581,7 +581,20 @@ class Connection(MessageIteration):
         if conn.close_received is not None and conn.close_sent is not None:
             fast = self._fast
             # anyio's asyncio stream aborts on close: only with nothing left to send.
-            if fast is None or not fast[0].get_write_buffer_size():
+            if fast is None:
+                await _close_stream(self._stream)
+                return
+            transport = fast[0]
+            if not transport.get_write_buffer_size():
+                # The FIN leaves now, right after the close frame and before the
+                # tasks this close woke run: abort() would close the socket only
+                # one loop iteration later, and a peer waiting for our end of TCP
+                # (the last step of its closing handshake) waits for nothing else.
+                if transport.can_write_eof():
+                    try:
+                        transport.write_eof()
+                    except OSError:
+                        pass  # the peer is gone already: aclose() ends it all
                 await _close_stream(self._stream)
                 return
         try:
