@@ -26,8 +26,9 @@ streams; this module only moves bytes, waits and keeps time.
 
 Structure (structured concurrency): one task group per server. It holds one accept
 loop per listening socket, one keepalive timer task for all connections (a heap of
-deadlines, when ``ping_interval`` is set) and one task per connection; a
-connection's task holds its reader task and runs the handler itself.
+deadlines, when ``ping_interval`` is set), one task per connection, which runs the
+handler itself, and, once a connection is accepted, its reader task (a 404 or a
+4040 close needs none); a connection's task ends after its reader.
 ``server.close()`` stops accepting, drops requests still being read, sends 1001 to
 every open connection, lets handlers finish for up to ``close_timeout`` and then
 cancels what is left; ``wait_closed()`` returns when no task of the server is left.
@@ -73,9 +74,10 @@ from anyio.streams.tls import TLSStream
 
 from ..core.connection import ServerConnection, State
 from ..core.events import Closed, RequestReceived
-from ..core.handshake import Accept, Request
+from ..core.handshake import Accept, Request, resolve_pending, resolve_rest, resolve_start
 from ..core.iteration import MessageIteration
 from ..core.paths import RoutedPath
+from ..core.router import Router as CoreRouter
 from ..core.session import (
     CLOSED,
     FAILING,
@@ -229,6 +231,7 @@ class Connection(MessageIteration):
         tcp: anyio.abc.ByteStream | None = None,
         local_address: Any = None,
         event_class: Any = None,
+        fast: tuple[Any, Any, Any] | None | bool = False,
     ) -> None:
         conn = session.conn
         # anyio's Event class for this backend: created directly, it skips the
@@ -256,7 +259,7 @@ class Connection(MessageIteration):
         self._done: Any = None
         self._reader_done = False
         self._aborted = False
-        self._fast = _asyncio_socket(stream)
+        self._fast = _asyncio_socket(stream) if fast is False else fast
         self._reader_writing = False  # the fast read loop is writing its answers
         self._timer_at: float | None = None  # its entry in the server's keepalive timers
         self._timers: _Timers | None = None
@@ -347,6 +350,15 @@ class Connection(MessageIteration):
             if self._closed is None:
                 self._closed = self._event()
             await self._closed.wait()
+
+    async def _read_task(self) -> None:
+        """The reader, in the server's task group: a failure ends this connection,
+        not the server."""
+        try:
+            await self._read_loop()
+        except Exception:
+            logger.exception("reading from %s failed", peer_name(self.remote_address))
+            await self._abort()
 
     async def _wait_reader(self) -> None:
         if not self._reader_done:
@@ -720,6 +732,9 @@ class Server:
         if not callable(getattr(router, "resolve", None)):
             raise TypeError(f"serve() needs a Router, not {type(router).__name__}")
         self.router = router
+        # resolve() as the core defines it can be taken in two steps, the first
+        # without an await; a router that overrides it is awaited as it is.
+        self._resolve_inline = getattr(type(router), "resolve", None) is CoreRouter.resolve
         self.host = host
         self._port = port
         self.options = ServerOptions(**options)
@@ -942,10 +957,11 @@ class Server:
     ) -> None:
         options = self.options
         conn = options.connection(remote_address)
+        fast = _asyncio_socket(stream) if options.ssl is None else None
         self._handshaking[conn] = stream
         try:
             with anyio.move_on_after(_timeout(options.open_timeout)) as scope:
-                opened = await self._handshake(stream, conn)
+                opened = await self._handshake(stream, conn, fast)
         finally:
             del self._handshaking[conn]
         if scope.cancelled_caught:
@@ -967,6 +983,7 @@ class Server:
             tcp=tcp,
             local_address=local_address,
             event_class=self._event_class,
+            fast=fast if stream is tcp else None,
         )
         flags = session.dispatch(events, closing=conn.state is State.CLOSING)
         out = session.data_to_send()
@@ -977,27 +994,39 @@ class Server:
             await ws._finish_tcp()
             return
         self.connections.add(ws)
-        timers = self._timers
-        assert timers is not None
         try:
+            if not isinstance(decision, Accept) or conn.state is not _OPEN:
+                # A Close decision: its close frame is out. The peer's answer is read
+                # in this task; no reader task, no timer.
+                with anyio.move_on_after(_timeout(options.close_timeout)):
+                    await ws._read_loop()
+                if not session.closed:
+                    await ws._abort()
+                return
+            timers = self._timers
+            assert timers is not None and self._conn_tg is not None
             ws._timers = timers
             timers.schedule(ws)
-            async with anyio.create_task_group() as tg:
-                tg.start_soon(ws._read_loop)
-                if isinstance(decision, Accept) and conn.state is _OPEN:
-                    if self._closing:
-                        await ws._going_away()  # accepted while shutting down
-                    else:
-                        await self._run_handler(ws, session)
-                # A Close decision: its close frame is out; the same wait applies.
+            try:
+                # The reader runs in the server's task group (a task group per
+                # connection costs a cancel scope and a host task): this task waits
+                # for it below, and a cancellation of the server ends both.
+                self._conn_tg.start_soon(ws._read_task)
+                if self._closing:
+                    await ws._going_away()  # accepted while shutting down
+                else:
+                    await self._run_handler(ws, session)
                 if not session.closed:
                     await ws._close_and_wait(0)
                 await ws._wait_reader()
+            finally:
+                timers.cancel(ws)
         finally:
-            timers.cancel(ws)
             self.connections.discard(ws)
 
-    async def _handshake(self, stream: anyio.abc.ByteStream, conn: ServerConnection) -> Any:
+    async def _handshake(
+        self, stream: anyio.abc.ByteStream, conn: ServerConnection, fast: Any
+    ) -> Any:
         """TLS, then the HTTP request, then the router's decision, carried out.
 
         Returns ``(stream, tcp, request, decision, events)``, or None when the
@@ -1013,10 +1042,18 @@ class Server:
             except (*_STREAM_ERRORS, _ssl.SSLError) as exc:
                 logger.info("TLS handshake with %s failed: %s", peer_name(conn.remote_address), exc)
                 return None
-        request = await _read_request(stream, conn, self.options)
+        if fast is not None:
+            request = await _read_request_fast(fast, stream, conn, self.options)
+        else:
+            request = await _read_request(stream, conn, self.options)
         if request is None:
             return None
-        decision = await self.router.resolve(request)
+        if self._resolve_inline:
+            decision = resolve_start(self.router, request)
+            if resolve_pending(decision):
+                decision = await resolve_rest(decision, request)
+        else:
+            decision = await self.router.resolve(request)
         events = conn.carry_out(decision)
         return stream, tcp, request, decision, events
 
@@ -1050,6 +1087,45 @@ async def _read_request(
                 await stream.send(out)
             except _STREAM_ERRORS:
                 return None
+        for event in events:
+            if type(event) is RequestReceived:
+                return event.request
+            if type(event) is Closed:
+                await _finish_rejected(stream, options)
+                return None
+
+
+async def _read_request_fast(
+    fast: tuple[Any, Any, Any],
+    stream: anyio.abc.ByteStream,
+    conn: ServerConnection,
+    options: ServerOptions,
+) -> Request | None:
+    """``_read_request()`` on anyio's asyncio stream, reading its read queue as
+    ``Connection._fast_read_loop()`` does: a request already received is parsed
+    without an await."""
+    transport, protocol, _ = fast
+    queue = protocol.read_queue
+    while True:
+        if queue:
+            data = queue.popleft() if len(queue) == 1 else b"".join(queue)
+            queue.clear()
+            protocol.read_event.clear()
+            events = conn.receive_data(data)
+        elif protocol.is_at_eof or protocol.exception is not None or transport.is_closing():
+            conn.receive_eof()
+            return None
+        else:
+            read_event = protocol.read_event
+            read_event.clear()
+            transport.resume_reading()
+            await read_event.wait()
+            continue
+        out = conn.data_to_send()
+        if out:
+            if transport.is_closing():
+                return None
+            transport.write(out)
         for event in events:
             if type(event) is RequestReceived:
                 return event.request
