@@ -145,6 +145,17 @@ def _asyncio_socket(stream: Any) -> tuple[Any, Any, Any] | None:
     return transport, protocol, asyncio.get_running_loop()
 
 
+def _ipv4_addresses(transport: Any) -> tuple[Any, Any] | None:
+    """``(peer, local)`` as anyio gives them, from what asyncio's transport read at
+    its creation; None unless both are IPv4 ``(host, port)`` (anyio rewrites IPv6
+    ones)."""
+    peer = transport.get_extra_info("peername")
+    local = transport.get_extra_info("sockname")
+    if type(peer) is tuple and len(peer) == 2 and type(local) is tuple and len(local) == 2:
+        return peer, local
+    return None
+
+
 class _PongWaiter:
     """What ``await ws.ping()`` returns: await it for the round-trip time in seconds."""
 
@@ -934,14 +945,23 @@ class Server:
         """Serve one connection on ``stream`` until it ends (closing the stream)."""
         self._active += 1
         try:
-            # One look at the attributes: anyio builds their table on every call.
-            attributes: Any = stream.extra_attributes
-            if remote_address is None:
-                getter = attributes.get(SocketAttribute.remote_address)
-                remote_address = getter() if getter is not None else None
-            getter = attributes.get(SocketAttribute.local_address)
-            local_address = getter() if getter is not None else None
-            await self._serve(stream, remote_address, local_address)
+            fast = _asyncio_socket(stream) if self.options.ssl is None else None
+            addresses = _ipv4_addresses(fast[0]) if fast is not None else None
+            if addresses is not None:
+                # asyncio's transport has them already: anyio's attribute table
+                # would ask the kernel again (getpeername, getsockname).
+                peer, local_address = addresses
+                if remote_address is None:
+                    remote_address = peer
+            else:
+                # One look at the attributes: anyio builds their table on every call.
+                attributes: Any = stream.extra_attributes
+                if remote_address is None:
+                    getter = attributes.get(SocketAttribute.remote_address)
+                    remote_address = getter() if getter is not None else None
+                getter = attributes.get(SocketAttribute.local_address)
+                local_address = getter() if getter is not None else None
+            await self._serve(stream, remote_address, local_address, fast)
         except Exception:
             logger.exception("connection from %s failed", peer_name(remote_address))
         finally:
@@ -953,11 +973,14 @@ class Server:
                 done.set()
 
     async def _serve(
-        self, stream: anyio.abc.ByteStream, remote_address: Any, local_address: Any
+        self,
+        stream: anyio.abc.ByteStream,
+        remote_address: Any,
+        local_address: Any,
+        fast: tuple[Any, Any, Any] | None,
     ) -> None:
         options = self.options
         conn = options.connection(remote_address)
-        fast = _asyncio_socket(stream) if options.ssl is None else None
         self._handshaking[conn] = stream
         try:
             with anyio.move_on_after(_timeout(options.open_timeout)) as scope:
