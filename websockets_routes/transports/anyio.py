@@ -61,6 +61,7 @@ import errno
 import heapq
 import logging
 import math
+import socket
 import ssl as _ssl
 import sys
 from collections.abc import Callable, Generator
@@ -907,6 +908,8 @@ class Server:
             if self._closing:
                 scope.cancel()
             try:
+                if type(listener).__module__ == "anyio._backends._asyncio":
+                    await self._accept_batches(listener)
                 while True:
                     try:
                         stream = await listener.accept()
@@ -923,6 +926,46 @@ class Server:
             finally:
                 # Stop listening now, not when the last connection ends.
                 await _close_stream(listener)
+
+    async def _accept_batches(self, listener: anyio.abc.SocketListener) -> None:
+        """The accept loop on asyncio: anyio's ``accept()`` takes one connection per
+        call, each with a checkpoint (a loop iteration) and its own wait for the
+        listening socket (two epoll_ctl calls); here one wait takes every
+        connection that is waiting, and each gets its anyio stream in its own task."""
+        sock = listener.extra(SocketAttribute.raw_socket)
+        assert self._conn_tg is not None
+        spawn = self._conn_tg.start_soon
+        while True:
+            await anyio.wait_readable(sock)
+            while True:
+                try:
+                    client, _ = sock.accept()
+                except (BlockingIOError, InterruptedError):
+                    break
+                except OSError as exc:
+                    if exc.errno not in _ACCEPT_RETRY:
+                        raise
+                    logger.error("accept() failed (%s); retrying in 100 ms", exc)
+                    await anyio.sleep(0.1)
+                    break
+                # As anyio's accept() does: small frames are not held back (Nagle).
+                try:
+                    client.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+                except OSError:
+                    client.close()  # gone already
+                    continue
+                spawn(self._handle_accepted, client)
+
+    async def _handle_accepted(self, client: socket.socket) -> None:
+        try:
+            stream = await anyio.abc.SocketStream.from_socket(client)
+        except OSError:
+            client.close()  # the peer left before its stream was made
+            return
+        except BaseException:
+            client.close()
+            raise
+        await self.handle_stream(stream)
 
     def start_stream(
         self,
