@@ -19,6 +19,7 @@ write buffer is over its high-water mark. Works on uvloop.
 from __future__ import annotations
 
 import asyncio
+import errno
 import socket
 from collections.abc import Coroutine, Generator
 from typing import Any
@@ -46,6 +47,8 @@ from ..core.session import (
 __all__ = ["serve", "Server", "WebSocket"]
 
 OPEN = State.OPEN
+# accept() errors that pass with time (out of descriptors, buffers or memory).
+_ACCEPT_RETRY = frozenset([errno.EMFILE, errno.ENFILE, errno.ENOBUFS, errno.ENOMEM])
 CLOSING = State.CLOSING
 _HEAP_READ_SIZE = 128 * 1024 - 1024  # see connection_made()
 CLOSED = State.CLOSED
@@ -632,6 +635,7 @@ class Server:
         self._shutdown_task: asyncio.Task[None] | None = None
         self._idle: asyncio.Future[None] | None = None
         self._starting: asyncio.Future[None] | None = None
+        self._make_transport: Any = None
 
     async def start(self) -> Server:
         """Bind and start accepting; returns self. Calling it again (even while the
@@ -655,7 +659,56 @@ class Server:
             kwargs["port"] = self._port or 0
             if self.reuse_port:
                 kwargs["reuse_port"] = True
-        self._server = await self._loop.create_server(lambda: WebSocket(self), **kwargs)
+        loop = self._loop
+        make_transport = None
+        if self.options.ssl is None and isinstance(
+            loop, asyncio.selector_events.BaseSelectorEventLoop
+        ):
+            make_transport = getattr(loop, "_make_socket_transport", None)
+        kwargs["start_serving"] = make_transport is None
+        self._server = await loop.create_server(lambda: WebSocket(self), **kwargs)
+        if make_transport is not None:
+            # asyncio's own accept path makes each transport in a task of its own,
+            # which takes two more loop iterations (and a task and a future) before
+            # the request is read: on a selector loop, accept here and make the
+            # transport at once. asyncio.Server still owns the sockets: its close()
+            # removes this reader, and it counts the connections as its own.
+            self._make_transport = make_transport
+            for sock in self._server.sockets:
+                # .sockets wraps each socket (asyncio.trsock), without accept().
+                listening = getattr(sock, "_sock", sock)
+                listening.listen(self.backlog)  # asyncio listens only when it serves
+                loop.add_reader(listening.fileno(), self._accept, listening)
+
+    def _accept(self, listening: socket.socket) -> None:
+        """The listening socket is readable: accept what waits, as asyncio does."""
+        for _ in range(self.backlog):
+            try:
+                sock, address = listening.accept()
+            except (BlockingIOError, InterruptedError, ConnectionAbortedError):
+                return
+            except OSError as exc:
+                if exc.errno in _ACCEPT_RETRY:
+                    # Out of descriptors or memory: the socket stays readable, so
+                    # stop listening for a while (asyncio's own delay) and retry.
+                    logger.error("accept() failed (%s); retrying in 1 s", exc)
+                    self._loop.remove_reader(listening.fileno())
+                    self._loop.call_later(1.0, self._accept_again, listening)
+                else:
+                    logger.error("accept() failed (%s)", exc)
+                return
+            try:
+                sock.setblocking(False)
+                self._make_transport(
+                    sock, WebSocket(self), extra={"peername": address}, server=self._server
+                )
+            except Exception:
+                logger.exception("setting up the connection from %s failed", address)
+                sock.close()
+
+    def _accept_again(self, listening: socket.socket) -> None:
+        if not self._closing and listening.fileno() >= 0:
+            self._loop.add_reader(listening.fileno(), self._accept, listening)
 
     def __await__(self) -> Generator[Any, None, Server]:
         return self.start().__await__()
