@@ -14,6 +14,14 @@ one task per connection (the handler, after ``router.resolve()``), timers for th
 timeouts and keepalive, no extra task per message. Backpressure both ways: reading
 pauses while ``max_queue`` messages wait for ``recv()``; ``send()`` waits while the
 write buffer is over its high-water mark. Works on uvloop.
+
+Latency of a short connection (connect, hello, close), which waits on every step:
+on a selector loop the accept callback makes the transport at once (asyncio's own
+path takes a task and two more loop iterations); when ``resolve()`` has nothing to
+await, the handshake is answered in the callback that read the request, so the 101
+leaves before the handler's task starts (a 101 answered from the task waits for the
+handler's first message instead, to leave in one segment with it); after the closing
+handshake the FIN leaves with the close frame, before anyone is woken.
 """
 
 from __future__ import annotations
