@@ -168,6 +168,35 @@ async def test_unknown_path_under_close_unmatched_is_4040(serve_router, connect)
     assert info.value.rcvd.code == 4040
 
 
+async def test_a_router_overriding_resolve_is_asked_for_every_handshake(serve_router, connect):
+    """The servers answer a route without a hook in the callback that read the request
+    (no await); a Router subclass with its own resolve() must still decide."""
+    from websockets_routes.core import Respond
+
+    class Maintenance(Router):
+        async def resolve(self, request):
+            await anyio.lowlevel.checkpoint()
+            if request.headers.get("X-Maintenance"):
+                return Respond(503, [("Content-Type", "text/plain")], b"maintenance\n")
+            return await super().resolve(request)
+
+    router = Maintenance()
+
+    @router.route("/hello")
+    async def hello(ws, path):
+        await ws.send("hello")
+
+    with anyio.fail_after(TIMEOUT):
+        async with serve_router(router) as server:
+            with pytest.raises(InvalidStatus) as info:
+                async with connect(server, "/hello", additional_headers={"X-Maintenance": "1"}):
+                    pass
+            assert info.value.response.status_code == 503
+            assert info.value.response.body == b"maintenance\n"
+            async with connect(server, "/hello") as ws:
+                assert await ws.recv() == "hello"
+
+
 async def test_hook_status_headers_and_body(serve_router, connect):
     with anyio.fail_after(TIMEOUT):
         async with serve_router(make_router()) as server:
