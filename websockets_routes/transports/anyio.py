@@ -561,18 +561,11 @@ class Connection(MessageIteration):
                     await resume.wait()
                 continue
             if queue:
-                data = queue.popleft() if len(queue) == 1 else b"".join(queue)
-                queue.clear()
-                # As anyio's receive() does: an empty queue means no pending event.
-                protocol.read_event.clear()
-                flags = session.receive_data(data)
-            elif protocol.is_at_eof or protocol.exception is not None or transport.is_closing():
+                flags = session.receive_data(_take_queued(protocol))
+            elif _fast_at_eof(transport, protocol):
                 flags = session.receive_eof()
             else:
-                read_event = protocol.read_event
-                read_event.clear()
-                transport.resume_reading()
-                await read_event.wait()
+                await _fast_wait(transport, protocol)
                 continue
             out = session.data_to_send()
             if flags:
@@ -651,6 +644,28 @@ class Connection(MessageIteration):
     async def _going_away(self) -> None:
         """The server shuts down: close with 1001."""
         await self._close_and_wait(self._session.shutdown())
+
+
+def _take_queued(protocol: Any) -> bytes:
+    """All that anyio's asyncio stream protocol has queued, taken as its receive() would."""
+    queue = protocol.read_queue
+    data = queue.popleft() if len(queue) == 1 else b"".join(queue)
+    queue.clear()
+    # As anyio's receive() does: an empty queue means no pending event.
+    protocol.read_event.clear()
+    return data
+
+
+def _fast_at_eof(transport: Any, protocol: Any) -> bool:
+    return protocol.is_at_eof or protocol.exception is not None or transport.is_closing()
+
+
+async def _fast_wait(transport: Any, protocol: Any) -> None:
+    """Wait for bytes on anyio's asyncio stream, reading only while someone waits."""
+    read_event = protocol.read_event
+    read_event.clear()
+    transport.resume_reading()
+    await read_event.wait()
 
 
 async def _close_stream(stream: anyio.abc.AsyncResource) -> None:
@@ -1174,18 +1189,12 @@ async def _read_request_fast(
     queue = protocol.read_queue
     while True:
         if queue:
-            data = queue.popleft() if len(queue) == 1 else b"".join(queue)
-            queue.clear()
-            protocol.read_event.clear()
-            events = conn.receive_data(data)
-        elif protocol.is_at_eof or protocol.exception is not None or transport.is_closing():
+            events = conn.receive_data(_take_queued(protocol))
+        elif _fast_at_eof(transport, protocol):
             conn.receive_eof()
             return None
         else:
-            read_event = protocol.read_event
-            read_event.clear()
-            transport.resume_reading()
-            await read_event.wait()
+            await _fast_wait(transport, protocol)
             continue
         out = conn.data_to_send()
         if out:
