@@ -668,6 +668,15 @@ async def _fast_wait(transport: Any, protocol: Any) -> None:
     await read_event.wait()
 
 
+async def _after_accept_error(exc: OSError) -> None:
+    """accept() failed: out of descriptors or memory passes with time, so wait a
+    little before accepting again; any other error is raised."""
+    if exc.errno not in _ACCEPT_RETRY:
+        raise exc
+    logger.error("accept() failed (%s); retrying in 100 ms", exc)
+    await anyio.sleep(0.1)
+
+
 async def _close_stream(stream: anyio.abc.AsyncResource) -> None:
     """Close a stream at once. anyio's streams release the socket before their
     closing checkpoint, so a cancellation cannot leak it; unlike
@@ -929,10 +938,7 @@ class Server:
                     try:
                         stream = await listener.accept()
                     except OSError as exc:
-                        if exc.errno not in _ACCEPT_RETRY:
-                            raise
-                        logger.error("accept() failed (%s); retrying in 100 ms", exc)
-                        await anyio.sleep(0.1)
+                        await _after_accept_error(exc)
                         continue
                     assert self._conn_tg is not None
                     self._conn_tg.start_soon(self.handle_stream, stream)
@@ -958,10 +964,7 @@ class Server:
                 except (BlockingIOError, InterruptedError):
                     break
                 except OSError as exc:
-                    if exc.errno not in _ACCEPT_RETRY:
-                        raise
-                    logger.error("accept() failed (%s); retrying in 100 ms", exc)
-                    await anyio.sleep(0.1)
+                    await _after_accept_error(exc)
                     break
                 # As anyio's accept() does: small frames are not held back (Nagle).
                 try:
