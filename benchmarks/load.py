@@ -27,7 +27,9 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import base64
 import contextlib
+import hashlib
 import json
 import logging
 import os
@@ -48,7 +50,7 @@ from typing import Any
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
-from servers import HIT_TARGET, HOST, KINDS, Kind, missing_modules  # noqa: E402
+from servers import HELLO, HIT_TARGET, HOST, KINDS, Kind, missing_modules  # noqa: E402
 
 SERVERS_PY = os.path.join(os.path.dirname(os.path.abspath(__file__)), "servers.py")
 DEFAULT_SERVERS = [
@@ -378,6 +380,124 @@ class RawEcho(asyncio.Protocol):
                     future.set_exception(ConnectionError("disconnected"))
 
 
+class HandshakeScript:
+    """One handshake-workload round as bytes, for the lean clients below: a fixed
+    upgrade request; the 101 checked (status line and Sec-WebSocket-Accept) and the
+    server's hello frame read; a masked close sent; the server's close frame and FIN
+    awaited. picows spends 300-450 µs of client CPU per handshake on this machine, so
+    at 50 connections it saturated its core while our server idled at 55-65%; these
+    clients spend 150-300 µs, so the handshake workloads measure the servers."""
+
+    KEY = "dGhlIHNhbXBsZSBub25jZQ=="  # the sample key of RFC 6455, section 1.3
+    ACCEPT = base64.b64encode(
+        hashlib.sha1((KEY + "258EAFA5-E914-47DA-95CA-C5AB0DC85B11").encode()).digest()
+    )
+    HELLO_FRAME = bytes([0x81, len(HELLO)]) + HELLO.encode()
+    CLOSE_FRAME = bytes([0x88, 0x82, 0, 0, 0, 0, 0x03, 0xE8])  # code 1000, zero mask
+
+    def __init__(self, port: int) -> None:
+        self.request = (
+            f"GET {HIT_TARGET} HTTP/1.1\r\nHost: {HOST}:{port}\r\nUpgrade: websocket\r\n"
+            f"Connection: Upgrade\r\nSec-WebSocket-Key: {self.KEY}\r\n"
+            "Sec-WebSocket-Version: 13\r\n\r\n"
+        ).encode()
+        self.port = port
+
+    def hello_end(self, received: bytes) -> int | None:
+        """Where the hello frame ends in `received`, None while incomplete; raises
+        ConnectionError for anything but a 101 with the right accept and the hello."""
+        end = received.find(b"\r\n\r\n")
+        if end < 0 or len(received) < end + 4 + len(self.HELLO_FRAME):
+            return None
+        after = end + 4 + len(self.HELLO_FRAME)
+        if (
+            not received.startswith(b"HTTP/1.1 101 ")
+            or self.ACCEPT not in received[:end]
+            or received[end + 4 : after] != self.HELLO_FRAME
+        ):
+            raise ConnectionError(f"unexpected answer: {received[:200]!r}")
+        return after
+
+    def check_close(self, after_hello: bytes) -> None:
+        if after_hello[:1] != b"\x88":
+            raise ConnectionError(f"no close frame before EOF: {after_hello[:200]!r}")
+
+    def run_blocking(self, timeout: float = 10.0) -> None:
+        """The round on a blocking socket: for one connection at a time, no event
+        loop stands between the server and the clock."""
+        with socket.create_connection((HOST, self.port), timeout) as sock:
+            sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+            sock.sendall(self.request)
+            received = b""
+            after = None
+            while after is None:
+                chunk = sock.recv(65536)
+                if not chunk:
+                    raise ConnectionError(f"closed early: {received[:200]!r}")
+                received += chunk
+                after = self.hello_end(received)
+            sock.sendall(self.CLOSE_FRAME)
+            rest = received[after:]
+            while chunk := sock.recv(65536):
+                rest += chunk
+            self.check_close(rest)
+
+    async def run(self) -> None:
+        """The round on the running loop, as a Protocol: many run concurrently."""
+        loop = asyncio.get_running_loop()
+        sock = _tcp_socket(None)
+        try:
+            sock.setblocking(False)
+            await loop.sock_connect(sock, (HOST, self.port))
+        except BaseException:
+            sock.close()
+            raise
+        done: asyncio.Future[None] = loop.create_future()
+        transport, _ = await loop.create_connection(lambda: HandshakeProbe(self, done), sock=sock)
+        try:
+            await done
+        finally:
+            transport.abort()
+
+
+class HandshakeProbe(asyncio.Protocol):
+    def __init__(self, script: HandshakeScript, done: asyncio.Future[None]) -> None:
+        self.script = script
+        self.done = done
+        self.received = b""
+        self.after_hello: int | None = None
+
+    def connection_made(self, transport: Any) -> None:
+        self.transport = transport
+        transport.write(self.script.request)
+
+    def data_received(self, data: bytes) -> None:
+        self.received += data
+        if self.after_hello is not None:
+            return
+        try:
+            self.after_hello = self.script.hello_end(self.received)
+        except ConnectionError as exc:
+            if not self.done.done():
+                self.done.set_exception(exc)
+            self.transport.abort()
+            return
+        if self.after_hello is not None:
+            self.transport.write(self.script.CLOSE_FRAME)
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        if self.done.done():
+            return
+        try:
+            if self.after_hello is None:
+                raise ConnectionError(f"closed early: {self.received[:200]!r}")
+            self.script.check_close(self.received[self.after_hello :])
+        except ConnectionError as error:
+            self.done.set_exception(error)
+        else:
+            self.done.set_result(None)
+
+
 def _tcp_socket(url: Any) -> socket.socket:
     """A fresh socket for picows to connect to HOST (an IP address): without one,
     picows resolves the name in a libuv worker thread on every connect, which costs
@@ -385,6 +505,18 @@ def _tcp_socket(url: Any) -> socket.socket:
     sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
     sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
     return sock
+
+
+if sys.version_info >= (3, 11):
+
+    async def within(awaitable: Any, timeout: float) -> Any:
+        """wait_for without its extra task per call, which cost the client about
+        110 µs per handshake and made handshake-50 measure the client."""
+        async with asyncio.timeout(timeout):
+            return await awaitable
+
+else:
+    within = asyncio.wait_for
 
 
 class Client:
@@ -399,7 +531,7 @@ class Client:
     async def connect(self, timeout: float = 10.0) -> Any:
         """An open connection whose hello has arrived."""
         if self.websocket:
-            _, listener = await asyncio.wait_for(
+            _, listener = await within(
                 self.picows.ws_connect(
                     self.listener_class,
                     self.url,
@@ -409,12 +541,12 @@ class Client:
                 timeout,
             )
         else:
-            _, listener = await asyncio.wait_for(
+            _, listener = await within(
                 asyncio.get_running_loop().create_connection(RawEcho, HOST, self.server.port),
                 timeout,
             )
         try:
-            await asyncio.wait_for(asyncio.shield(listener.hello), timeout)
+            await within(asyncio.shield(listener.hello), timeout)
         except BaseException:
             self.abort(listener)
             raise
@@ -435,11 +567,11 @@ class Client:
         else:
             listener.transport.close()
         try:
-            await asyncio.wait_for(asyncio.shield(listener.closed), timeout)
+            await within(asyncio.shield(listener.closed), timeout)
         except asyncio.TimeoutError:
             self.abort(listener)
             with contextlib.suppress(asyncio.TimeoutError):
-                await asyncio.wait_for(asyncio.shield(listener.closed), 1.0)
+                await within(asyncio.shield(listener.closed), 1.0)
 
     async def open_many(self, n: int, parallel: int = 50) -> list[Any]:
         gate = asyncio.Semaphore(parallel)
@@ -468,38 +600,63 @@ class Timing:
     warmup: float
 
 
-async def run_handshakes(client: Client, workload: Workload, timing: Timing) -> dict[str, Any]:
+async def run_handshakes(client: Client, workload: Workload, options: Options) -> dict[str, Any]:
+    """Rounds of connect, hello, close for the window. With the lean client, one
+    connection runs blocking rounds in a thread (the loop only takes snapshots) and
+    more run as HandshakeProbes; --handshake-client picows runs picows for both."""
+    timing = options.timing
     counter = Counter()
+    script = HandshakeScript(client.server.port)
     start = time.monotonic()
     measure_from = start + timing.warmup
     deadline = measure_from + timing.duration
     max_iterations = 1_000_000  # a bound, whatever the clock does
     window: dict[str, float] = {}
 
+    def failed(exc: BaseException) -> None:
+        counter.errors += 1
+        log.debug("handshake failed: %r", exc)
+        if counter.errors > 100:
+            raise BenchError(f"{client.server.name}: too many failures: {exc!r}") from exc
+
+    def blocking_worker() -> None:
+        for _ in range(max_iterations):
+            if time.monotonic() >= deadline:
+                return
+            try:
+                script.run_blocking()
+            except (OSError, ConnectionError) as exc:
+                failed(exc)
+                continue
+            counter.messages += 1
+
     async def worker() -> None:
         for _ in range(max_iterations):
             if time.monotonic() >= deadline:
                 return
             try:
-                listener = await client.connect()
-                await client.close(listener)
+                if options.handshake_client == "probe":
+                    await within(script.run(), 10.0)
+                else:
+                    await client.close(await client.connect())
             except (OSError, asyncio.TimeoutError, ConnectionError) as exc:
-                counter.errors += 1
-                log.debug("handshake failed: %r", exc)
-                if counter.errors > 100:
-                    raise BenchError(f"{client.server.name}: too many failures: {exc!r}") from exc
+                failed(exc)
                 continue
             counter.messages += 1
 
     async def snapshots() -> None:
         await asyncio.sleep(max(0.0, measure_from - time.monotonic()))
         window["count0"], window["cpu0"] = counter.messages, client.server.cpu_ns()
-        window["t0"] = time.monotonic()
+        window["t0"], window["client0"] = time.monotonic(), time.process_time()
         await asyncio.sleep(max(0.0, deadline - time.monotonic()))
         window["count1"], window["cpu1"] = counter.messages, client.server.cpu_ns()
-        window["t1"] = time.monotonic()
+        window["t1"], window["client1"] = time.monotonic(), time.process_time()
 
-    await asyncio.gather(snapshots(), *(worker() for _ in range(workload.concurrency)))
+    if workload.concurrency == 1 and options.handshake_client == "probe":
+        workers = [asyncio.to_thread(blocking_worker)]
+    else:
+        workers = [worker() for _ in range(workload.concurrency)]
+    await asyncio.gather(snapshots(), *workers)
     return sample(window, counter.errors)
 
 
@@ -511,6 +668,7 @@ def sample(window: dict[str, float], errors: int) -> dict[str, Any]:
         "count": count,
         "server_cpu_us_per_op": cpu / 1000 / count if count else None,
         "server_cpu_share": cpu / 1e9 / (window["t1"] - window["t0"]),
+        "client_cpu_share": (window["client1"] - window["client0"]) / (window["t1"] - window["t0"]),
         "errors": errors,
     }
 
@@ -525,17 +683,11 @@ async def run_echo(client: Client, workload: Workload, timing: Timing) -> dict[s
         server = client.server
         window: dict[str, float] = {}
         await asyncio.sleep(timing.warmup)
-        window["count0"], window["cpu0"], window["t0"] = (
-            counter.messages,
-            server.cpu_ns(),
-            time.monotonic(),
-        )
+        window["count0"], window["cpu0"] = counter.messages, server.cpu_ns()
+        window["t0"], window["client0"] = time.monotonic(), time.process_time()
         await asyncio.sleep(timing.duration)
-        window["count1"], window["cpu1"], window["t1"] = (
-            counter.messages,
-            server.cpu_ns(),
-            time.monotonic(),
-        )
+        window["count1"], window["cpu1"] = counter.messages, server.cpu_ns()
+        window["t1"], window["client1"] = time.monotonic(), time.process_time()
         for listener in listeners:
             listener.running = False
         idle = [listener.idle for listener in listeners if listener.idle is not None]
@@ -586,6 +738,7 @@ class Options:
     server_cpu: int | None = None
     quiet: bool = False
     profile_dir: str | None = None
+    handshake_client: str = "probe"
 
 
 @dataclass
@@ -654,7 +807,7 @@ def applies(kind: Kind, workload: Workload) -> bool:
 async def measure(server: ServerProcess, workload: Workload, options: Options) -> dict[str, Any]:
     client = Client(server, kind_of(server.name).websocket)
     if workload.kind == "handshake":
-        return await run_handshakes(client, workload, options.timing)
+        return await run_handshakes(client, workload, options)
     if workload.kind == "echo":
         return await run_echo(client, workload, options.timing)
     settle = 0.2 if options.timing.duration < 1 else 0.5
@@ -733,8 +886,18 @@ async def run(
                     say(
                         options,
                         f"round {round_no + 1}/{options.rounds} {workload.name:13} "
-                        f"{name:24} {sample['value']:12.1f}{workload.unit}",
+                        f"{name:24} {sample['value']:12.1f}{workload.unit}{busy(sample)}",
                     )
+
+
+def busy(sample: dict[str, Any]) -> str:
+    """How busy each side was: a side near 100% is what set the pace."""
+    if "client_cpu_share" not in sample:
+        return ""
+    return (
+        f"  (cpu busy: server {sample['server_cpu_share']:.0%},"
+        f" client {sample['client_cpu_share']:.0%})"
+    )
 
 
 def start_py_spy(
@@ -903,6 +1066,13 @@ def parse_args(argv: list[str] | None) -> tuple[Options, argparse.Namespace]:
     parser.add_argument("--json", metavar="FILE", help="write results as JSON ('-': stdout)")
     parser.add_argument("--quiet", action="store_true", help="no progress lines on stderr")
     parser.add_argument(
+        "--handshake-client",
+        choices=["probe", "picows"],
+        default="probe",
+        help="client of the handshake workloads: the lean HandshakeProbe (default) or "
+        "picows, which saturates its core first at 50 connections",
+    )
+    parser.add_argument(
         "--tree",
         action="append",
         default=[],
@@ -956,6 +1126,7 @@ def parse_args(argv: list[str] | None) -> tuple[Options, argparse.Namespace]:
         server_cpu=args.server_cpu,
         quiet=args.quiet,
         profile_dir=args.profile,
+        handshake_client=args.handshake_client,
     )
     if options.profile_dir:
         os.makedirs(options.profile_dir, exist_ok=True)
@@ -1002,7 +1173,8 @@ def main(argv: list[str] | None = None) -> int:
         "date": time.strftime("%Y-%m-%d %H:%M:%S"),
         "python": platform.python_version(),
         "servers_loop": "uvloop" if options.uvloop else "asyncio",
-        "client": f"picows on {client_loop}",
+        "client": f"picows on {client_loop}"
+        + (" (handshakes: HandshakeProbe)" if options.handshake_client == "probe" else ""),
         "pinning": pinning.note,
         "rounds": options.rounds,
         "duration": options.timing.duration,

@@ -8,6 +8,7 @@ import os
 import subprocess
 import sys
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -111,3 +112,51 @@ def test_routed_servers_hit_the_middle_route_of_1000() -> None:
     route, params = router.lookup(servers.HIT_TARGET)
     assert router.routes.index(route) == 500
     assert params == {"room": "lobby", "user": "42"}
+
+
+def test_the_lean_handshake_clients_accept_only_a_real_101_with_the_hello() -> None:
+    """HandshakeScript replaces picows for the handshake workloads, so it must fail
+    where picows would: a rejected handshake, a wrong accept key, a missing hello."""
+    import asyncio
+
+    import load
+
+    import websockets_routes as wr
+    from websockets_routes.transports.asyncio import serve
+
+    router = wr.Router()
+
+    @router.route("/bench/{room}/user/{user}")
+    async def hello(ws: Any, path: wr.RoutedPath) -> None:
+        await ws.send(servers.HELLO)
+        await ws.recv()
+
+    @router.route("/silent/{room}/user/{user}")
+    async def silent(ws: Any, path: wr.RoutedPath) -> None:
+        await ws.recv()
+
+    async def main() -> None:
+        server = await serve(router, "127.0.0.1", 0)
+        try:
+            script = load.HandshakeScript(server.port)
+            await script.run()
+            await asyncio.to_thread(script.run_blocking)
+
+            wrong_key = load.HandshakeScript(server.port)
+            wrong_key.ACCEPT = b"bm90IHRoZSBhY2NlcHQga2V5"
+            unknown = load.HandshakeScript(server.port)
+            unknown.request = unknown.request.replace(b"/bench/", b"/nowhere/")
+            no_hello = load.HandshakeScript(server.port)
+            no_hello.request = no_hello.request.replace(b"/bench/", b"/silent/")
+            for script in (wrong_key, unknown):
+                with pytest.raises(ConnectionError, match="unexpected answer"):
+                    await script.run()
+                with pytest.raises(ConnectionError, match="unexpected answer"):
+                    await asyncio.to_thread(script.run_blocking)
+            with pytest.raises(asyncio.TimeoutError):
+                await load.within(no_hello.run(), 0.2)
+        finally:
+            server.close()
+            await server.wait_closed()
+
+    asyncio.run(main())
