@@ -25,10 +25,14 @@ queue, pings, keepalive, how a handler's end closes the connection) over anyio b
 streams; this module only moves bytes, waits and keeps time.
 
 Structure (structured concurrency): one task group per server. It holds one accept
-loop per listening socket, one keepalive timer task for all connections (a heap of
-deadlines, when ``ping_interval`` is set), one task per connection, which runs the
-handler itself, and, once a connection is accepted, its reader task (a 404 or a
-4040 close needs none); a connection's task ends after its reader.
+loop per listening socket, one timer task for all connections (a heap of deadlines:
+keepalive, and the look described next), one task per connection, which runs the
+handler itself, and, only when needed, a connection's reader task; a connection's
+task ends after its reader. Reading is on demand: while a handler keeps calling
+``recv()``, its own task reads (one task switch per message, no reader to start);
+when it stays out of ``recv()`` for 0.1 s, calls ``ping()``, or a second task needs
+input, the reader task starts and reads from then on, so pings are answered and a
+peer's close is seen whatever the handler does.
 ``server.close()`` stops accepting, drops requests still being read, sends 1001 to
 every open connection, lets handlers finish for up to ``close_timeout`` and then
 cancels what is left; ``wait_closed()`` returns when no task of the server is left.
@@ -97,6 +101,9 @@ __all__ = ["serve", "Server", "Connection"]
 logger = logging.getLogger("websockets_routes.server")
 
 _READ_SIZE = 65536
+# How long a handler may stay out of recv() before its connection gets a reader task
+# (see Connection.__init__): pings and a peer's close wait this long at most.
+_READER_AFTER = 0.1
 _HEAP_READ_SIZE = 128 * 1024 - 1024  # see _asyncio_socket()
 _OPEN = State.OPEN
 _CLOSED_STATE = State.CLOSED
@@ -215,9 +222,18 @@ class Connection(MessageIteration):
         "_flushed",
         "_options",
         "_pending",
+        "_check_at",
+        "_exits_seen",
+        "_handover",
+        "_inline",
+        "_pause_pending",
         "_reader_done",
+        "_reader_started",
         "_reader_writing",
+        "_receiving",
+        "_recv_exits",
         "_recv_waiter",
+        "_spawn",
         "_resume",
         "_session",
         "_stream",
@@ -270,6 +286,22 @@ class Connection(MessageIteration):
         self._closed: Any = None
         self._done: Any = None
         self._reader_done = False
+        # Reading on demand: until a reader task is started (``_reader_started``),
+        # whoever needs input reads it in its own task (``_inline`` while it does):
+        # recv() waiting for a message, or the closing handshake. The server's timer
+        # starts the reader task for a handler that stays out of recv() for
+        # _READER_AFTER seconds (see _on_timer), and ping() or a second task
+        # needing input start it at once. An echo loop or a short-lived handler so
+        # never has a second task, nor two task switches per message.
+        self._reader_started = False
+        self._inline = False
+        self._handover: Any = None  # set when inline reading stops, for the reader task
+        self._receiving = False  # recv() is running
+        self._recv_exits = 0  # messages recv() returned
+        self._exits_seen = 0  # _recv_exits when the timer last looked
+        self._check_at: float | None = None  # the timer's next look, if any
+        self._spawn: Callable[..., Any] | None = None  # starts a task in the server's group
+        self._pause_pending = False
         self._aborted = False
         self._fast = _asyncio_socket(stream) if fast is False else fast
         self._reader_writing = False  # the fast read loop is writing its answers
@@ -299,20 +331,39 @@ class Connection(MessageIteration):
 
     async def recv(self) -> str | bytes:
         """The next message (``str`` or ``bytes``); ConnectionClosed once closed."""
+        if self._receiving:
+            raise RuntimeError("recv() is already waiting for a message in another task")
+        self._receiving = True
+        try:
+            return await self._recv()
+        finally:
+            self._receiving = False
+
+    async def _recv(self) -> str | bytes:
         session = self._session
         while True:
             if session.messages:
                 message, resume = session.take()
                 if resume and self._resume is not None:
                     self._resume.set()
+                self._recv_exits += 1
+                if not self._reader_started:
+                    if self._check_at is None:
+                        self._arm_check()
+                    if self._fast is not None and not self._pause_pending:
+                        self._pause_when_idle()
                 return message
             if session.answered():
                 # The handler read all it will get before the bad input: fail now.
                 await self._close_and_wait(session.fail_pending())
             if not session.can_recv():
                 raise session.closed_error()
-            if self._recv_waiter is not None:
-                raise RuntimeError("recv() is already waiting for a message in another task")
+            if not self._reader_started:
+                if self._inline:
+                    self._start_reader()  # wait_closed() reads in another task
+                else:
+                    await self._read_inline()
+                    continue
             if self._fast is not None:
                 # A bare future: what an Event would wrap, without the Event (and
                 # its garbage) per message.
@@ -338,6 +389,7 @@ class Connection(MessageIteration):
 
     async def ping(self, data: str | bytes | None = None) -> _PongWaiter:
         """Send a ping; await the result for the latency once the pong arrives."""
+        self._start_reader()  # the pong must be read, whether or not recv() runs
         payload = data.encode("utf-8") if isinstance(data, str) else data
         waiter = _PongWaiter()
         frame = self._session.ping(
@@ -358,10 +410,98 @@ class Connection(MessageIteration):
 
     async def wait_closed(self) -> None:
         """Wait until the connection is closed (closing handshake done or TCP lost)."""
-        if not self._session.closed:
+        session = self._session
+        while not session.closed:
+            if not self._reader_started:
+                if self._inline:
+                    self._start_reader()  # recv() reads in another task
+                else:
+                    await self._read_inline()
+                    continue
             if self._closed is None:
                 self._closed = self._event()
             await self._closed.wait()
+
+    # Internals: reading
+
+    async def _read_inline(self) -> None:
+        """Read in this task until something happens (a message, the close, a pong,
+        a protocol error) or the reader task wants its turn; end TCP if closed."""
+        self._inline = True
+        try:
+            while not await self._read_step() and not self._reader_started:
+                pass  # a partial frame
+        finally:
+            self._inline = False
+            if self._handover is not None:
+                self._handover.set()
+        if self._session.closed and not self._reader_started:
+            await self._finish_reading()
+
+    def _start_reader(self) -> None:
+        """Start the reader task, unless reading is taken care of for good."""
+        if not self._reader_started and self._spawn is not None:
+            self._reader_started = True
+            self._spawn(self._read_task)
+
+    def _pause_when_idle(self) -> None:
+        """On asyncio, anyio's transport reads for as long as it is not paused: when
+        nobody reads on demand by the next loop iteration, pause it, so that a peer
+        cannot fill memory while the handler is busy elsewhere. (Pausing at once
+        would cost two syscalls per message: an echo loop is back in recv() and
+        waiting for more before the loop runs again.)"""
+        if self._timers is not None:
+            self._pause_pending = True
+            self._timers.pause_when_idle(self, self._fast[2])  # type: ignore[index]
+
+    def _pause_if_idle(self) -> None:
+        self._pause_pending = False
+        if not (self._receiving or self._inline or self._reader_started):
+            self._fast[0].pause_reading()  # type: ignore[index]
+
+    def _arm_check(self) -> None:
+        timers = self._timers
+        if timers is not None:
+            self._exits_seen = self._recv_exits
+            self._check_at = timers.now() + _READER_AFTER
+            timers.schedule(self, wake=False)
+
+    def _on_timer(self, now: float, spawn: Callable[..., Any]) -> None:
+        """The server's timer fired for this connection: keepalive, and whether the
+        handler has stayed out of recv() long enough to need the reader task."""
+        deadline = self._session.keepalive_deadline()
+        if deadline is not None and deadline <= now:
+            self._keepalive(now, spawn)
+        check_at = self._check_at
+        if check_at is None or check_at > now:
+            return
+        self._check_at = None
+        if self._reader_started or self._session.closed:
+            return
+        if self._receiving:
+            return  # recv() reads; the message it returns arms the next look
+        if self._recv_exits == self._exits_seen:
+            self._start_reader()  # no message taken for _READER_AFTER: not reading
+        else:
+            self._exits_seen = self._recv_exits
+            self._check_at = now + _READER_AFTER  # the timer reschedules us next
+
+    def _next_deadline(self) -> float | None:
+        deadline = self._session.keepalive_deadline()
+        check_at = self._check_at
+        if check_at is None:
+            return deadline
+        return check_at if deadline is None or check_at < deadline else deadline
+
+    async def _finish_reading(self) -> None:
+        """The connection is closed and no reader task runs: end TCP here."""
+        self._reader_started = True
+        try:
+            await self._finish_tcp()
+        finally:
+            self._reader_done = True
+            if self._done is not None:
+                self._done.set()
 
     async def _read_task(self) -> None:
         """The reader, in the server's task group: a failure ends this connection,
@@ -373,7 +513,9 @@ class Connection(MessageIteration):
             await self._abort()
 
     async def _wait_reader(self) -> None:
-        if not self._reader_done:
+        if not self._reader_started:
+            await self._finish_reading()
+        elif not self._reader_done:
             if self._done is None:
                 self._done = self._event()
             await self._done.wait()
@@ -516,30 +658,25 @@ class Connection(MessageIteration):
                 self._closed.set()
 
     async def _read_loop(self) -> None:
-        """Read until the connection is closed, then end TCP."""
+        """The reader task: read until the connection is closed, then end TCP."""
         session = self._session
-        stream = self._stream
         try:
-            if self._fast is not None:
-                await self._fast_read_loop()
+            while self._inline:  # a task still reads on demand: its turn ends first
+                handover = self._handover = self._event()
+                await handover.wait()
+            if session.failure_pending() and not session.closed:
+                await self._await_failure()
+            fast = self._fast
             while not session.closed:
                 if session.paused:
+                    if fast is not None:
+                        # anyio's asyncio transport keeps reading until paused.
+                        fast[0].pause_reading()
                     resume = self._resume
                     if resume is not None:
                         await resume.wait()
                     continue
-                try:
-                    data = await stream.receive(_READ_SIZE)
-                except _STREAM_ERRORS:
-                    flags = session.receive_eof()
-                else:
-                    flags = session.receive_data(data)
-                out = session.data_to_send()
-                if flags:
-                    self._apply(flags)
-                if out:
-                    await self._write(out)
-                if flags & FAILING:
+                if await self._read_step() & FAILING:
                     await self._await_failure()
             await self._finish_tcp()
         finally:
@@ -547,40 +684,42 @@ class Connection(MessageIteration):
             if self._done is not None:
                 self._done.set()
 
-    async def _fast_read_loop(self) -> None:
-        """The loop above, reading anyio's asyncio read queue directly: the transport
-        keeps reading (no pause/resume per message) until max_queue pauses it."""
+    async def _read_step(self) -> int:
+        """Act on the input there is, first waiting for some if there is none: the
+        session's flags. On asyncio, reads anyio's read queue directly: the
+        transport keeps reading (no pause/resume per read) until paused."""
         session = self._session
-        transport, protocol, _ = self._fast  # type: ignore[misc]
-        queue = protocol.read_queue
-        while not session.closed:
-            if session.paused:
-                transport.pause_reading()
-                resume = self._resume
-                if resume is not None:
-                    await resume.wait()
-                continue
-            if queue:
+        fast = self._fast
+        if fast is not None:
+            transport, protocol, _ = fast
+            if not protocol.read_queue and not _fast_at_eof(transport, protocol):
+                await _fast_wait(transport, protocol)
+            if protocol.read_queue:
                 flags = session.receive_data(_take_queued(protocol))
             elif _fast_at_eof(transport, protocol):
                 flags = session.receive_eof()
             else:
-                await _fast_wait(transport, protocol)
-                continue
-            out = session.data_to_send()
-            if flags:
-                self._apply(flags)
-            if out:
-                # Our answers (pongs, close echo) may wait for a peer that does not
-                # read them: _write() then pauses reading (memory stays bounded
-                # against a ping flood); it resumes when this loop waits for data.
-                self._reader_writing = True
-                try:
-                    await self._write(out)
-                finally:
-                    self._reader_writing = False
-            if flags & FAILING:
-                await self._await_failure()
+                return 0
+        else:
+            try:
+                data = await self._stream.receive(_READ_SIZE)
+            except _STREAM_ERRORS:
+                flags = session.receive_eof()
+            else:
+                flags = session.receive_data(data)
+        out = session.data_to_send()
+        if flags:
+            self._apply(flags)
+        if out:
+            # Our answers (pongs, close echo) may wait for a peer that does not
+            # read them: _write() then pauses reading (memory stays bounded against
+            # a ping flood); it resumes when reading waits for data again.
+            self._reader_writing = True
+            try:
+                await self._write(out)
+            finally:
+                self._reader_writing = False
+        return flags
 
     async def _finish_tcp(self) -> None:
         """RFC 6455 7.1.1: the server ends TCP first.
@@ -629,6 +768,7 @@ class Connection(MessageIteration):
 
     def _keepalive(self, now: float, spawn: Callable[..., Any]) -> None:
         """The keepalive timer fired: a ping to write, or the 1011 close."""
+        self._start_reader()  # the pong must be read, whether or not recv() runs
         was_open = self._conn.state is _OPEN
         flags = self._session.keepalive(now)
         if was_open and self._conn.state is not _OPEN:
@@ -688,12 +828,15 @@ async def _close_stream(stream: anyio.abc.AsyncResource) -> None:
 
 
 class _Timers:
-    """The keepalive deadlines of a server's connections, served by one task.
+    """The deadlines of a server's connections (keepalive, and when to look whether
+    a handler still reads), served by one task.
 
     A heap of ``(deadline, seq, connection)``, instead of a sleeping task per
     connection: an idle connection costs a heap entry. An entry is current while
     ``connection._timer_at`` equals its deadline; stale ones are dropped when they
-    come up, or swept when they are most of the heap.
+    come up, or swept when they are most of the heap. Looks need no precision: they
+    do not wake the task, which sleeps at most _READER_AFTER while it has entries
+    (waking it per connection would cost a task switch and a cancel scope each).
     """
 
     def __init__(self, clock: Callable[[], float], event_class: Any) -> None:
@@ -704,18 +847,40 @@ class _Timers:
         self._event_class = event_class
         self._wake: Any = None
         self._sleeping_until = math.inf
+        self._to_pause: list[Connection] = []
 
-    def schedule(self, ws: Connection) -> None:
-        """(Re)arm ``ws``'s timer at ``Session.keepalive_deadline()``, if any."""
+    def now(self) -> float:
+        return self._clock()
+
+    def schedule(self, ws: Connection, wake: bool = True) -> None:
+        """(Re)arm ``ws``'s timer at its next deadline, if any; ``wake=False``
+        when a look that is up to _READER_AFTER late does not matter."""
         self.cancel(ws)
-        deadline = ws._session.keepalive_deadline()
+        deadline = ws._next_deadline()
         if deadline is None:
             return
         ws._timer_at = deadline
         self._seq += 1
         heapq.heappush(self._heap, (deadline, self._seq, ws))
-        if deadline < self._sleeping_until and self._wake is not None:
+        if (
+            deadline < self._sleeping_until
+            and self._wake is not None
+            and (wake or deadline != ws._check_at or self._sleeping_until == math.inf)
+        ):
             self._wake.set()
+
+    def pause_when_idle(self, ws: Connection, loop: Any) -> None:
+        """Call ``ws._pause_if_idle()`` at the next loop iteration (asyncio), with
+        one callback for all the connections that ask in this iteration."""
+        to_pause = self._to_pause
+        to_pause.append(ws)
+        if len(to_pause) == 1:
+            loop.call_soon(self._pause_idle)
+
+    def _pause_idle(self) -> None:
+        to_pause, self._to_pause = self._to_pause, []
+        for ws in to_pause:
+            ws._pause_if_idle()
 
     def cancel(self, ws: Connection) -> None:
         if ws._timer_at is None:
@@ -738,9 +903,18 @@ class _Timers:
                     self._stale = max(0, self._stale - 1)
                     continue
                 ws._timer_at = None
-                ws._keepalive(now, spawn)
+                ws._on_timer(now, spawn)
                 self.schedule(ws)
-            self._sleeping_until = heap[0][0] if heap else math.inf
+            while heap and heap[0][2]._timer_at != heap[0][0]:
+                heapq.heappop(heap)  # an ended connection's: not worth waking for
+                self._stale = max(0, self._stale - 1)
+            if heap:
+                deadline, _, ws = heap[0]
+                if deadline == ws._check_at:
+                    deadline = max(deadline, now + _READER_AFTER / 2)  # looks are lazy
+                self._sleeping_until = min(deadline, now + _READER_AFTER)
+            else:
+                self._sleeping_until = math.inf
             self._wake = wake = self._event_class()
             with anyio.move_on_after(self._sleeping_until - now):
                 await wake.wait()
@@ -896,9 +1070,8 @@ class Server:
                 self._conn_tg = tg
                 for listener in self.listeners:
                     tg.start_soon(self._accept_loop, listener)
-                if self.options.ping_interval is not None:
-                    assert self._timers is not None
-                    tg.start_soon(self._timers.run, tg.start_soon)
+                assert self._timers is not None
+                tg.start_soon(self._timers.run, tg.start_soon)
                 task_status.started()
                 await self._stop.wait()
                 tg.cancel_scope.cancel()
@@ -1082,6 +1255,7 @@ class Server:
             if not isinstance(decision, Accept) or conn.state is not _OPEN:
                 # A Close decision: its close frame is out. The peer's answer is read
                 # in this task; no reader task, no timer.
+                ws._reader_started = True
                 with anyio.move_on_after(_timeout(options.close_timeout)):
                     await ws._read_loop()
                 if not session.closed:
@@ -1090,12 +1264,14 @@ class Server:
             timers = self._timers
             assert timers is not None and self._conn_tg is not None
             ws._timers = timers
-            timers.schedule(ws)
+            # A reader task, when one is needed, runs in the server's task group (a
+            # task group per connection costs a cancel scope and a host task): this
+            # task waits for it below, and a cancellation of the server ends both.
+            ws._spawn = self._conn_tg.start_soon
+            ws._arm_check()
+            if ws._fast is not None:
+                ws._pause_when_idle()  # reading the request left the transport reading
             try:
-                # The reader runs in the server's task group (a task group per
-                # connection costs a cancel scope and a host task): this task waits
-                # for it below, and a cancellation of the server ends both.
-                self._conn_tg.start_soon(ws._read_task)
                 if self._closing:
                     await ws._going_away()  # accepted while shutting down
                 else:
@@ -1186,7 +1362,7 @@ async def _read_request_fast(
     options: ServerOptions,
 ) -> Request | None:
     """``_read_request()`` on anyio's asyncio stream, reading its read queue as
-    ``Connection._fast_read_loop()`` does: a request already received is parsed
+    ``Connection._read_step()`` does: a request already received is parsed
     without an await."""
     transport, protocol, _ = fast
     queue = protocol.read_queue
