@@ -226,7 +226,6 @@ class Connection(MessageIteration):
         "_exits_seen",
         "_handover",
         "_inline",
-        "_pause_pending",
         "_reader_done",
         "_reader_started",
         "_reader_writing",
@@ -301,9 +300,13 @@ class Connection(MessageIteration):
         self._exits_seen = 0  # _recv_exits when the timer last looked
         self._check_at: float | None = None  # the timer's next look, if any
         self._spawn: Callable[..., Any] | None = None  # starts a task in the server's group
-        self._pause_pending = False
         self._aborted = False
         self._fast = _asyncio_socket(stream) if fast is False else fast
+        if self._fast is not None:
+            protocol = self._fast[1]
+            read_event = protocol.read_event = _ReadEvent(self)
+            if protocol.read_queue or protocol.is_at_eof:
+                read_event.set()
         self._reader_writing = False  # the fast read loop is writing its answers
         self._timer_at: float | None = None  # its entry in the server's keepalive timers
         self._timers: _Timers | None = None
@@ -347,11 +350,8 @@ class Connection(MessageIteration):
                 if resume and self._resume is not None:
                     self._resume.set()
                 self._recv_exits += 1
-                if not self._reader_started:
-                    if self._check_at is None:
-                        self._arm_check()
-                    if self._fast is not None and not self._pause_pending:
-                        self._pause_when_idle()
+                if self._check_at is None and not self._reader_started:
+                    self._arm_check()
                 return message
             if session.answered():
                 # The handler read all it will get before the bad input: fail now.
@@ -443,21 +443,6 @@ class Connection(MessageIteration):
         if not self._reader_started and self._spawn is not None:
             self._reader_started = True
             self._spawn(self._read_task)
-
-    def _pause_when_idle(self) -> None:
-        """On asyncio, anyio's transport reads for as long as it is not paused: when
-        nobody reads on demand by the next loop iteration, pause it, so that a peer
-        cannot fill memory while the handler is busy elsewhere. (Pausing at once
-        would cost two syscalls per message: an echo loop is back in recv() and
-        waiting for more before the loop runs again.)"""
-        if self._timers is not None:
-            self._pause_pending = True
-            self._timers.pause_when_idle(self, self._fast[2])  # type: ignore[index]
-
-    def _pause_if_idle(self) -> None:
-        self._pause_pending = False
-        if not (self._receiving or self._inline or self._reader_started):
-            self._fast[0].pause_reading()  # type: ignore[index]
 
     def _arm_check(self) -> None:
         timers = self._timers
@@ -786,6 +771,27 @@ class Connection(MessageIteration):
         await self._close_and_wait(self._session.shutdown())
 
 
+class _ReadEvent(asyncio.Event):
+    """anyio's read event, for a connection read on demand on asyncio.
+
+    anyio's transport reads for as long as it is not paused, and nobody may be
+    reading: the handler is busy elsewhere and no reader task runs yet. Then the
+    bytes that arrive pause the transport (``_fast_wait`` resumes it), so a peer
+    cannot fill memory beyond one read. Checked where bytes arrive, not where the
+    handler leaves recv(), this costs nothing per message while the handler reads.
+    """
+
+    def __init__(self, ws: Connection) -> None:
+        super().__init__()
+        self._ws = ws
+
+    def set(self) -> None:
+        super().set()
+        ws = self._ws
+        if not (ws._receiving or ws._inline or ws._reader_started):
+            ws._fast[0].pause_reading()  # type: ignore[index]
+
+
 def _take_queued(protocol: Any) -> bytes:
     """All that anyio's asyncio stream protocol has queued, taken as its receive() would."""
     queue = protocol.read_queue
@@ -847,7 +853,6 @@ class _Timers:
         self._event_class = event_class
         self._wake: Any = None
         self._sleeping_until = math.inf
-        self._to_pause: list[Connection] = []
 
     def now(self) -> float:
         return self._clock()
@@ -868,19 +873,6 @@ class _Timers:
             and (wake or deadline != ws._check_at or self._sleeping_until == math.inf)
         ):
             self._wake.set()
-
-    def pause_when_idle(self, ws: Connection, loop: Any) -> None:
-        """Call ``ws._pause_if_idle()`` at the next loop iteration (asyncio), with
-        one callback for all the connections that ask in this iteration."""
-        to_pause = self._to_pause
-        to_pause.append(ws)
-        if len(to_pause) == 1:
-            loop.call_soon(self._pause_idle)
-
-    def _pause_idle(self) -> None:
-        to_pause, self._to_pause = self._to_pause, []
-        for ws in to_pause:
-            ws._pause_if_idle()
 
     def cancel(self, ws: Connection) -> None:
         if ws._timer_at is None:
@@ -1269,8 +1261,6 @@ class Server:
             # task waits for it below, and a cancellation of the server ends both.
             ws._spawn = self._conn_tg.start_soon
             ws._arm_check()
-            if ws._fast is not None:
-                ws._pause_when_idle()  # reading the request left the transport reading
             try:
                 if self._closing:
                     await ws._going_away()  # accepted while shutting down
