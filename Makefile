@@ -14,6 +14,7 @@ venv: $(VENV)/.installed
 
 lint: venv
 	$(VENV)/bin/ruff check websockets_routes tests benchmarks examples autobahn stress
+	$(VENV)/bin/mypy websockets_routes
 
 test: venv lint
 	$(PY) -m pytest -q

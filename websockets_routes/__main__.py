@@ -241,7 +241,7 @@ def _open_server(router: Router, transport: str, host: str, port: int) -> Any:
     if transport == "asyncio":
         from .transports.asyncio import serve
     elif transport in ("trio", "anyio"):
-        from .transports.anyio import serve  # type: ignore[no-redef]
+        from .transports.anyio import serve  # type: ignore[no-redef,assignment]
     else:
         from . import Router as PublicRouter
         from .transports.websockets import serve as serve_websockets

@@ -5,7 +5,7 @@ from __future__ import annotations
 import inspect
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from typing import Any, Literal, TypeVar
+from typing import Any, ClassVar, Literal, TypeVar
 
 from .handshake import Decision, Request, decide, resolve
 from .matcher import _NEVER, Matcher, _search
@@ -303,7 +303,7 @@ class Router:
     # Decisions
 
     # handshake.decide(router, request) itself, as a method: one call less per request.
-    decide: Callable[[Router, Request], Decision] = decide
+    decide: ClassVar[Callable[[Router, Request], Decision]] = decide
 
     async def resolve(self, request: Request) -> Decision:
         """``decide()``, then the view's ``process_request`` hook or HTTP view."""

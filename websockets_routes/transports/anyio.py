@@ -70,7 +70,7 @@ import ssl as _ssl
 import sys
 from collections.abc import Callable, Generator
 from types import TracebackType
-from typing import Any
+from typing import Any, Literal, cast
 
 import anyio
 import anyio.abc
@@ -79,7 +79,15 @@ from anyio.streams.tls import TLSStream
 
 from ..core.connection import ServerConnection, State
 from ..core.events import Closed, RequestReceived
-from ..core.handshake import Accept, Request, resolve_pending, resolve_rest, resolve_start
+from ..core.handshake import (
+    Accept,
+    Close,
+    Request,
+    Respond,
+    resolve_pending,
+    resolve_rest,
+    resolve_start,
+)
 from ..core.iteration import MessageIteration
 from ..core.paths import RoutedPath
 from ..core.router import Router as CoreRouter
@@ -258,7 +266,7 @@ class Connection(MessageIteration):
         tcp: anyio.abc.ByteStream | None = None,
         local_address: Any = None,
         event_class: Any = None,
-        fast: tuple[Any, Any, Any] | None | bool = False,
+        fast: tuple[Any, Any, Any] | None | Literal[False] = False,
     ) -> None:
         conn = session.conn
         # anyio's Event class for this backend: created directly, it skips the
@@ -1304,7 +1312,9 @@ class Server:
                 decision = await resolve_rest(decision, request)
         else:
             decision = await self.router.resolve(request)
-        events = conn.carry_out(decision)
+        # resolve() and resolve_rest() never return ServeHTTP, nor does
+        # resolve_start() when resolve_pending() is false.
+        events = conn.carry_out(cast("Accept | Respond | Close", decision))
         return stream, tcp, request, decision, events
 
     async def _run_handler(self, ws: Connection, session: Session) -> None:
