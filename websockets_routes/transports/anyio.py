@@ -344,48 +344,41 @@ class Connection(MessageIteration):
         """The next message (``str`` or ``bytes``); ConnectionClosed once closed."""
         if self._receiving:
             raise RuntimeError("recv() is already waiting for a message in another task")
-        self._receiving = True
-        try:
-            return await self._recv()
-        finally:
-            self._receiving = False
-
-    async def _recv(self) -> str | bytes:
         session = self._session
-        while True:
-            if session.messages:
-                message, resume = session.take()
-                if resume and self._resume is not None:
-                    self._resume.set()
-                self._recv_exits += 1
-                if self._check_at is None and not self._reader_started:
-                    self._arm_check()
-                return message
-            if session.answered():
-                # The handler read all it will get before the bad input: fail now.
-                await self._close_and_wait(session.fail_pending())
-            if not session.can_recv():
-                raise session.closed_error()
-            if not self._reader_started:
-                if self._inline:
-                    self._start_reader()  # wait_closed() reads in another task
-                else:
-                    await self._read_inline()
-                    continue
-            if self._fast is not None:
-                # A bare future: what an Event would wrap, without the Event (and
-                # its garbage) per message.
-                future = self._recv_waiter = self._fast[2].create_future()
-                try:
-                    await future
-                finally:
-                    self._recv_waiter = None
-                continue
-            waiter = self._recv_waiter = self._event()
+        if not session.messages:
+            self._receiving = True
             try:
-                await waiter.wait()
+                while not session.messages:
+                    if session.answered():
+                        # The handler read all it will get before the bad input: fail.
+                        await self._close_and_wait(session.fail_pending())
+                    if not session.can_recv():
+                        raise session.closed_error()
+                    if not self._reader_started:
+                        if self._inline:
+                            self._start_reader()  # wait_closed() reads in another task
+                        else:
+                            await self._read_inline()
+                            continue
+                    if self._fast is not None:
+                        # A bare future: what an Event would wrap, without the Event
+                        # (and its garbage) per message.
+                        future = self._recv_waiter = self._fast[2].create_future()
+                    else:
+                        future = self._recv_waiter = self._event()
+                    try:
+                        await (future if self._fast is not None else future.wait())
+                    finally:
+                        self._recv_waiter = None
             finally:
-                self._recv_waiter = None
+                self._receiving = False
+        message, resume = session.take()
+        if resume and self._resume is not None:
+            self._resume.set()
+        self._recv_exits += 1
+        if self._check_at is None and not self._reader_started:
+            self._arm_check()
+        return message
 
     # Sending
 
@@ -534,9 +527,17 @@ class Connection(MessageIteration):
             return
         if not data or self._aborted:
             return
+        fast = self._fast
+        if fast is not None:
+            transport, protocol, _ = fast
+            if not transport.is_closing() and protocol.exception is None:
+                transport.write(data)
+                if protocol.write_event.is_set():
+                    return  # handed whole to the transport: the common case, no await
+                data = b""  # written: only the wait for the drain is left
         self._writing = True
         try:
-            send = self._stream.send if self._fast is None else self._fast_send
+            send = self._stream.send if fast is None else self._fast_send
             await send(data)
             pending = self._pending
             while pending:
@@ -686,7 +687,11 @@ class Connection(MessageIteration):
         if fast is not None:
             transport, protocol, _ = fast
             if not protocol.read_queue and not _fast_at_eof(transport, protocol):
-                await _fast_wait(transport, protocol)
+                # _fast_wait(), without its coroutine: this runs for every message.
+                read_event = protocol.read_event
+                read_event.clear()
+                transport.resume_reading()
+                await read_event.wait()
             if protocol.read_queue:
                 flags = session.receive_data(_take_queued(protocol))
             elif _fast_at_eof(transport, protocol):
