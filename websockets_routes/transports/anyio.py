@@ -685,13 +685,14 @@ class Connection(MessageIteration):
         session = self._session
         fast = self._fast
         if fast is not None:
-            transport, protocol, _ = fast
+            transport, protocol, loop = fast
             if not protocol.read_queue and not _fast_at_eof(transport, protocol):
-                # _fast_wait(), without its coroutine: this runs for every message.
+                # _fast_wait(), on the _ReadEvent's own future: this runs per message.
                 read_event = protocol.read_event
                 read_event.clear()
                 transport.resume_reading()
-                await read_event.wait()
+                waiter = read_event.waiter = loop.create_future()
+                await waiter
             if protocol.read_queue:
                 flags = session.receive_data(_take_queued(protocol))
             elif _fast_at_eof(transport, protocol):
@@ -797,9 +798,17 @@ class _ReadEvent(asyncio.Event):
     def __init__(self, ws: Connection) -> None:
         super().__init__()
         self._ws = ws
+        # The connection's own wait (see _read_step): a bare future, without what
+        # Event.wait() adds per call (a lookup of the loop, the waiter list).
+        self.waiter: asyncio.Future[None] | None = None
 
     def set(self) -> None:
         super().set()
+        waiter = self.waiter
+        if waiter is not None:
+            self.waiter = None
+            if not waiter.done():
+                waiter.set_result(None)
         ws = self._ws
         if not (ws._receiving or ws._inline or ws._reader_started):
             ws._fast[0].pause_reading()  # type: ignore[index]
