@@ -385,3 +385,34 @@ async def test_echo_on_uvloop_through_the_fast_path(anyio_backend, connect):
                     await ws.send(message)
                     assert await ws.recv() == message
     assert fast == [True]
+
+
+# On trio, anyio's listener is trio's, which retries EMFILE itself (without the
+# stdlib accept() patched here); this is our accept loop on asyncio.
+@pytest.mark.parametrize("anyio_backend", ["asyncio"])
+async def test_accept_running_out_of_descriptors_is_retried_not_fatal(
+    connect, monkeypatch, caplog
+):
+    """accept() failing with EMFILE (out of descriptors) is logged and retried after
+    a pause; the server then accepts the connection that was waiting."""
+    import errno
+    import socket
+
+    real_accept = socket.socket.accept
+    failures = [0]
+
+    def accept(self):
+        if failures[0] < 2:
+            failures[0] += 1
+            raise OSError(errno.EMFILE, "Too many open files")
+        return real_accept(self)
+
+    with anyio.fail_after(TIMEOUT):
+        async with serve(echo_router(), "127.0.0.1", 0) as server:
+            monkeypatch.setattr(socket.socket, "accept", accept)
+            async with connect(server) as ws:
+                await ws.send("still serving")
+                assert await ws.recv() == "still serving"
+            monkeypatch.undo()
+    assert failures[0] == 2
+    assert caplog.text.count("accept() failed") >= 2

@@ -749,8 +749,9 @@ class Connection(MessageIteration):
                     try:
                         transport.write_eof()
                     except OSError:
-                        pass  # the peer is gone already: aclose() ends it all
-                await _close_stream(self._stream)
+                        pass  # the peer is gone already: abort() ends it all
+                # What anyio's aclose() does, without its checkpoint (a loop pass).
+                transport.abort()
                 return
         try:
             await self._tcp.send_eof()
@@ -1138,28 +1139,56 @@ class Server:
     async def _accept_batches(self, listener: anyio.abc.SocketListener) -> None:
         """The accept loop on asyncio: anyio's ``accept()`` takes one connection per
         call, each with a checkpoint (a loop iteration) and its own wait for the
-        listening socket (two epoll_ctl calls); here one wait takes every
-        connection that is waiting, and each gets its anyio stream in its own task."""
+        listening socket (two epoll_ctl calls); here the loop watches the listening
+        socket for as long as the server accepts, one wake takes every connection
+        that is waiting, and each gets its anyio stream in its own task."""
         sock = listener.extra(SocketAttribute.raw_socket)
         assert self._conn_tg is not None
         spawn = self._conn_tg.start_soon
-        while True:
-            await anyio.wait_readable(sock)
+        loop = asyncio.get_running_loop()
+        ready: asyncio.Future[None] | None = None
+
+        def readable() -> None:
+            if ready is not None and not ready.done():
+                ready.set_result(None)
+
+        try:
+            loop.add_reader(sock, readable)
+        except NotImplementedError:  # a loop without readiness callbacks (proactor)
+            watched = False
+        else:
+            watched = True
+        try:
             while True:
-                try:
-                    client, _ = sock.accept()
-                except (BlockingIOError, InterruptedError):
-                    break
-                except OSError as exc:
-                    await _after_accept_error(exc)
-                    break
-                # As anyio's accept() does: small frames are not held back (Nagle).
-                try:
-                    client.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-                except OSError:
-                    client.close()  # gone already
-                    continue
-                spawn(self._handle_accepted, client)
+                if watched:
+                    ready = loop.create_future()
+                    await ready
+                else:
+                    await anyio.wait_readable(sock)
+                while True:
+                    try:
+                        client, _ = sock.accept()
+                    except (BlockingIOError, InterruptedError):
+                        break
+                    except OSError as exc:
+                        if watched:  # still readable: do not spin while waiting
+                            loop.remove_reader(sock)
+                        try:
+                            await _after_accept_error(exc)
+                        finally:
+                            if watched:
+                                loop.add_reader(sock, readable)
+                        break
+                    # As anyio's accept() does: small frames are not held back (Nagle).
+                    try:
+                        client.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+                    except OSError:
+                        client.close()  # gone already
+                        continue
+                    spawn(self._handle_accepted, client)
+        finally:
+            if watched:
+                loop.remove_reader(sock)
 
     async def _handle_accepted(self, client: socket.socket) -> None:
         try:
@@ -1192,6 +1221,7 @@ class Server:
     ) -> None:
         """Serve one connection on ``stream`` until it ends (closing the stream)."""
         self._active += 1
+        fast = None
         try:
             fast = _asyncio_socket(stream) if self.options.ssl is None else None
             addresses = _ipv4_addresses(fast[0]) if fast is not None else None
@@ -1214,7 +1244,10 @@ class Server:
             logger.exception("connection from %s failed", peer_name(remote_address))
         finally:
             self._active -= 1
-            await _close_stream(stream)
+            if fast is not None:
+                fast[0].abort()  # anyio's aclose(), without its checkpoint (a loop pass)
+            else:
+                await _close_stream(stream)
             if self._active == 0 and self._closing and self._idle is not None:
                 self._idle.set()
             if done is not None:
