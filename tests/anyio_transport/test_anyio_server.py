@@ -390,9 +390,7 @@ async def test_echo_on_uvloop_through_the_fast_path(anyio_backend, connect):
 # On trio, anyio's listener is trio's, which retries EMFILE itself (without the
 # stdlib accept() patched here); this is our accept loop on asyncio.
 @pytest.mark.parametrize("anyio_backend", ["asyncio"])
-async def test_accept_running_out_of_descriptors_is_retried_not_fatal(
-    connect, monkeypatch, caplog
-):
+async def test_accept_running_out_of_descriptors_is_retried_not_fatal(connect, monkeypatch, caplog):
     """accept() failing with EMFILE (out of descriptors) is logged and retried after
     a pause; the server then accepts the connection that was waiting."""
     import errno
