@@ -394,7 +394,7 @@ class Connection(MessageIteration):
         payload = data.encode("utf-8") if isinstance(data, str) else data
         waiter = _PongWaiter()
         frame = self._session.ping(
-            None if payload is None else bytes(payload), waiter, anyio.current_time()
+            None if payload is None else bytes(payload), waiter, self._now()
         )
         await self._write(frame)
         return waiter
@@ -444,6 +444,10 @@ class Connection(MessageIteration):
         if not self._reader_started and self._spawn is not None:
             self._reader_started = True
             self._spawn(self._read_task)
+
+    def _now(self) -> float:
+        timers = self._timers
+        return timers.now() if timers is not None else anyio.current_time()
 
     def _arm_check(self) -> None:
         timers = self._timers
@@ -634,7 +638,7 @@ class Connection(MessageIteration):
         if flags & MESSAGES:
             self._wake_recv()
         if flags & PONGS:
-            now = anyio.current_time()
+            now = self._now()
             for waiter, sent in session.take_acked():
                 waiter._set(now - sent)
         if flags & PAUSE:
@@ -1010,7 +1014,12 @@ class Server:
         self._idle = event_class()
         self._stop = event_class()
         self._closed = event_class()
-        self._timers = _Timers(anyio.current_time, event_class)
+        try:
+            # anyio's clock on asyncio, without its backend lookup on every call.
+            clock: Callable[[], float] = asyncio.get_running_loop().time
+        except RuntimeError:
+            clock = anyio.current_time
+        self._timers = _Timers(clock, event_class)
         if self._port is not None:
             multi = await anyio.create_tcp_listener(
                 local_host=self.host,
@@ -1278,7 +1287,8 @@ class Server:
         if opened is None:
             return  # 400/431 answered, TLS failed, or the peer left
         stream, tcp, request, decision, events = opened
-        session = Session(conn, options, anyio.current_time())
+        assert self._timers is not None
+        session = Session(conn, options, self._timers.now())
         ws = Connection(
             stream,
             session,
