@@ -4,9 +4,14 @@
         [--servers ours,websockets-router,...] [--workloads handshake,echo32-50,...]
         [--json FILE|-]
 
-This process is the load generator (the picows client, on uvloop when installed),
-pinned to one core; every server runs in its own process (``benchmarks/servers.py``),
-pinned to another core, and all of them run for the whole run. Rounds interleave the
+This process is the load generator, on uvloop when installed, pinned to one core:
+picows for the echo and memory workloads; for handshakes, HandshakeScript (a fixed
+request, the 101 and its accept key checked, the hello read, a close sent and its
+answer and FIN awaited), because picows alone saturated the client core at 50
+connections (``--handshake-client picows`` runs picows there too). The progress
+lines show how busy each side was. Every server runs in its own process
+(``benchmarks/servers.py``), pinned to another core, and all of them run for the
+whole run. Rounds interleave the
 servers (the order rotates each round) and the table shows medians, so a noisy
 neighbour on the shared machine skews every server alike. Ratios are to the
 ``--baseline`` server (websockets' own router) measured in the same run.
