@@ -19,21 +19,6 @@ pytestmark = pytest.mark.anyio
 TIMEOUT = 10
 
 
-@pytest.fixture
-def connect(anyio_backend_name):
-    if anyio_backend_name == "trio":
-        from websockets.trio.client import connect as ws_connect
-    else:
-        from websockets.asyncio.client import connect as ws_connect
-
-    def factory(server, path="/echo", **kwargs):
-        kwargs.setdefault("proxy", None)
-        scheme = "wss" if kwargs.get("ssl") is not None else "ws"
-        return ws_connect(f"{scheme}://127.0.0.1:{server.port}{path}", **kwargs)
-
-    return factory
-
-
 def echo_router() -> Router:
     router = Router()
 

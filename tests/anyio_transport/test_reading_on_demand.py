@@ -20,19 +20,6 @@ pytestmark = pytest.mark.anyio
 TIMEOUT = 10
 
 
-@pytest.fixture
-def connect(anyio_backend_name):
-    if anyio_backend_name == "trio":
-        from websockets.trio.client import connect as ws_connect
-    else:
-        from websockets.asyncio.client import connect as ws_connect
-
-    def factory(server, path, **kwargs):
-        return ws_connect(f"ws://127.0.0.1:{server.port}{path}", proxy=None, **kwargs)
-
-    return factory
-
-
 def unmasked_binary(payload: bytes) -> bytes:
     """A client binary frame with a zero mask key: no per-byte masking in Python."""
     return bytes((0x82, 0x80 | 127)) + struct.pack("!Q", len(payload)) + bytes(4) + payload
