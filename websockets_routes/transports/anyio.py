@@ -315,7 +315,7 @@ class Connection(MessageIteration):
             read_event = protocol.read_event = _ReadEvent(self)
             if protocol.read_queue or protocol.is_at_eof:
                 read_event.set()
-        self._reader_writing = False  # the fast read loop is writing its answers
+        self._reader_writing = False  # reading is writing its answers (see _read_step)
         self._timer_at: float | None = None  # its entry in the server's keepalive timers
         self._timers: _Timers | None = None
 
@@ -360,14 +360,16 @@ class Connection(MessageIteration):
                         else:
                             await self._read_inline()
                             continue
+                    # The reader task wakes us (_wake_recv). On asyncio, a bare
+                    # future: what an Event would wrap, without the Event.
                     if self._fast is not None:
-                        # A bare future: what an Event would wrap, without the Event
-                        # (and its garbage) per message.
-                        future = self._recv_waiter = self._fast[2].create_future()
+                        waiter = self._recv_waiter = self._fast[2].create_future()
+                        woken = waiter
                     else:
-                        future = self._recv_waiter = self._event()
+                        event = self._recv_waiter = self._event()
+                        woken = event.wait()
                     try:
-                        await (future if self._fast is not None else future.wait())
+                        await woken
                     finally:
                         self._recv_waiter = None
             finally:
@@ -795,7 +797,7 @@ class _ReadEvent(asyncio.Event):
 
     anyio's transport reads for as long as it is not paused, and nobody may be
     reading: the handler is busy elsewhere and no reader task runs yet. Then the
-    bytes that arrive pause the transport (``_fast_wait`` resumes it), so a peer
+    bytes that arrive pause the transport (reading resumes it), so a peer
     cannot fill memory beyond one read. Checked where bytes arrive, not where the
     handler leaves recv(), this costs nothing per message while the handler reads.
     """
