@@ -19,7 +19,7 @@ from .paths import (
 )
 from .templates import Template, compile_template
 
-__all__ = ["Router", "Route", "FunctionView"]
+__all__ = ["Router", "Route", "FunctionView", "check_router", "resolves_in_steps"]
 
 _new_str = str.__new__
 
@@ -311,3 +311,16 @@ class Router:
 
     def __repr__(self) -> str:
         return f"<{type(self).__name__} with {len(self._matcher)} routes>"
+
+
+def check_router(router: object, caller: str) -> None:
+    """A clear error for a server given something else than a Router."""
+    if not callable(getattr(router, "resolve", None)):
+        raise TypeError(f"{caller} needs a Router, not {type(router).__name__}")
+
+
+def resolves_in_steps(router: object) -> bool:
+    """Whether ``router.resolve()`` is the core's own, which a transport may take in
+    steps: ``resolve_start()`` without an await, then ``resolve_rest()`` only when
+    ``resolve_pending()``. A router that overrides ``resolve()`` is awaited as it is."""
+    return getattr(type(router), "resolve", None) is Router.resolve

@@ -90,7 +90,7 @@ from ..core.handshake import (
 )
 from ..core.iteration import MessageIteration
 from ..core.paths import RoutedPath
-from ..core.router import Router as CoreRouter
+from ..core.router import check_router, resolves_in_steps
 from ..core.session import (
     CLOSED,
     FAILING,
@@ -395,9 +395,7 @@ class Connection(MessageIteration):
         self._start_reader()  # the pong must be read, whether or not recv() runs
         payload = data.encode("utf-8") if isinstance(data, str) else data
         waiter = _PongWaiter()
-        frame = self._session.ping(
-            None if payload is None else bytes(payload), waiter, self._now()
-        )
+        frame = self._session.ping(None if payload is None else bytes(payload), waiter, self._now())
         await self._write(frame)
         return waiter
 
@@ -960,12 +958,9 @@ class Server:
         on_handler_error: Callable[[Connection, BaseException], None] | None = None,
         **options: Any,
     ) -> None:
-        if not callable(getattr(router, "resolve", None)):
-            raise TypeError(f"serve() needs a Router, not {type(router).__name__}")
+        check_router(router, "serve()")
         self.router = router
-        # resolve() as the core defines it can be taken in two steps, the first
-        # without an await; a router that overrides it is awaited as it is.
-        self._resolve_inline = getattr(type(router), "resolve", None) is CoreRouter.resolve
+        self._resolve_inline = resolves_in_steps(router)
         self.host = host
         self._port = port
         self.options = ServerOptions(**options)

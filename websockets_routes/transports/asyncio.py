@@ -37,7 +37,7 @@ from ..core.events import Closed, RequestReceived
 from ..core.handshake import Request, resolve_pending, resolve_rest, resolve_start
 from ..core.iteration import MessageIteration
 from ..core.paths import RoutedPath
-from ..core.router import Router as CoreRouter
+from ..core.router import check_router, resolves_in_steps
 from ..core.session import (
     CLOSED as CLOSED_FLAG,
 )
@@ -619,12 +619,9 @@ class Server:
         backlog: int = 1024,
         **options: Any,
     ) -> None:
-        if not callable(getattr(router, "resolve", None)):
-            raise TypeError(f"serve() needs a Router, not {type(router).__name__}")
+        check_router(router, "serve()")
         self.router = router
-        # resolve() as the core defines it can be taken in two steps (see
-        # data_received); a router that overrides it is awaited as it is.
-        self._resolve_inline = getattr(type(router), "resolve", None) is CoreRouter.resolve
+        self._resolve_inline = resolves_in_steps(router)  # see data_received
         self.host = host
         self._port = port
         # max_size, max_queue, open_timeout, ping_interval, ping_timeout,

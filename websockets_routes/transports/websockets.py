@@ -44,9 +44,9 @@ except ImportError as exc:  # pragma: no cover - exercised in a subprocess test
     ) from exc
 
 from ..core import Accept, Close, ConnectionClosed, Decision, Request, Respond, RoutedPath
-from ..core import Router as _CoreRouter
 from ..core.handshake import resolve_pending, resolve_rest, resolve_start
 from ..core.paths import BadTarget, split_target
+from ..core.router import resolves_in_steps
 
 if TYPE_CHECKING:
     from .. import Router
@@ -220,8 +220,7 @@ def _hook(router: Router, connection: Any, request: Any) -> Any:
     either."""
     method = getattr(request, "method", "GET")  # websockets < 15 parses GET only
     core_request = _core_request(request.path, request.headers, _remote_address(connection), method)
-    if type(router).resolve is not _CoreRouter.resolve:
-        # A router with its own resolve(): awaited as it is.
+    if not resolves_in_steps(router):
         return _carry_out_later(router, connection, request, router.resolve(core_request))
     decision = resolve_start(router, core_request)
     if resolve_pending(decision):
