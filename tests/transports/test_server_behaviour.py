@@ -512,9 +512,12 @@ async def test_keepalive_ping_timeout_closes_1011(serve_router):
 
 async def test_keepalive_pongs_keep_the_connection_open(serve_router, connect):
     with anyio.fail_after(TIMEOUT):
-        async with serve_router(make_router(), ping_interval=0.05, ping_timeout=0.1) as server:
+        # A pong may wait behind a pause of the whole test process (a full garbage
+        # collection late in the suite): 0.3 s of ping_timeout absorbs it, and an
+        # unanswered ping would still close the connection long before the end.
+        async with serve_router(make_router(), ping_interval=0.05, ping_timeout=0.3) as server:
             async with connect(server, "/echo", ping_interval=None) as ws:
-                await anyio.sleep(0.4)  # several keepalive rounds, answered by the client
+                await anyio.sleep(1.0)  # many keepalive rounds, answered by the client
                 await ws.send("alive")
                 assert await ws.recv() == "alive"
 
