@@ -489,9 +489,12 @@ class Connection(MessageIteration):
         try:
             await self._finish_tcp()
         finally:
-            self._reader_done = True
-            if self._done is not None:
-                self._done.set()
+            self._reading_done()
+
+    def _reading_done(self) -> None:
+        self._reader_done = True
+        if self._done is not None:
+            self._done.set()
 
     async def _read_task(self) -> None:
         """The reader, in the server's task group: a failure ends this connection,
@@ -678,9 +681,7 @@ class Connection(MessageIteration):
                     await self._await_failure()
             await self._finish_tcp()
         finally:
-            self._reader_done = True
-            if self._done is not None:
-                self._done.set()
+            self._reading_done()
 
     async def _read_step(self) -> int:
         """Act on the input there is, first waiting for some if there is none: the
