@@ -26,6 +26,8 @@ bench: venv
 	$(PY) benchmarks/match.py
 	$(PY) benchmarks/load.py
 	$(PY) benchmarks/load.py --uvloop
+	$(PY) benchmarks/load.py --servers ours-anyio-trio,websockets-trio-router,trio-websocket \
+		--baseline websockets-trio-router
 
 bench-quick: venv
 	$(PY) benchmarks/match.py --quick
