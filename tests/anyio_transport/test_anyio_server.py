@@ -12,6 +12,7 @@ import pytest
 
 from tests.transports.helpers import RawClient, frame
 from websockets_routes import ConnectionClosed, Router
+from websockets_routes.transports import anyio as anyio_transport
 from websockets_routes.transports.anyio import Server, serve
 
 pytestmark = pytest.mark.anyio
@@ -128,7 +129,9 @@ async def test_one_timer_task_pings_every_connection():
     assert seen == [1011] * 5
 
 
-async def test_tls_with_concurrent_send_and_receive(connect, tmp_path):
+async def tls_contexts(tmp_path) -> tuple[ssl.SSLContext, ssl.SSLContext]:
+    """A server context with a fresh self-signed certificate for 127.0.0.1, and a
+    client context that trusts it."""
     cert, key = tmp_path / "cert.pem", tmp_path / "key.pem"
     await anyio.run_process(
         [
@@ -139,7 +142,11 @@ async def test_tls_with_concurrent_send_and_receive(connect, tmp_path):
     )  # fmt: skip
     server_ctx = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
     server_ctx.load_cert_chain(cert, key)
-    client_ctx = ssl.create_default_context(cafile=str(cert))
+    return server_ctx, ssl.create_default_context(cafile=str(cert))
+
+
+async def test_tls_with_concurrent_send_and_receive(connect, tmp_path):
+    server_ctx, client_ctx = await tls_contexts(tmp_path)
     router = Router()
     count = 200
 
@@ -170,6 +177,33 @@ async def test_tls_with_concurrent_send_and_receive(connect, tmp_path):
                     for i in range(count):
                         assert await ws.recv() == f"s{i}" * 50
                 assert await ws.recv() == f"got {count}"
+
+
+async def test_tls_connections_are_read_by_a_reader_task_from_the_start(
+    connect, tmp_path, monkeypatch
+):
+    """A TLS read may write TLS records of its own, so a TLS connection is never read
+    in the handler's recv() (which a timeout may cancel half-way): its reader task
+    runs from the start, and answers a ping while the handler is busy elsewhere,
+    long before a look at the handler would start it."""
+    monkeypatch.setattr(anyio_transport, "_READER_AFTER", 5.0)
+    server_ctx, client_ctx = await tls_contexts(tmp_path)
+    release = anyio.Event()
+    router = Router()
+
+    @router.route("/busy")
+    async def busy(ws, path):
+        await release.wait()  # not in recv()
+        await ws.send("done")
+
+    async with serve(router, "127.0.0.1", 0, ssl=server_ctx) as server:
+        async with connect(server, "/busy", ssl=client_ctx, ping_interval=None) as ws:
+            with anyio.fail_after(2):  # the pong, from the server's reader task
+                pong = await ws.ping()  # a future on asyncio, an Event on trio
+                await (pong.wait() if hasattr(pong, "wait") else pong)
+            release.set()
+            with anyio.fail_after(TIMEOUT):
+                assert await ws.recv() == "done"
 
 
 async def test_cancelled_recv_loses_no_message(connect):

@@ -32,7 +32,8 @@ task ends after its reader. Reading is on demand: while a handler keeps calling
 ``recv()``, its own task reads (one task switch per message, no reader to start);
 when it stays out of ``recv()`` for 0.1 s, calls ``ping()``, or a second task needs
 input, the reader task starts and reads from then on, so pings are answered and a
-peer's close is seen whatever the handler does.
+peer's close is seen whatever the handler does. A TLS connection gets its reader
+task at once (see ``Server._serve``).
 ``server.close()`` stops accepting, drops requests still being read, sends 1001 to
 every open connection, lets handlers finish for up to ``close_timeout`` and then
 cancels what is left; ``wait_closed()`` returns when no task of the server is left.
@@ -1323,7 +1324,13 @@ class Server:
             # task group per connection costs a cancel scope and a host task): this
             # task waits for it below, and a cancellation of the server ends both.
             ws._spawn = self._conn_tg.start_soon
-            ws._arm_check()
+            if stream is not tcp:
+                # TLS: a read may also write (TLS records of its own), and a
+                # handler's recv() cancelled in the middle of that would leave the
+                # TLS stream broken; a reader task is never cancelled that way.
+                ws._start_reader()
+            else:
+                ws._arm_check()
             try:
                 if self._closing:
                     await ws._going_away()  # accepted while shutting down
