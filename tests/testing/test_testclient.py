@@ -377,3 +377,24 @@ async def test_bad_server_option_fails_at_construction():
         TestClient(make_router(), no_such_option=1)
     with pytest.raises(ValueError, match="max_queue"):
         TestClient(make_router(), max_queue=0)
+
+
+async def test_recv_under_short_timeouts_loses_no_message():
+    """A handler polling recv() with timeouts that keep cancelling it still gets
+    every message, whole and in order, over the in-memory stream."""
+    router = Router()
+
+    @router.route("/poll")
+    async def poll(ws, path):
+        received: list[str] = []
+        while len(received) < 200:
+            with anyio.move_on_after(0):
+                received.append(await ws.recv())
+        await ws.send(",".join(received))
+
+    with anyio.fail_after(TIMEOUT):
+        async with TestClient(router) as client:
+            async with client.connect("/poll") as ws:
+                for i in range(200):
+                    await ws.send(str(i) * (1 + i % 7))
+                assert await ws.recv() == ",".join(str(i) * (1 + i % 7) for i in range(200))

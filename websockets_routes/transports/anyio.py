@@ -32,8 +32,9 @@ task ends after its reader. Reading is on demand: while a handler keeps calling
 ``recv()``, its own task reads (one task switch per message, no reader to start);
 when it stays out of ``recv()`` for 0.1 s, calls ``ping()``, or a second task needs
 input, the reader task starts and reads from then on, so pings are answered and a
-peer's close is seen whatever the handler does. A TLS connection gets its reader
-task at once (see ``Server._serve``).
+peer's close is seen whatever the handler does. A handler whose recv() gets
+cancelled (a timeout) gets the reader task then, and a connection on anything but a
+plain socket stream (TLS, memory) has it from the start (see ``Server._serve``).
 ``server.close()`` stops accepting, drops requests still being read, sends 1001 to
 every open connection, lets handlers finish for up to ``close_timeout`` and then
 cancels what is left; ``wait_closed()`` returns when no task of the server is left.
@@ -433,6 +434,11 @@ class Connection(MessageIteration):
         try:
             while not await self._read_step() and not self._reader_started:
                 pass  # a partial frame
+        except BaseException:
+            # Cancelled, as recv() under a timeout is: input must not wait for a
+            # recv() that may come too late again, so the reader task takes over.
+            self._start_reader()
+            raise
         finally:
             self._inline = False
             if self._handover is not None:
@@ -1324,13 +1330,14 @@ class Server:
             # task group per connection costs a cancel scope and a host task): this
             # task waits for it below, and a cancellation of the server ends both.
             ws._spawn = self._conn_tg.start_soon
-            if stream is not tcp:
-                # TLS: a read may also write (TLS records of its own), and a
-                # handler's recv() cancelled in the middle of that would leave the
-                # TLS stream broken; a reader task is never cancelled that way.
-                ws._start_reader()
+            if stream is tcp and isinstance(stream, anyio.abc.SocketStream):
+                ws._arm_check()  # read on demand
             else:
-                ws._arm_check()
+                # Only a socket's read can be cancelled without losing anything: a
+                # TLS read may be writing TLS records of its own, and a memory
+                # stream may have handed over its item already. A reader task is
+                # never cancelled half-way like a handler's recv() under a timeout.
+                ws._start_reader()
             try:
                 if self._closing:
                     await ws._going_away()  # accepted while shutting down
