@@ -356,12 +356,9 @@ class Connection(MessageIteration):
                         await self._close_and_wait(session.fail_pending())
                     if not session.can_recv():
                         raise session.closed_error()
-                    if not self._reader_started:
-                        if self._inline:
-                            self._start_reader()  # wait_closed() reads in another task
-                        else:
-                            await self._read_inline()
-                            continue
+                    if self._may_read_here():
+                        await self._read_inline()
+                        continue
                     # The reader task wakes us (_wake_recv). On asyncio, a bare
                     # future: what an Event would wrap, without the Event.
                     if self._fast is not None:
@@ -415,17 +412,25 @@ class Connection(MessageIteration):
         """Wait until the connection is closed (closing handshake done or TCP lost)."""
         session = self._session
         while not session.closed:
-            if not self._reader_started:
-                if self._inline:
-                    self._start_reader()  # recv() reads in another task
-                else:
-                    await self._read_inline()
-                    continue
+            if self._may_read_here():
+                await self._read_inline()
+                continue
             if self._closed is None:
                 self._closed = self._event()
             await self._closed.wait()
 
     # Internals: reading
+
+    def _may_read_here(self) -> bool:
+        """Whether a task that needs input reads it itself: no reader task yet, and no
+        other task reading on demand. When one is (recv() and wait_closed() in two
+        tasks), the reader task starts, to read for both."""
+        if self._reader_started:
+            return False
+        if self._inline:
+            self._start_reader()
+            return False
+        return True
 
     async def _read_inline(self) -> None:
         """Read in this task until something happens (a message, the close, a pong,
