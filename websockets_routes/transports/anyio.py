@@ -79,6 +79,11 @@ import anyio.abc
 from anyio.abc import SocketAttribute
 from anyio.streams.tls import TLSStream
 
+try:
+    import sniffio
+except ImportError:  # anyio works without it, on asyncio
+    sniffio = None  # type: ignore[assignment]
+
 from ..core.connection import ServerConnection, State
 from ..core.events import Closed, RequestReceived
 from ..core.handshake import (
@@ -126,6 +131,9 @@ _STREAM_ERRORS = (
 )
 # accept() failures that say "out of resources": wait and try again, as trio does.
 _ACCEPT_RETRY = {errno.EMFILE, errno.ENFILE, errno.ENOMEM, errno.ENOBUFS}
+# Connections taken per wake of the listening socket, as asyncio's own server does:
+# a flood of connects cannot keep the loop from everything else.
+_ACCEPT_BATCH = 100
 
 
 def _timeout(value: float | None) -> float:
@@ -803,6 +811,35 @@ class Connection(MessageIteration):
         await self._close_and_wait(self._session.shutdown())
 
 
+def _stream_maker(loop: asyncio.AbstractEventLoop) -> Callable[[socket.socket, Any], Any] | None:
+    """On asyncio's selector loops: a function making anyio's asyncio ``SocketStream``
+    for an accepted socket at once. anyio's ``SocketStream.from_socket()`` goes
+    through ``loop.create_connection(sock=)``, which checks the socket again
+    (getpeername) and waits for a future that the loop resolves a pass later: two
+    loop passes per connection before its request can be read. The transport made
+    here is the one create_connection() makes, with anyio's own protocol; as the
+    loop runs callbacks in order, its ``connection_made()`` has run when the
+    connection's task (spawned after) first runs. None elsewhere (uvloop, proactor,
+    an anyio whose internals differ): connections then go through
+    ``from_socket()``."""
+    if not isinstance(loop, asyncio.selector_events.BaseSelectorEventLoop):
+        return None
+    make_transport = getattr(loop, "_make_socket_transport", None)
+    backend = sys.modules.get("anyio._backends._asyncio")
+    protocol_class = getattr(backend, "StreamProtocol", None)
+    stream_class = getattr(backend, "SocketStream", None)
+    if make_transport is None or protocol_class is None or stream_class is None:
+        return None
+
+    def make_stream(client: socket.socket, address: Any) -> Any:
+        client.setblocking(False)
+        protocol = protocol_class()
+        transport = make_transport(client, protocol, extra={"peername": address})
+        return stream_class(transport, protocol)
+
+    return make_stream
+
+
 class _ReadEvent(asyncio.Event):
     """anyio's read event, for a connection read on demand on asyncio.
 
@@ -1157,57 +1194,71 @@ class Server:
 
     async def _accept_batches(self, listener: anyio.abc.SocketListener) -> None:
         """The accept loop on asyncio: anyio's ``accept()`` takes one connection per
-        call, each with a checkpoint (a loop iteration) and its own wait for the
-        listening socket (two epoll_ctl calls); here the loop watches the listening
-        socket for as long as the server accepts, one wake takes every connection
-        that is waiting, and each gets its anyio stream in its own task."""
+        call, each with a checkpoint (a loop pass) and its own wait for the listening
+        socket (two epoll_ctl calls). Here the loop watches the listening socket for
+        as long as the server accepts, and its readiness callback takes every
+        connection that waits and starts its task; this task only waits, and
+        handles accept() failures."""
         sock = listener.extra(SocketAttribute.raw_socket)
         assert self._conn_tg is not None
         spawn = self._conn_tg.start_soon
         loop = asyncio.get_running_loop()
-        ready: asyncio.Future[None] | None = None
+        make_stream = _stream_maker(loop)
+        failed: asyncio.Future[OSError] | None = None
+
+        def accept_waiting() -> OSError | None:
+            for _ in range(_ACCEPT_BATCH):
+                try:
+                    client, address = sock.accept()
+                except (BlockingIOError, InterruptedError):
+                    return None
+                except OSError as exc:
+                    return exc
+                # As anyio's accept() does: small frames are not held back (Nagle).
+                try:
+                    client.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+                except OSError:
+                    client.close()  # gone already
+                    continue
+                if make_stream is None:
+                    spawn(self._handle_accepted, client)
+                    continue
+                try:
+                    stream = make_stream(client, address)
+                except OSError:
+                    client.close()
+                    continue
+                spawn(self.handle_stream, stream)
+            return None
 
         def readable() -> None:
-            if ready is not None and not ready.done():
-                ready.set_result(None)
+            error = accept_waiting()
+            if error is not None and failed is not None and not failed.done():
+                loop.remove_reader(sock)  # still readable: do not spin while waiting
+                failed.set_result(error)
 
-        try:
-            loop.add_reader(sock, readable)
-        except NotImplementedError:  # a loop without readiness callbacks (proactor)
-            watched = False
-        else:
-            watched = True
-        try:
-            while True:
-                if watched:
-                    ready = loop.create_future()
-                    await ready
-                else:
-                    await anyio.wait_readable(sock)
-                while True:
-                    try:
-                        client, _ = sock.accept()
-                    except (BlockingIOError, InterruptedError):
-                        break
-                    except OSError as exc:
-                        if watched:  # still readable: do not spin while waiting
-                            loop.remove_reader(sock)
-                        try:
-                            await _after_accept_error(exc)
-                        finally:
-                            if watched:
-                                loop.add_reader(sock, readable)
-                        break
-                    # As anyio's accept() does: small frames are not held back (Nagle).
-                    try:
-                        client.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-                    except OSError:
-                        client.close()  # gone already
-                        continue
-                    spawn(self._handle_accepted, client)
-        finally:
-            if watched:
+        if sniffio is not None:
+            # The readiness callback runs outside any task, where sniffio (which
+            # anyio asks for the running library when it starts a task) finds
+            # none; its documented context variable says asyncio, in this task's
+            # context, which the callback and the connection tasks it starts copy.
+            sniffio.current_async_library_cvar.set("asyncio")
+        while True:
+            failed = loop.create_future()
+            try:
+                loop.add_reader(sock, readable)
+            except NotImplementedError:  # a loop without readiness callbacks (proactor)
+                break
+            try:
+                failure = await failed
+            finally:
                 loop.remove_reader(sock)
+            await _after_accept_error(failure)
+        while True:
+            await anyio.wait_readable(sock)
+            error = accept_waiting()
+            if error is not None:
+                await _after_accept_error(error)
 
     async def _handle_accepted(self, client: socket.socket) -> None:
         try:
