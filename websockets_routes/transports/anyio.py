@@ -72,7 +72,7 @@ import ssl as _ssl
 import sys
 from collections.abc import Callable, Generator
 from types import TracebackType
-from typing import Any, Literal, cast
+from typing import Any, Literal
 
 import anyio
 import anyio.abc
@@ -88,9 +88,7 @@ from ..core.connection import ServerConnection, State
 from ..core.events import Closed, RequestReceived
 from ..core.handshake import (
     Accept,
-    Close,
     Request,
-    Respond,
     resolve_pending,
     resolve_rest,
     resolve_start,
@@ -131,6 +129,8 @@ _STREAM_ERRORS = (
 )
 # accept() failures that say "out of resources": wait and try again, as trio does.
 _ACCEPT_RETRY = {errno.EMFILE, errno.ENFILE, errno.ENOMEM, errno.ENOBUFS}
+# What a handshake that ran out of open_timeout returns.
+_TIMED_OUT: Any = object()
 # Connections taken per wake of the listening socket, as asyncio's own server does:
 # a flood of connects cannot keep the loop from everything else.
 _ACCEPT_BATCH = 100
@@ -138,6 +138,10 @@ _ACCEPT_BATCH = 100
 
 def _timeout(value: float | None) -> float:
     return math.inf if value is None else value
+
+
+# (stream, transport, protocol) classes that _asyncio_socket() found to be as expected.
+_CHECKED_SOCKETS: set[tuple[type, type, type]] = set()
 
 
 def _asyncio_socket(stream: Any) -> tuple[Any, Any, Any] | None:
@@ -157,11 +161,16 @@ def _asyncio_socket(stream: Any) -> tuple[Any, Any, Any] | None:
         return None
     transport = getattr(stream, "_transport", None)
     protocol = getattr(stream, "_protocol", None)
-    needed = ("read_queue", "read_event", "write_event", "exception", "is_at_eof")
-    if transport is None or not all(hasattr(protocol, name) for name in needed):
+    if transport is None:
         return None
-    if not all(hasattr(transport, name) for name in ("write", "resume_reading", "is_closing")):
-        return None
+    kinds = (cls, type(transport), type(protocol))
+    if kinds not in _CHECKED_SOCKETS:
+        needed = ("read_queue", "read_event", "write_event", "exception", "is_at_eof")
+        if not all(hasattr(protocol, name) for name in needed):
+            return None
+        if not all(hasattr(transport, name) for name in ("write", "resume_reading", "is_closing")):
+            return None
+        _CHECKED_SOCKETS.add(kinds)
     if getattr(transport, "max_size", None) == 256 * 1024:
         # asyncio's selector transport reads into a fresh 256 KiB bytes object each
         # time, above glibc's mmap threshold (128 KiB): mmap, mremap, munmap for a
@@ -1334,11 +1343,16 @@ class Server:
         conn = options.connection(remote_address)
         self._handshaking[conn] = stream
         try:
-            with anyio.move_on_after(_timeout(options.open_timeout)) as scope:
-                opened = await self._handshake(stream, conn, fast)
+            if fast is not None:
+                opened = await self._handshake_fast(stream, conn, fast)
+            else:
+                with anyio.move_on_after(_timeout(options.open_timeout)) as scope:
+                    opened = await self._handshake(stream, conn)
+                if scope.cancelled_caught:
+                    opened = _TIMED_OUT
         finally:
             del self._handshaking[conn]
-        if scope.cancelled_caught:
+        if opened is _TIMED_OUT:
             logger.info(
                 "opening handshake from %s not done within %ss",
                 peer_name(remote_address),
@@ -1407,9 +1421,7 @@ class Server:
         finally:
             self.connections.discard(ws)
 
-    async def _handshake(
-        self, stream: anyio.abc.ByteStream, conn: ServerConnection, fast: Any
-    ) -> Any:
+    async def _handshake(self, stream: anyio.abc.ByteStream, conn: ServerConnection) -> Any:
         """TLS, then the HTTP request, then the router's decision, carried out.
 
         Returns ``(stream, tcp, request, decision, events)``, or None when the
@@ -1425,10 +1437,7 @@ class Server:
             except (*_STREAM_ERRORS, _ssl.SSLError) as exc:
                 logger.info("TLS handshake with %s failed: %s", peer_name(conn.remote_address), exc)
                 return None
-        if fast is not None:
-            request = await _read_request_fast(fast, stream, conn, self.options)
-        else:
-            request = await _read_request(stream, conn, self.options)
+        request = await _read_request(stream, conn, self.options)
         if request is None:
             return None
         if self._resolve_inline:
@@ -1439,8 +1448,46 @@ class Server:
             decision = await self.router.resolve(request)
         # resolve() and resolve_rest() never return ServeHTTP, nor does
         # resolve_start() when resolve_pending() is false.
-        events = conn.carry_out(cast("Accept | Respond | Close", decision))
+        events = conn.carry_out(decision)  # type: ignore[arg-type]
         return stream, tcp, request, decision, events
+
+    async def _handshake_fast(
+        self, stream: anyio.abc.ByteStream, conn: ServerConnection, fast: Any
+    ) -> Any:
+        """``_handshake()`` on anyio's asyncio stream, with ``open_timeout`` kept by
+        a loop timer that aborts the transport, which ends the read, instead of a
+        cancel scope per connection (a tenth of a handshake's cost); a scope
+        guards only an asynchronous hook. Returns what ``_handshake()`` does, or
+        _TIMED_OUT."""
+        transport, _, loop = fast
+        open_timeout = self.options.open_timeout
+        if open_timeout is None:
+            deadline = math.inf
+            request = await _read_request_fast(fast, stream, conn, self.options)
+        else:
+            deadline = loop.time() + open_timeout
+            timer = loop.call_at(deadline, transport.abort)
+            try:
+                request = await _read_request_fast(fast, stream, conn, self.options)
+            finally:
+                timer.cancel()
+        if request is None:
+            return _TIMED_OUT if loop.time() >= deadline else None
+        if self._resolve_inline:
+            decision = resolve_start(self.router, request)
+            pending = resolve_pending(decision)
+        else:
+            pending = True
+        if pending:
+            with anyio.move_on_at(deadline) as scope:
+                if self._resolve_inline:
+                    decision = await resolve_rest(decision, request)
+                else:
+                    decision = await self.router.resolve(request)
+            if scope.cancelled_caught:
+                return _TIMED_OUT
+        events = conn.carry_out(decision)  # type: ignore[arg-type]
+        return stream, stream, request, decision, events
 
     async def _run_handler(self, ws: Connection, session: Session) -> None:
         path = ws.path
