@@ -6,6 +6,7 @@ object's details. Shared behaviour is in tests/transports (parametrized over it)
 from __future__ import annotations
 
 import ssl
+import sys
 
 import anyio
 import pytest
@@ -14,6 +15,9 @@ from tests.transports.helpers import RawClient, frame
 from websockets_routes import ConnectionClosed, Router
 from websockets_routes.transports import anyio as anyio_transport
 from websockets_routes.transports.anyio import Server, serve
+
+if sys.version_info < (3, 11):
+    from exceptiongroup import BaseExceptionGroup
 
 pytestmark = pytest.mark.anyio
 
@@ -85,6 +89,53 @@ async def test_an_error_in_the_block_is_not_wrapped_in_a_group():
         with pytest.raises(KeyError, match="mine"):
             async with serve(echo_router(), "127.0.0.1", 0):
                 raise KeyError("mine")
+
+
+class Fatal(BaseException):
+    """Not an Exception: a connection's task does not catch it."""
+
+
+def leaves(error: BaseException) -> list[BaseException]:
+    if isinstance(error, BaseExceptionGroup):
+        return [leaf for inner in error.exceptions for leaf in leaves(inner)]
+    return [error]
+
+
+async def test_a_base_exception_in_a_handler_ends_the_server_and_comes_out():
+    """As a task group does with a failing child: the server stops, its other
+    connections are cancelled, and the error reaches the ``async with`` block."""
+    before = tasks()
+    router = Router()
+    other_started = anyio.Event()
+    other_cancelled = []
+
+    @router.route("/wait")
+    async def wait(ws, path):
+        other_started.set()
+        try:
+            await anyio.sleep_forever()
+        except anyio.get_cancelled_exc_class():
+            other_cancelled.append(True)
+            raise
+
+    @router.route("/fatal")
+    async def fatal(ws, path):
+        raise Fatal("from a handler")
+
+    with anyio.fail_after(TIMEOUT):
+        with pytest.raises(BaseException) as caught:
+            async with serve(router, "127.0.0.1", 0) as server:
+                waiting = await RawClient.connect(server.port)
+                await waiting.open("/wait")
+                await other_started.wait()
+                raw = await RawClient.connect(server.port)
+                await raw.open("/fatal")
+                await anyio.sleep_forever()
+        await waiting.stream.aclose()
+        await raw.stream.aclose()
+    assert [type(error) for error in leaves(caught.value)] == [Fatal]
+    assert other_cancelled == [True]
+    assert tasks() == before
 
 
 async def test_serve_forever_returns_after_close_from_another_task(connect):
