@@ -251,6 +251,7 @@ class Connection(MessageIteration):
         "_reader_done",
         "_reader_started",
         "_reader_writing",
+        "_read_paused",
         "_receiving",
         "_recv_exits",
         "_recv_waiter",
@@ -323,6 +324,7 @@ class Connection(MessageIteration):
         self._check_at: float | None = None  # the timer's next look, if any
         self._spawn: Callable[..., Any] | None = None  # starts a task in the server's group
         self._aborted = False
+        self._read_paused = False  # we paused the asyncio transport (see _pause_reading)
         self._fast = _asyncio_socket(stream) if fast is False else fast
         if self._fast is not None:
             protocol = self._fast[1]
@@ -550,7 +552,7 @@ class Connection(MessageIteration):
             if data:
                 self._pending.append(data)
             if self._reader_writing and self._fast is not None:
-                self._fast[0].pause_reading()
+                self._pause_reading()
             flushed = self._flushed
             if flushed is None:
                 flushed = self._flushed = self._event()
@@ -636,7 +638,7 @@ class Connection(MessageIteration):
         write_event = protocol.write_event  # replaced by pause_writing()
         if not write_event.is_set():
             if self._reader_writing:
-                transport.pause_reading()
+                self._pause_reading()
             await write_event.wait()
             if transport.is_closing() or protocol.exception is not None:
                 raise anyio.BrokenResourceError
@@ -652,6 +654,12 @@ class Connection(MessageIteration):
 
     # Internals: what the network says
 
+    def _pause_reading(self) -> None:
+        """Pause anyio's asyncio transport; _read_step() resumes it when it waits
+        for bytes, and only then (a resume_reading() call per message saved)."""
+        self._read_paused = True
+        self._fast[0].pause_reading()  # type: ignore[index]
+
     def _wake_recv(self) -> None:
         waiter = self._recv_waiter
         if waiter is not None:
@@ -662,7 +670,7 @@ class Connection(MessageIteration):
 
     def _apply(self, flags: int) -> None:
         session = self._session
-        if flags & MESSAGES:
+        if flags & MESSAGES and self._recv_waiter is not None:
             self._wake_recv()
         if flags & PONGS:
             now = self._now()
@@ -696,7 +704,7 @@ class Connection(MessageIteration):
                 if session.paused:
                     if fast is not None:
                         # anyio's asyncio transport keeps reading until paused.
-                        fast[0].pause_reading()
+                        self._pause_reading()
                     resume = self._resume
                     if resume is not None:
                         await resume.wait()
@@ -714,16 +722,24 @@ class Connection(MessageIteration):
         session = self._session
         fast = self._fast
         if fast is not None:
+            # _fast_wait() and _take_queued() written out: this runs per message.
             transport, protocol, loop = fast
-            if not protocol.read_queue and not _fast_at_eof(transport, protocol):
-                # _fast_wait(), on the _ReadEvent's own future: this runs per message.
-                read_event = protocol.read_event
-                read_event.clear()
-                transport.resume_reading()
+            queue = protocol.read_queue
+            read_event = protocol.read_event
+            if not queue and not (
+                protocol.is_at_eof or protocol.exception is not None or transport.is_closing()
+            ):
+                read_event.flag = False
+                if self._read_paused:
+                    self._read_paused = False
+                    transport.resume_reading()
                 waiter = read_event.waiter = loop.create_future()
                 await waiter
-            if protocol.read_queue:
-                flags = session.receive_data(_take_queued(protocol))
+            if queue:
+                data = queue.popleft() if len(queue) == 1 else b"".join(queue)
+                queue.clear()
+                read_event.flag = False
+                flags = session.receive_data(data)
             elif _fast_at_eof(transport, protocol):
                 flags = session.receive_eof()
             else:
@@ -844,7 +860,7 @@ def _stream_maker(loop: asyncio.AbstractEventLoop) -> Callable[[socket.socket, A
     return make_stream
 
 
-class _ReadEvent(asyncio.Event):
+class _ReadEvent:
     """anyio's read event, for a connection read on demand on asyncio.
 
     anyio's transport reads for as long as it is not paused, and nobody may be
@@ -852,17 +868,33 @@ class _ReadEvent(asyncio.Event):
     bytes that arrive pause the transport (reading resumes it), so a peer
     cannot fill memory beyond one read. Checked where bytes arrive, not where the
     handler leaves recv(), this costs nothing per message while the handler reads.
+
+    It replaces the ``asyncio.Event`` anyio's protocol sets when bytes arrive (and
+    anyio's ``receive()`` waits on), with what that uses of one (``set``, ``clear``,
+    ``is_set``, ``wait``) and no list of waiters: one task reads at a time, on
+    ``waiter``, which the connection sets itself (see ``_read_step``).
     """
 
+    __slots__ = ("_ws", "flag", "waiter")
+
     def __init__(self, ws: Connection) -> None:
-        super().__init__()
         self._ws = ws
-        # The connection's own wait (see _read_step): a bare future, without what
-        # Event.wait() adds per call (a lookup of the loop, the waiter list).
+        self.flag = False
         self.waiter: asyncio.Future[None] | None = None
 
+    def is_set(self) -> bool:
+        return self.flag
+
+    def clear(self) -> None:
+        self.flag = False
+
+    async def wait(self) -> None:
+        if not self.flag:
+            waiter = self.waiter = asyncio.get_running_loop().create_future()
+            await waiter
+
     def set(self) -> None:
-        super().set()
+        self.flag = True
         waiter = self.waiter
         if waiter is not None:
             self.waiter = None
@@ -870,7 +902,7 @@ class _ReadEvent(asyncio.Event):
                 waiter.set_result(None)
         ws = self._ws
         if not (ws._receiving or ws._inline or ws._reader_started):
-            ws._fast[0].pause_reading()  # type: ignore[index]
+            ws._pause_reading()
 
 
 def _take_queued(protocol: Any) -> bytes:
