@@ -370,7 +370,8 @@ class Connection(MessageIteration):
                         await self._close_and_wait(session.fail_pending())
                     if not session.can_recv():
                         raise session.closed_error()
-                    if self._may_read_here():
+                    # Nobody reads yet (the common case) needs no call to decide.
+                    if not (self._reader_started or self._inline) or self._may_read_here():
                         await self._read_inline()
                         continue
                     # The reader task wakes us (_wake_recv). On asyncio, a bare
@@ -399,7 +400,14 @@ class Connection(MessageIteration):
 
     async def send(self, message: str | bytes | bytearray | memoryview) -> None:
         """Send one text (``str``) or binary (bytes-like) message."""
-        await self._write(self._conn.send(message))
+        data = self._conn.send(message)
+        written = self._write_now(data) if self._fast is not None else None
+        if written:
+            return
+        if written is None:
+            await self._write(data)
+        else:
+            await self._write_rest(b"")  # written: only the wait for the drain is left
         if self._aborted:
             raise self._session.closed_error()
 
@@ -560,14 +568,17 @@ class Connection(MessageIteration):
             return
         if not data or self._aborted:
             return
-        fast = self._fast
-        if fast is not None:
-            transport, protocol, _ = fast
-            if not transport.is_closing() and protocol.exception is None:
-                transport.write(data)
-                if protocol.write_event.is_set():
-                    return  # handed whole to the transport: the common case, no await
+        if self._fast is not None:
+            written = self._write_now(data)
+            if written:
+                return  # handed whole to the transport: the common case, no await
+            if written is False:
                 data = b""  # written: only the wait for the drain is left
+        await self._write_rest(data)
+
+    async def _write_rest(self, data: bytes) -> None:
+        """Write ``data``, then what others queued meanwhile, waiting for the stream."""
+        fast = self._fast
         self._writing = True
         try:
             send = self._stream.send if fast is None else self._fast_send
@@ -590,6 +601,21 @@ class Connection(MessageIteration):
             if flushed is not None:
                 self._flushed = None
                 flushed.set()
+
+    def _write_now(self, data: bytes) -> bool | None:
+        """``_write()``'s common case on asyncio, without a coroutine: when nothing
+        waits to be written before ``data``, hand it to anyio's transport. True if
+        done; False if written but the transport wants a drain (``_write_rest(b"")``
+        waits for it); None if not written (``_write()`` does the job)."""
+        if self._writing or self._aborted:
+            return None
+        transport, protocol, _ = self._fast  # type: ignore[misc]
+        if transport.is_closing() or protocol.exception is not None:
+            return None
+        if not protocol.write_event.is_set():
+            return None  # a drain is awaited already: _write() waits for it first
+        transport.write(data)
+        return protocol.write_event.is_set()
 
     async def _close_and_wait(self, flags: int) -> None:
         """After a closing call on the session: write its close frame and wait for
@@ -751,9 +777,10 @@ class Connection(MessageIteration):
                 flags = session.receive_eof()
             else:
                 flags = session.receive_data(data)
-        out = session.data_to_send()
-        if flags:
-            self._apply(flags)
+        # receive_data() and receive_eof() queue only in the driver (see Session).
+        out = self._conn.data_to_send()
+        if flags and (flags != MESSAGES or self._recv_waiter is not None):
+            self._apply(flags)  # not for a message that no recv() waits for: a no-op
         if out:
             # Our answers (pongs, close echo) may wait for a peer that does not
             # read them: _write() then pauses reading (memory stays bounded against
