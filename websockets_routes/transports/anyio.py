@@ -605,15 +605,14 @@ class Connection(MessageIteration):
     def _write_now(self, data: bytes) -> bool | None:
         """``_write()``'s common case on asyncio, without a coroutine: when nothing
         waits to be written before ``data``, hand it to anyio's transport. True if
-        done; False if written but the transport wants a drain (``_write_rest(b"")``
-        waits for it); None if not written (``_write()`` does the job)."""
+        done; False if written but the transport wants a drain first (or still
+        did: ``_write_rest(b"")`` waits for it); None if not written (``_write()``
+        does the job)."""
         if self._writing or self._aborted:
             return None
         transport, protocol, _ = self._fast  # type: ignore[misc]
         if transport.is_closing() or protocol.exception is not None:
             return None
-        if not protocol.write_event.is_set():
-            return None  # a drain is awaited already: _write() waits for it first
         transport.write(data)
         return protocol.write_event.is_set()
 
@@ -762,8 +761,11 @@ class Connection(MessageIteration):
                 waiter = read_event.waiter = loop.create_future()
                 await waiter
             if queue:
-                data = queue.popleft() if len(queue) == 1 else b"".join(queue)
-                queue.clear()
+                if len(queue) == 1:
+                    data = queue.popleft()
+                else:
+                    data = b"".join(queue)
+                    queue.clear()
                 read_event.flag = False
                 flags = session.receive_data(data)
             elif _fast_at_eof(transport, protocol):
