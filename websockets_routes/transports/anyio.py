@@ -51,7 +51,12 @@ Speed: on asyncio (and uvloop) a connection on anyio's plain TCP stream reads an
 writes through the transport and protocol anyio created, with anyio's own buffers
 and events, skipping the per-call checkpoint and pause/resume of anyio's public
 ``send()``/``receive()`` (see ``_asyncio_socket``); trio, TLS and in-memory streams
-use the public stream API.
+use the public stream API. Also on asyncio, the listening socket's readiness
+callback accepts; on selector loops it makes each connection's anyio stream at once
+(``_stream_maker``), and each accepted connection runs in a task the loop makes,
+which the server owns as its task group would (``Server._spawn_connection``):
+anyio's ``start_soon()`` costs as much as a sixth of a handshake. The open timeout of
+those connections is a loop timer (``Server._handshake_fast``).
 
 Options: those of ``core.session.ServerOptions`` (``max_size``, ``max_queue``,
 ``open_timeout``, ``ping_interval``, ``ping_timeout``, ``close_timeout``,
@@ -139,7 +144,7 @@ def _timeout(value: float | None) -> float:
 _CHECKED_SOCKETS: set[tuple[type, type, type]] = set()
 
 
-def _asyncio_socket(stream: Any) -> tuple[Any, Any, Any] | None:
+def _asyncio_socket(stream: Any, loop: Any = None) -> tuple[Any, Any, Any] | None:
     """``(transport, protocol, loop)`` of anyio's asyncio ``SocketStream``, else None.
 
     anyio's ``send()`` ends every write with a checkpoint (a whole event-loop pass
@@ -149,7 +154,8 @@ def _asyncio_socket(stream: Any) -> tuple[Any, Any, Any] | None:
     connection reads and writes through the same transport and protocol anyio
     uses, with anyio's own buffers, events and back-pressure. Anything else
     (trio, TLS, memory streams) and any anyio whose internals differ use the
-    public stream API.
+    public stream API. ``loop``: the running loop, if the caller has it (on
+    Python 3.11 each ``asyncio.get_running_loop()`` costs a getpid() system call).
     """
     cls = type(stream)
     if cls.__name__ != "SocketStream" or cls.__module__ != "anyio._backends._asyncio":
@@ -172,7 +178,7 @@ def _asyncio_socket(stream: Any) -> tuple[Any, Any, Any] | None:
         # 40-byte message, and a reader that keeps reading (above) pays it on every
         # message. Just under the threshold the buffer comes from the heap.
         transport.max_size = _HEAP_READ_SIZE
-    return transport, protocol, asyncio.get_running_loop()
+    return transport, protocol, loop if loop is not None else asyncio.get_running_loop()
 
 
 def _ipv4_addresses(transport: Any) -> tuple[Any, Any] | None:
@@ -328,7 +334,11 @@ class Connection(MessageIteration):
         self._fast = _asyncio_socket(stream) if fast is False else fast
         if self._fast is not None:
             protocol = self._fast[1]
-            read_event = protocol.read_event = _ReadEvent(self)
+            read_event = protocol.read_event
+            if type(read_event) is _ReadEvent:  # the handshake's (_read_request_fast)
+                read_event.ws = self
+            else:
+                read_event = protocol.read_event = _ReadEvent(self)
             if protocol.read_queue or protocol.is_at_eof:
                 read_event.set()
         self._reader_writing = False  # reading is writing its answers (see _read_step)
@@ -747,7 +757,7 @@ class Connection(MessageIteration):
         session = self._session
         fast = self._fast
         if fast is not None:
-            # _fast_wait() and _take_queued() written out: this runs per message.
+            # _take_queued() written out: this runs per message.
             transport, protocol, loop = fast
             queue = protocol.read_queue
             read_event = protocol.read_event
@@ -904,10 +914,10 @@ class _ReadEvent:
     ``waiter``, which the connection sets itself (see ``_read_step``).
     """
 
-    __slots__ = ("_ws", "flag", "waiter")
+    __slots__ = ("ws", "flag", "waiter")
 
-    def __init__(self, ws: Connection) -> None:
-        self._ws = ws
+    def __init__(self, ws: Connection | None) -> None:
+        self.ws = ws  # None during the opening handshake, which reads all the time
         self.flag = False
         self.waiter: asyncio.Future[None] | None = None
 
@@ -929,8 +939,8 @@ class _ReadEvent:
             self.waiter = None
             if not waiter.done():
                 waiter.set_result(None)
-        ws = self._ws
-        if not (ws._receiving or ws._inline or ws._reader_started):
+        ws = self.ws
+        if ws is not None and not (ws._receiving or ws._inline or ws._reader_started):
             ws._pause_reading()
 
 
@@ -946,14 +956,6 @@ def _take_queued(protocol: Any) -> bytes:
 
 def _fast_at_eof(transport: Any, protocol: Any) -> bool:
     return protocol.is_at_eof or protocol.exception is not None or transport.is_closing()
-
-
-async def _fast_wait(transport: Any, protocol: Any) -> None:
-    """Wait for bytes on anyio's asyncio stream, reading only while someone waits."""
-    read_event = protocol.read_event
-    read_event.clear()
-    transport.resume_reading()
-    await read_event.wait()
 
 
 async def _after_accept_error(exc: OSError) -> None:
@@ -1102,6 +1104,7 @@ class Server:
         self._closed: anyio.Event | None = None
         self._event_class: Any = None
         self._timers: _Timers | None = None
+        self._loop: asyncio.AbstractEventLoop | None = None  # on asyncio
 
     def __repr__(self) -> str:
         where = f"{self.host}:{self.port}" if self.listeners else "not listening"
@@ -1131,10 +1134,11 @@ class Server:
         self._stop = event_class()
         self._closed = event_class()
         try:
-            # anyio's clock on asyncio, without its backend lookup on every call.
-            clock: Callable[[], float] = asyncio.get_running_loop().time
+            self._loop = asyncio.get_running_loop()
         except RuntimeError:
-            clock = anyio.current_time
+            clock: Callable[[], float] = anyio.current_time  # trio
+        else:
+            clock = self._loop.time  # anyio's clock, without its backend lookup per call
         self._timers = _Timers(clock, event_class)
         if self._port is not None:
             multi = await anyio.create_tcp_listener(
@@ -1238,7 +1242,8 @@ class Server:
         group stops or is cancelled and waits for them before the server counts as
         closed, and one that fails (handle_stream() catches Exception, so a
         BaseException) cancels the server, its error raised by ``_host``."""
-        task = asyncio.get_running_loop().create_task(coro)
+        assert self._loop is not None
+        task = self._loop.create_task(coro)
         self._connection_tasks.add(task)
         task.add_done_callback(self._connection_task_done)
 
@@ -1397,7 +1402,7 @@ class Server:
         self._active += 1
         fast = None
         try:
-            fast = _asyncio_socket(stream) if self.options.ssl is None else None
+            fast = _asyncio_socket(stream, self._loop) if self.options.ssl is None else None
             addresses = _ipv4_addresses(fast[0]) if fast is not None else None
             if addresses is not None:
                 # asyncio's transport has them already: anyio's attribute table
@@ -1631,8 +1636,11 @@ async def _read_request_fast(
     """``_read_request()`` on anyio's asyncio stream, reading its read queue as
     ``Connection._read_step()`` does: a request already received is parsed
     without an await."""
-    transport, protocol, _ = fast
+    transport, protocol, loop = fast
     queue = protocol.read_queue
+    # Our read event from now on: waiting on it costs a future, not an Event's wait().
+    read_event = protocol.read_event = _ReadEvent(None)
+    read_event.flag = bool(queue) or protocol.is_at_eof
     while True:
         if queue:
             events = conn.receive_data(_take_queued(protocol))
@@ -1640,7 +1648,9 @@ async def _read_request_fast(
             conn.receive_eof()
             return None
         else:
-            await _fast_wait(transport, protocol)
+            transport.resume_reading()  # as anyio's receive() does
+            waiter = read_event.waiter = loop.create_future()
+            await waiter
             continue
         out = conn.data_to_send()
         if out:
