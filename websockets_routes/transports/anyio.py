@@ -1474,52 +1474,60 @@ class Server:
             event_class=self._event_class,
             fast=fast if stream is tcp else None,
         )
-        flags = session.dispatch(events, closing=conn.state is State.CLOSING)
-        out = session.data_to_send()
-        if flags:
-            ws._apply(flags)
-        await ws._write(out)
-        if conn.state is _CLOSED_STATE:  # an HTTP response, or a failure right away
-            await ws._finish_tcp()
-            return
-        self.connections.add(ws)
         try:
-            if not isinstance(decision, Accept) or conn.state is not _OPEN:
-                # A Close decision: its close frame is out. The peer's answer is read
-                # in this task; no reader task, no timer.
-                ws._reader_started = True
-                with anyio.move_on_after(_timeout(options.close_timeout)):
-                    await ws._read_loop()
-                if not session.closed:
-                    await ws._abort()
+            flags = session.dispatch(events, closing=conn.state is State.CLOSING)
+            out = session.data_to_send()
+            if flags:
+                ws._apply(flags)
+            await ws._write(out)
+            if conn.state is _CLOSED_STATE:  # an HTTP response, or a failure right away
+                await ws._finish_tcp()
                 return
-            timers = self._timers
-            assert timers is not None and self._conn_tg is not None
-            ws._timers = timers
-            # A reader task, when one is needed, runs in the server's task group (a
-            # task group per connection costs a cancel scope and a host task): this
-            # task waits for it below, and a cancellation of the server ends both.
-            ws._spawn = self._conn_tg.start_soon
-            if stream is tcp and isinstance(stream, anyio.abc.SocketStream):
-                ws._arm_check()  # read on demand
-            else:
-                # Only a socket's read can be cancelled without losing anything: a
-                # TLS read may be writing TLS records of its own, and a memory
-                # stream may have handed over its item already. A reader task is
-                # never cancelled half-way like a handler's recv() under a timeout.
-                ws._start_reader()
+            self.connections.add(ws)
             try:
-                if self._closing:
-                    await ws._going_away()  # accepted while shutting down
+                if not isinstance(decision, Accept) or conn.state is not _OPEN:
+                    # A Close decision: its close frame is out. The peer's answer is read
+                    # in this task; no reader task, no timer.
+                    ws._reader_started = True
+                    with anyio.move_on_after(_timeout(options.close_timeout)):
+                        await ws._read_loop()
+                    if not session.closed:
+                        await ws._abort()
+                    return
+                timers = self._timers
+                assert timers is not None and self._conn_tg is not None
+                ws._timers = timers
+                # A reader task, when one is needed, runs in the server's task group (a
+                # task group per connection costs a cancel scope and a host task): this
+                # task waits for it below, and a cancellation of the server ends both.
+                ws._spawn = self._conn_tg.start_soon
+                if stream is tcp and isinstance(stream, anyio.abc.SocketStream):
+                    ws._arm_check()  # read on demand
                 else:
-                    await self._run_handler(ws, session)
-                if not session.closed:
-                    await ws._close_and_wait(0)
-                await ws._wait_reader()
+                    # Only a socket's read can be cancelled without losing anything: a
+                    # TLS read may be writing TLS records of its own, and a memory
+                    # stream may have handed over its item already. A reader task is
+                    # never cancelled half-way like a handler's recv() under a timeout.
+                    ws._start_reader()
+                try:
+                    if self._closing:
+                        await ws._going_away()  # accepted while shutting down
+                    else:
+                        await self._run_handler(ws, session)
+                    if not session.closed:
+                        await ws._close_and_wait(0)
+                    await ws._wait_reader()
+                finally:
+                    timers.cancel(ws)
             finally:
-                timers.cancel(ws)
+                self.connections.discard(ws)
         finally:
-            self.connections.discard(ws)
+            if ws._fast is not None:
+                # Connection -> protocol -> read event -> Connection: a cycle that
+                # only the garbage collector would free, with all the connection
+                # holds (its tasks' frames, buffers, the request), and collections
+                # of every generation as often as connections end.
+                ws._fast[1].read_event.ws = None
 
     async def _handshake(self, stream: anyio.abc.ByteStream, conn: ServerConnection) -> Any:
         """TLS, then the HTTP request, then the router's decision, carried out.
