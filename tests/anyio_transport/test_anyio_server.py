@@ -5,8 +5,10 @@ object's details. Shared behaviour is in tests/transports (parametrized over it)
 
 from __future__ import annotations
 
+import gc
 import ssl
 import sys
+import weakref
 
 import anyio
 import pytest
@@ -136,6 +138,37 @@ async def test_a_base_exception_in_a_handler_ends_the_server_and_comes_out():
     assert [type(error) for error in leaves(caught.value)] == [Fatal]
     assert other_cancelled == [True]
     assert tasks() == before
+
+
+async def test_a_finished_connection_is_freed_without_the_garbage_collector(connect):
+    """Nothing of an ended connection waits for a collection: reference cycles would
+    keep its objects (buffers, the request, its task's frames) until one runs, and
+    make collections of every generation as frequent as connections."""
+    refs: list[weakref.ref] = []
+    handled = anyio.Event()
+    router = Router()
+
+    @router.route("/echo")
+    async def echo(ws, path):
+        refs.append(weakref.ref(ws))
+        async for message in ws:
+            await ws.send(message)
+        handled.set()
+
+    gc.collect()
+    gc.disable()
+    try:
+        with anyio.fail_after(TIMEOUT):
+            async with serve(router, "127.0.0.1", 0) as server:
+                async with connect(server) as ws:
+                    await ws.send("x")
+                    assert await ws.recv() == "x"
+                await handled.wait()
+                await anyio.wait_all_tasks_blocked()  # the connection's task has ended
+                assert not server.connections
+                assert refs and refs[0]() is None
+    finally:
+        gc.enable()
 
 
 async def test_serve_forever_returns_after_close_from_another_task(connect):

@@ -267,6 +267,7 @@ class Connection(MessageIteration):
         "_stream",
         "_tcp",
         "_timer_at",
+        "_timer_entry",
         "_timers",
         "_writing",
         "local_address",
@@ -342,7 +343,10 @@ class Connection(MessageIteration):
             if protocol.read_queue or protocol.is_at_eof:
                 read_event.set()
         self._reader_writing = False  # reading is writing its answers (see _read_step)
-        self._timer_at: float | None = None  # its entry in the server's keepalive timers
+        # Its entry in the server's timers (_Timers): the deadline, and the one-item
+        # list through which the heap refers to this connection.
+        self._timer_at: float | None = None
+        self._timer_entry: list[Connection | None] | None = None
         self._timers: _Timers | None = None
 
     def __repr__(self) -> str:
@@ -981,16 +985,18 @@ class _Timers:
     """The deadlines of a server's connections (keepalive, and when to look whether
     a handler still reads), served by one task.
 
-    A heap of ``(deadline, seq, connection)``, instead of a sleeping task per
-    connection: an idle connection costs a heap entry. An entry is current while
-    ``connection._timer_at`` equals its deadline; stale ones are dropped when they
-    come up, or swept when they are most of the heap. Looks need no precision: they
+    A heap of ``(deadline, seq, [connection])``, instead of a sleeping task per
+    connection: an idle connection costs a heap entry. Cancelling an entry empties its
+    list, so that the heap keeps no ended connection alive (thousands a second under
+    load, with all they hold, would pile up until their deadlines and fill the
+    garbage collector's old generations); emptied entries are dropped when they come
+    up, or swept when they are most of the heap. Looks need no precision: they
     do not wake the task, which sleeps at most _READER_AFTER while it has entries
     (waking it per connection would cost a task switch and a cancel scope each).
     """
 
     def __init__(self, clock: Callable[[], float], event_class: Any) -> None:
-        self._heap: list[tuple[float, int, Connection]] = []
+        self._heap: list[tuple[float, int, list[Connection | None]]] = []
         self._seq = 0
         self._stale = 0
         self._clock = clock
@@ -1009,8 +1015,10 @@ class _Timers:
         if deadline is None:
             return
         ws._timer_at = deadline
+        entry: list[Connection | None] = [ws]
+        ws._timer_entry = entry
         self._seq += 1
-        heapq.heappush(self._heap, (deadline, self._seq, ws))
+        heapq.heappush(self._heap, (deadline, self._seq, entry))
         if (
             deadline < self._sleeping_until
             and self._wake is not None
@@ -1019,13 +1027,15 @@ class _Timers:
             self._wake.set()
 
     def cancel(self, ws: Connection) -> None:
-        if ws._timer_at is None:
+        entry = ws._timer_entry
+        if entry is None:
             return
-        ws._timer_at = None
+        entry[0] = None
+        ws._timer_entry = ws._timer_at = None
         self._stale += 1
         heap = self._heap
         if self._stale > 64 and self._stale * 2 > len(heap):
-            heap[:] = [entry for entry in heap if entry[2]._timer_at == entry[0]]
+            heap[:] = [item for item in heap if item[2][0] is not None]
             heapq.heapify(heap)
             self._stale = 0
 
@@ -1034,19 +1044,14 @@ class _Timers:
         while True:
             now = self._clock()
             while heap and heap[0][0] <= now:
-                deadline, _, ws = heapq.heappop(heap)
-                if ws._timer_at != deadline:
-                    self._stale = max(0, self._stale - 1)
-                    continue
-                ws._timer_at = None
-                ws._on_timer(now, spawn)
-                self.schedule(ws)
-            while heap and heap[0][2]._timer_at != heap[0][0]:
+                self._fire(heapq.heappop(heap)[2], now, spawn)
+            while heap and heap[0][2][0] is None:
                 heapq.heappop(heap)  # an ended connection's: not worth waking for
                 self._stale = max(0, self._stale - 1)
             if heap:
-                deadline, _, ws = heap[0]
-                if deadline == ws._check_at:
+                # The list, not the connection: cancel() may still drop it.
+                deadline, _, entry = heap[0]
+                if deadline == entry[0]._check_at:  # type: ignore[union-attr]
                     deadline = max(deadline, now + _READER_AFTER / 2)  # looks are lazy
                 self._sleeping_until = min(deadline, now + _READER_AFTER)
             else:
@@ -1054,6 +1059,15 @@ class _Timers:
             self._wake = wake = self._event_class()
             with anyio.move_on_after(self._sleeping_until - now):
                 await wake.wait()
+
+    def _fire(self, entry: list[Connection | None], now: float, spawn: Callable[..., Any]) -> None:
+        ws = entry[0]
+        if ws is None:
+            self._stale = max(0, self._stale - 1)
+            return
+        ws._timer_entry = ws._timer_at = None
+        ws._on_timer(now, spawn)
+        self.schedule(ws)
 
 
 class Server:
