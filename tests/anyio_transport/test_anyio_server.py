@@ -135,6 +135,7 @@ async def test_a_base_exception_in_a_handler_ends_the_server_and_comes_out():
                 await anyio.sleep_forever()
         await waiting.stream.aclose()
         await raw.stream.aclose()
+        await server.wait_closed()  # the server ended: nothing left to wait for
     assert [type(error) for error in leaves(caught.value)] == [Fatal]
     assert other_cancelled == [True]
     assert tasks() == before

@@ -619,9 +619,9 @@ class Connection(MessageIteration):
     def _write_now(self, data: bytes) -> bool | None:
         """``_write()``'s common case on asyncio, without a coroutine: when nothing
         waits to be written before ``data``, hand it to anyio's transport. True if
-        done; False if written but the transport wants a drain first (or still
-        did: ``_write_rest(b"")`` waits for it); None if not written (``_write()``
-        does the job)."""
+        done; False if written but the transport asks for a drain
+        (``_write_rest(b"")`` waits for it); None if not written (``_write()`` does
+        the job)."""
         if self._writing or self._aborted:
             return None
         transport, protocol, _ = self._fast  # type: ignore[misc]
@@ -1246,6 +1246,9 @@ class Server:
             for listener in self.listeners:
                 await _close_stream(listener)
             self._closed.set()
+            if self._connection_errors:
+                # What made the server stop (see _connection_task_done).
+                raise self._connection_errors[0]
 
     def _spawn_connection(self, coro: Any) -> None:
         """Run one accepted connection on asyncio: in a task of its own, as in the
@@ -1275,10 +1278,6 @@ class Server:
         with anyio.CancelScope(shield=True):
             while self._connection_tasks:
                 await asyncio.wait(list(self._connection_tasks))
-        if self._connection_errors:
-            error = self._connection_errors[0]
-            self._connection_errors.clear()
-            raise error
 
     async def _shutdown(self) -> None:
         assert self._idle is not None and self._stop is not None
