@@ -43,6 +43,7 @@ A transport:
 
 from __future__ import annotations
 
+import errno
 import logging
 import os
 from collections import deque
@@ -167,6 +168,11 @@ class ServerOptions:
             # Session carries out a failure once the messages before it are answered.
             defer_failure=True,
         )
+
+
+# accept() failures that pass with time (out of descriptors, buffers or memory): a
+# server waits a little and accepts again, as trio does, instead of stopping.
+ACCEPT_RETRY_ERRNOS = frozenset([errno.EMFILE, errno.ENFILE, errno.ENOBUFS, errno.ENOMEM])
 
 
 def peer_name(address: Any) -> str:

@@ -68,7 +68,6 @@ wrapped in anyio TLS streams; the TLS handshake counts against ``open_timeout``.
 from __future__ import annotations
 
 import asyncio
-import errno
 import heapq
 import logging
 import math
@@ -97,6 +96,7 @@ from ..core.iteration import MessageIteration
 from ..core.paths import RoutedPath
 from ..core.router import check_router, resolves_in_steps
 from ..core.session import (
+    ACCEPT_RETRY_ERRNOS,
     CLOSED,
     FAILING,
     KEEPALIVE,
@@ -127,8 +127,6 @@ _STREAM_ERRORS = (
     anyio.ClosedResourceError,
     OSError,
 )
-# accept() failures that say "out of resources": wait and try again, as trio does.
-_ACCEPT_RETRY = {errno.EMFILE, errno.ENFILE, errno.ENOMEM, errno.ENOBUFS}
 # What a handshake that ran out of open_timeout returns.
 _TIMED_OUT: Any = object()
 # Connections taken per wake of the listening socket, as asyncio's own server does:
@@ -965,7 +963,7 @@ def _fast_at_eof(transport: Any, protocol: Any) -> bool:
 async def _after_accept_error(exc: OSError) -> None:
     """accept() failed: out of descriptors or memory passes with time, so wait a
     little before accepting again; any other error is raised."""
-    if exc.errno not in _ACCEPT_RETRY:
+    if exc.errno not in ACCEPT_RETRY_ERRNOS:
         raise exc
     logger.error("accept() failed (%s); retrying in 100 ms", exc)
     await anyio.sleep(0.1)

@@ -27,7 +27,6 @@ handshake the FIN leaves with the close frame, before anyone is woken.
 from __future__ import annotations
 
 import asyncio
-import errno
 import socket
 from collections.abc import Coroutine, Generator
 from typing import Any
@@ -39,9 +38,7 @@ from ..core.iteration import MessageIteration
 from ..core.paths import RoutedPath
 from ..core.router import check_router, resolves_in_steps
 from ..core.session import (
-    CLOSED as CLOSED_FLAG,
-)
-from ..core.session import (
+    ACCEPT_RETRY_ERRNOS,
     FAILING,
     KEEPALIVE,
     MESSAGES,
@@ -51,12 +48,13 @@ from ..core.session import (
     Session,
     logger,  # noqa: F401 - re-exported: the transport logs as websockets_routes.server
 )
+from ..core.session import (
+    CLOSED as CLOSED_FLAG,
+)
 
 __all__ = ["serve", "Server", "WebSocket"]
 
 OPEN = State.OPEN
-# accept() errors that pass with time (out of descriptors, buffers or memory).
-_ACCEPT_RETRY = frozenset([errno.EMFILE, errno.ENFILE, errno.ENOBUFS, errno.ENOMEM])
 CLOSING = State.CLOSING
 _HEAP_READ_SIZE = 128 * 1024 - 1024  # see connection_made()
 CLOSED = State.CLOSED
@@ -693,7 +691,7 @@ class Server:
             except (BlockingIOError, InterruptedError, ConnectionAbortedError):
                 return
             except OSError as exc:
-                if exc.errno in _ACCEPT_RETRY:
+                if exc.errno in ACCEPT_RETRY_ERRNOS:
                     # Out of descriptors or memory: the socket stays readable, so
                     # stop listening for a while (asyncio's own delay) and retry.
                     logger.error("accept() failed (%s); retrying in 1 s", exc)
