@@ -192,3 +192,16 @@ def test_bad_options():
         serve(echo_router(), "127.0.0.1", 0, max_sise=10)
     with pytest.raises(TypeError, match="Router"):
         serve(object(), "127.0.0.1", 0)
+
+
+async def test_port_0_on_several_addresses_gives_them_one_port():
+    """server.port must reach every address served: asyncio alone binds each to a
+    port of its own when asked for port 0."""
+    hosts = ["127.0.0.1", "127.0.0.2"]  # both loopback on Linux
+    async with serve(echo_router(), hosts, 0) as server:
+        assert len(server.sockets) == 2
+        assert {sock.getsockname()[1] for sock in server.sockets} == {server.port}
+        for host in hosts:
+            async with connect(f"ws://{host}:{server.port}/echo", proxy=None) as ws:
+                await ws.send(host)
+                assert await ws.recv() == host

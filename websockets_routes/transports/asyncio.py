@@ -27,6 +27,7 @@ handshake the FIN leaves with the close frame, before anyone is woken.
 from __future__ import annotations
 
 import asyncio
+import errno
 import socket
 from collections.abc import Coroutine, Generator
 from typing import Any
@@ -53,6 +54,9 @@ from ..core.session import (
 )
 
 __all__ = ["serve", "Server", "WebSocket"]
+
+# Attempts at one port for all addresses of the host (see Server._create_server).
+_PORT_TRIES = 20
 
 OPEN = State.OPEN
 CLOSING = State.CLOSING
@@ -669,7 +673,7 @@ class Server:
         ):
             make_transport = getattr(loop, "_make_socket_transport", None)
         kwargs["start_serving"] = make_transport is None
-        self._server = await loop.create_server(lambda: WebSocket(self), **kwargs)
+        self._server = await self._create_server(kwargs)
         if make_transport is not None:
             # asyncio's own accept path makes each transport in a task of its own,
             # which takes two more loop iterations (and a task and a future) before
@@ -682,6 +686,33 @@ class Server:
                 listening = getattr(sock, "_sock", sock)
                 listening.listen(self.backlog)  # asyncio listens only when it serves
                 loop.add_reader(listening.fileno(), self._accept, listening)
+
+    async def _create_server(self, kwargs: dict[str, Any]) -> asyncio.Server:
+        """``loop.create_server()``, with one port for every address: asyncio binds
+        each address of the host (``None``: IPv4 and IPv6) to a port of its own when
+        the port is 0, and ``server.port`` would then reach only one of them. So
+        the others are bound again to the first one's port (taken again if another
+        program got it in between)."""
+        assert self._loop is not None
+        server = await self._loop.create_server(lambda: WebSocket(self), **kwargs)
+        if kwargs.get("port") != 0:
+            return server
+        for _ in range(_PORT_TRIES):
+            ports = {sock.getsockname()[1] for sock in server.sockets}
+            if len(ports) <= 1:
+                return server
+            port = server.sockets[0].getsockname()[1]
+            server.close()
+            await server.wait_closed()
+            try:
+                return await self._loop.create_server(
+                    lambda: WebSocket(self), **{**kwargs, "port": port}
+                )
+            except OSError as exc:
+                if exc.errno != errno.EADDRINUSE:
+                    raise
+            server = await self._loop.create_server(lambda: WebSocket(self), **kwargs)
+        raise OSError(errno.EADDRINUSE, f"no free port for every address of {self.host!r}")
 
     def _accept(self, listening: socket.socket) -> None:
         """The listening socket is readable: accept what waits, as asyncio does."""
