@@ -691,8 +691,8 @@ class Server:
         """``loop.create_server()``, with one port for every address: asyncio binds
         each address of the host (``None``: IPv4 and IPv6) to a port of its own when
         the port is 0, and ``server.port`` would then reach only one of them. So
-        the others are bound again to the first one's port (taken again if another
-        program got it in between)."""
+        all are bound again to the first one's port (from a fresh port if another
+        program takes that one in between)."""
         assert self._loop is not None
         server = await self._loop.create_server(lambda: WebSocket(self), **kwargs)
         if kwargs.get("port") != 0:
@@ -712,6 +712,8 @@ class Server:
                 if exc.errno != errno.EADDRINUSE:
                     raise
             server = await self._loop.create_server(lambda: WebSocket(self), **kwargs)
+        server.close()
+        await server.wait_closed()
         raise OSError(errno.EADDRINUSE, f"no free port for every address of {self.host!r}")
 
     def _accept(self, listening: socket.socket) -> None:
