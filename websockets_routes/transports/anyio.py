@@ -264,7 +264,6 @@ class Connection(MessageIteration):
         "_session",
         "_stream",
         "_tcp",
-        "_timer_at",
         "_timer_entry",
         "_timers",
         "_writing",
@@ -341,9 +340,8 @@ class Connection(MessageIteration):
             if protocol.read_queue or protocol.is_at_eof:
                 read_event.set()
         self._reader_writing = False  # reading is writing its answers (see _read_step)
-        # Its entry in the server's timers (_Timers): the deadline, and the one-item
-        # list through which the heap refers to this connection.
-        self._timer_at: float | None = None
+        # Its entry in the server's timers (_Timers): the one-item list through which
+        # the heap refers to this connection.
         self._timer_entry: list[Connection | None] | None = None
         self._timers: _Timers | None = None
 
@@ -1012,7 +1010,6 @@ class _Timers:
         deadline = ws._next_deadline()
         if deadline is None:
             return
-        ws._timer_at = deadline
         entry: list[Connection | None] = [ws]
         ws._timer_entry = entry
         self._seq += 1
@@ -1029,7 +1026,7 @@ class _Timers:
         if entry is None:
             return
         entry[0] = None
-        ws._timer_entry = ws._timer_at = None
+        ws._timer_entry = None
         self._stale += 1
         heap = self._heap
         if self._stale > 64 and self._stale * 2 > len(heap):
@@ -1063,7 +1060,7 @@ class _Timers:
         if ws is None:
             self._stale = max(0, self._stale - 1)
             return
-        ws._timer_entry = ws._timer_at = None
+        ws._timer_entry = None
         ws._on_timer(now, spawn)
         self.schedule(ws)
 
