@@ -276,7 +276,7 @@ _SIMPLE_SEGMENTS: dict[str, Segment] = {}
 def _extract_braces(source: str) -> tuple[str, dict[str, tuple[str, str | None]]]:
     """Replace each balanced ``{name[:regex]}`` by a ``{_bN}`` placeholder.
 
-    Routes' own parser (``Route._pathkeys``) ends a ``{...}`` at the first ``}`` and
+    Routes' own parser (behind ``Route.routelist``) ends a ``{...}`` at the first ``}`` and
     splits it on every ``:``, so ``{id:\\d{2}}`` and ``{x:(?:a|b)}`` come out wrong.
     We cut those groups out by brace depth first and let Routes parse the rest.
 
@@ -333,15 +333,12 @@ def _extract_braces(source: str) -> tuple[str, dict[str, tuple[str, str | None]]
 
 
 def _routes_pathkeys(path: str) -> list[Any]:
-    """Routes' own template parser, without building (and timing) a whole Route.
+    """Routes' own parse of a template: the ``routelist`` of a ``routes.route.Route``.
 
-    ``Route.__init__`` also prepares URL generation and defaults that we never use;
-    ``_pathkeys`` only reads ``static`` and ``reqs`` off the instance.
+    Only templates with Routes syntax left once braces are cut out (``:name``,
+    ``*name``, backslash escapes) come here; the others skip Routes altogether.
     """
-    route = _RoutesRoute.__new__(_RoutesRoute)
-    route.static = False
-    route.reqs = {}
-    return route._pathkeys(path)
+    return _RoutesRoute(None, path).routelist
 
 
 def _parse(source: str, requirements: dict[str, str]) -> list[tuple[_Piece, ...]]:
