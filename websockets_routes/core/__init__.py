@@ -3,19 +3,10 @@
 Nothing here does I/O or imports an async library; every transport builds on it.
 """
 
+from .decisions import Accept, Close, Decision, Respond, ServeHTTP
 from .errors import ConnectionClosed, ConnectionClosedError, ConnectionClosedOK
-from .handshake import (
-    Accept,
-    Close,
-    Decision,
-    Headers,
-    Request,
-    Respond,
-    ServeHTTP,
-    accept_key,
-    decide,
-    resolve,
-)
+from .handshake import accept_key, decide, resolve
+from .http import Headers, Request
 from .paths import RoutedPath
 from .router import FunctionView, Route, Router
 

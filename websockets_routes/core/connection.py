@@ -101,9 +101,10 @@ from wsproto.frame_protocol import (
     XorMaskerSimple,
 )
 
+from .decisions import Accept, Close, Respond, check_close_code
 from .errors import ConnectionClosed
 from .events import Closed, Event, Message, Ping, Pong, RequestReceived
-from .handshake import Accept, Close, Headers, Request, Respond, check_close_code
+from .http import Headers, Request
 from .masking import Masker, apply_mask
 
 __all__ = ["ServerConnection", "State", "DEFAULT_MAX_SIZE", "DEFAULT_MAX_HEADER_BYTES"]
@@ -631,7 +632,7 @@ class ServerConnection:
                     self._head = data[:size]
                     if len(data) > size:
                         self._early.append(data[size:])
-                    return self._request(method, target, Headers._of_text(headers))
+                    return self._request(method, target, Headers.of_text(headers))
             conn = self._h11 = h11.Connection(
                 h11.SERVER, max_incomplete_event_size=self.max_header_bytes
             )

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from typing import NamedTuple
 
-from .handshake import Request
+from .http import Request
 
 __all__ = ["Event", "RequestReceived", "Message", "Ping", "Pong", "Closed"]
 

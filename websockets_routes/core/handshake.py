@@ -3,6 +3,10 @@
 ``decide()`` is pure and synchronous: routing plus the RFC 6455 section 4.2.1 checks.
 ``resolve()`` adds the one asynchronous step, the view's ``process_request`` hook (or a
 plain-HTTP view), and never raises: a failing hook becomes ``Respond(500)``.
+
+The router is anything with the ``RoutingTable`` shape (``core.router.Router`` is one):
+this module imports no Router. ``Headers``/``Request`` (``core.http``) and the decision
+values (``core.decisions``) are re-exported here for code that imported them from here.
 """
 
 from __future__ import annotations
@@ -12,11 +16,21 @@ import hashlib
 import inspect
 import logging
 import re
-from collections.abc import Iterable, Iterator, Sequence
-from dataclasses import dataclass, field
+from collections.abc import Iterable, Sequence
 from http import HTTPStatus
-from typing import TYPE_CHECKING, Any
+from typing import Any, Protocol
 
+from .decisions import (
+    Accept,
+    Close,
+    Decision,
+    Respond,
+    ServeHTTP,
+    check_close_code,
+    header_pairs,
+    respond,
+)
+from .http import TOKEN, HeaderPairs, Headers, Request
 from .paths import (
     BAD_ESCAPE,
     TARGET_CHARS,
@@ -28,9 +42,6 @@ from .paths import (
     without_query,
 )
 
-if TYPE_CHECKING:
-    from .router import Router
-
 __all__ = [
     "Headers",
     "HeaderPairs",
@@ -40,221 +51,48 @@ __all__ = [
     "Close",
     "ServeHTTP",
     "Decision",
+    "RoutingTable",
+    "RouteEntry",
+    "check_close_code",
+    "respond",
     "decide",
     "resolve",
     "resolve_start",
     "resolve_pending",
     "resolve_rest",
     "accept_key",
+    "choose_subprotocol",
 ]
+
+
+class RouteEntry(Protocol):
+    """What decide() reads of a route (``core.router.Route`` is one)."""
+
+    @property
+    def kind(self) -> str: ...
+    @property
+    def endpoint(self) -> Any: ...
+    @property
+    def origins(self) -> tuple[str | None, ...] | None: ...
+    @property
+    def subprotocols(self) -> tuple[str, ...] | None: ...
+    @property
+    def routing(self) -> tuple[Any, str | None, str]: ...  # (shared view, name, template)
+
+
+class RoutingTable(Protocol):
+    """What decide() reads of a router (``core.router.Router`` is one)."""
+
+    close_unmatched: bool
+    origins: tuple[str | None, ...] | None
+    subprotocols: tuple[str, ...] | None
+
+    def lookup(self, path: str) -> tuple[RouteEntry, dict[str, str]] | None: ...
+
 
 logger = logging.getLogger("websockets_routes")
 
 GUID = "258EAFA5-E914-47DA-95CA-C5AB0DC85B11"
-HeaderPairs = Iterable[tuple[str | bytes, str | bytes]]
-
-_TOKEN = re.compile(r"[!#$%&'*+\-.^_`|~0-9A-Za-z]+\Z")
-_FIELD_VALUE = re.compile(r"[\t\x20-\x7e\x80-\xff]*\Z")
-
-
-def _text(value: str | bytes) -> str:
-    if isinstance(value, bytes):
-        return value.decode("latin-1")
-    if isinstance(value, str):
-        return value
-    raise TypeError(f"header names and values must be str or bytes, not {type(value).__name__}")
-
-
-class Headers:
-    """Case-insensitive multi-mapping of HTTP header fields, in arrival order.
-
-    ``h[name]`` and ``h.get(name)`` join repeated fields with ``", "`` (RFC 9110 section
-    5.3); ``h.get_all(name)`` lists each value. ``bytes`` are read as latin-1.
-    """
-
-    # _names and _values repeat _items column by column: decide() checks every name and
-    # every value of each request, and joining a list is cheaper than unzipping pairs.
-    __slots__ = ("_items", "_index", "_names", "_values")
-
-    def __init__(self, pairs: HeaderPairs | Headers | None = None) -> None:
-        self._items: list[tuple[str, str]] = []
-        self._index: dict[str, list[str]] = {}
-        self._names: list[str] = []
-        self._values: list[str] = []
-        if pairs is None:
-            return
-        items = pairs.items() if isinstance(pairs, Headers) else pairs
-        for name, value in items:
-            self.add(name, value)
-
-    @classmethod
-    def _of_text(cls, items: list[tuple[str, str]]) -> Headers:
-        """Headers over ``items``, ``(str, str)`` pairs the caller has checked (the
-        driver's request parser): no per-field type checks, ``items`` kept as is."""
-        self = object.__new__(cls)
-        self._items = items
-        names: list[str] = []
-        values: list[str] = []
-        index: dict[str, list[str]] = {}
-        for name, value in items:
-            names.append(name)
-            values.append(value)
-            key = name.lower()
-            found = index.get(key)
-            if found is None:
-                index[key] = [value]
-            else:
-                found.append(value)
-        self._names, self._values, self._index = names, values, index
-        return self
-
-    def add(self, name: str | bytes, value: str | bytes) -> None:
-        name, value = _text(name), _text(value)
-        self._items.append((name, value))
-        self._names.append(name)
-        self._values.append(value)
-        self._index.setdefault(name.lower(), []).append(value)
-
-    def __getitem__(self, name: str) -> str:
-        values = self._index.get(name.lower())
-        if values is None:
-            raise KeyError(name)
-        return values[0] if len(values) == 1 else ", ".join(values)
-
-    def get(self, name: str, default: Any = None) -> Any:
-        values = self._index.get(name.lower())
-        if values is None:
-            return default
-        return values[0] if len(values) == 1 else ", ".join(values)
-
-    def get_all(self, name: str) -> list[str]:
-        return list(self._index.get(name.lower(), ()))
-
-    def __contains__(self, name: object) -> bool:
-        return isinstance(name, str) and name.lower() in self._index
-
-    def raw_items(self) -> list[tuple[str, str]]:
-        """The same as ``items()``: the name ``websockets.datastructures.Headers`` uses,
-        so 0.2-era hooks that called it keep working."""
-        return list(self._items)
-
-    def items(self) -> list[tuple[str, str]]:
-        return list(self._items)
-
-    def keys(self) -> list[str]:
-        return [name for name, _ in self._items]
-
-    def __iter__(self) -> Iterator[str]:
-        return iter(self.keys())
-
-    def __len__(self) -> int:
-        return len(self._items)
-
-    def __eq__(self, other: object) -> bool:
-        if isinstance(other, Headers):
-            return self._items == other._items
-        return NotImplemented
-
-    def __repr__(self) -> str:
-        return f"Headers({self._items!r})"
-
-
-class Request:
-    """An opening-handshake request: method, target and headers (str or bytes)."""
-
-    __slots__ = ("method", "target", "headers", "path", "remote_address")
-
-    def __init__(
-        self,
-        method: str | bytes,
-        target: str | bytes,
-        headers: HeaderPairs | Headers = (),
-        *,
-        remote_address: Any = None,
-    ) -> None:
-        self.method = _text(method)
-        self.target = _text(target)
-        self.headers = headers if isinstance(headers, Headers) else Headers(headers)
-        self.path: RoutedPath | None = None  # set once routed
-        self.remote_address = remote_address
-
-    def __repr__(self) -> str:
-        return f"Request({self.method!r}, {self.target!r})"
-
-
-def _pairs(headers: Iterable[tuple[Any, Any]]) -> list[tuple[str, str]]:
-    return [
-        (_text(name), _text(str(value) if isinstance(value, int) else value))
-        for name, value in headers
-    ]
-
-
-@dataclass(frozen=True)
-class Accept:
-    """Complete the handshake with these 101 response headers."""
-
-    path: RoutedPath
-    subprotocol: str | None
-    headers: list[tuple[str, str]] = field(default_factory=list)
-
-
-@dataclass(frozen=True)
-class Respond:
-    """Answer with this HTTP response and do not upgrade."""
-
-    status: int
-    headers: list[tuple[str, str]] = field(default_factory=list)
-    body: bytes = b""
-
-    def __post_init__(self) -> None:
-        if not isinstance(self.status, int) or not 100 <= self.status <= 599:
-            raise ValueError(f"HTTP status must be an int from 100 to 599, not {self.status!r}")
-        if isinstance(self.body, str):
-            object.__setattr__(self, "body", self.body.encode("utf-8"))
-        elif not isinstance(self.body, (bytes, bytearray, memoryview)):
-            raise TypeError(f"response body must be bytes or str, not {type(self.body).__name__}")
-        else:
-            object.__setattr__(self, "body", bytes(self.body))
-        object.__setattr__(self, "headers", _pairs(self.headers))
-
-
-_RESERVED_CLOSE_CODES = {1004, 1005, 1006, 1015}
-
-
-def check_close_code(code: int, reason: str = "") -> None:
-    """Raise ValueError unless ``code``/``reason`` may be sent in a close frame."""
-    if (
-        not isinstance(code, int)
-        or code in _RESERVED_CLOSE_CODES
-        or not (1000 <= code <= 1014 or 3000 <= code <= 4999)
-    ):
-        raise ValueError(f"{code!r} is not a close code an endpoint may send (RFC 6455 7.4)")
-    if len(reason.encode("utf-8")) > 123:
-        raise ValueError("close reason must be at most 123 bytes of UTF-8")
-
-
-@dataclass(frozen=True)
-class Close:
-    """Complete the handshake, then close at once with ``code``."""
-
-    code: int
-    reason: str = ""
-    path: RoutedPath | None = None
-    headers: Sequence[tuple[str, str]] = ()
-
-    def __post_init__(self) -> None:
-        check_close_code(self.code, self.reason)
-        object.__setattr__(self, "headers", _pairs(self.headers))
-
-
-@dataclass(frozen=True)
-class ServeHTTP:
-    """A plain-HTTP route matched; ``resolve()`` calls its view for the response."""
-
-    path: RoutedPath
-
-
-Decision = Accept | Respond | Close | ServeHTTP
 
 
 def accept_key(key: str) -> str:
@@ -265,43 +103,11 @@ def accept_key(key: str) -> str:
 _sha1, _b64 = hashlib.sha1, binascii.b2a_base64
 
 
-def respond(status: HTTPStatus, message: str, headers: Sequence[tuple[str, str]] = ()) -> Respond:
-    """A Respond with a short plain-text body saying why."""
-    body = f"{status.value} {status.phrase}: {message}\n".encode()
-    return Respond(
-        int(status),
-        [*headers, ("Content-Type", "text/plain; charset=utf-8")],
-        body,
-    )
-
-
 def _malformed(request: Request) -> str | None:
     method = request.method
-    if method != "GET" and not _TOKEN.match(method):
+    if method != "GET" and not TOKEN.match(method):
         return "request method is not a token"
-    headers = request.headers
-    names, values = headers._names, headers._values
-    if not names:
-        return None
-    # The usual headers pass two string scans done in C: names of letters, digits and
-    # dashes, values of printable ASCII (a space joins them; it is allowed in a value).
-    # Anything else (other token characters, tabs, obs-text) gets the exact checks.
-    dashed = "-".join(names)
-    joined = " ".join(values)
-    if (
-        dashed.isascii()
-        and dashed.replace("-", "").isalnum()
-        and "" not in names
-        and joined.isascii()
-        and joined.isprintable()
-    ):
-        return None
-    for name, value in headers._items:
-        if not _TOKEN.match(name):
-            return f"header name {name!r} is not a token"
-        if not _FIELD_VALUE.match(value):
-            return f"header {name!r} has a forbidden character"
-    return None
+    return request.headers.problem()
 
 
 def _has_token(values: list[str] | None, token: str) -> bool:
@@ -322,8 +128,8 @@ def _check_upgrade(request: Request) -> Respond | str:
 
     Returns the rejection, or the (stripped) Sec-WebSocket-Key when all is well.
     """
-    index = request.headers._index
-    upgrade, connection = index.get("upgrade"), index.get("connection")
+    fields = request.headers.fields
+    upgrade, connection = fields("upgrade"), fields("connection")
     if not (
         upgrade is not None
         and connection is not None
@@ -341,17 +147,17 @@ def _check_upgrade(request: Request) -> Respond | str:
             "this is a WebSocket endpoint: send Upgrade: websocket and Connection: Upgrade",
             [("Upgrade", "websocket"), ("Connection", "Upgrade")],
         )
-    versions = index.get("sec-websocket-version")
+    versions = fields("sec-websocket-version")
     if versions is None or len(versions) != 1 or versions[0] != "13":
         return respond(
             HTTPStatus.UPGRADE_REQUIRED,
             "unsupported Sec-WebSocket-Version, only 13 is supported",
             [("Sec-WebSocket-Version", "13")],
         )
-    hosts = index.get("host")
+    hosts = fields("host")
     if hosts is None or len(hosts) != 1:
         return respond(HTTPStatus.BAD_REQUEST, "missing or repeated Host header")
-    keys = index.get("sec-websocket-key")
+    keys = fields("sec-websocket-key")
     key = keys[0].strip() if keys is not None and len(keys) == 1 else ""
     if _KEY.fullmatch(key) is None:
         return respond(HTTPStatus.BAD_REQUEST, "Sec-WebSocket-Key must be base64 of 16 bytes")
@@ -393,7 +199,7 @@ def choose_subprotocol(request: Request, supported: Sequence[str] | None) -> str
 _new_object, _new_str = object.__new__, str.__new__
 
 
-def decide(router: Router, request: Request) -> Decision:
+def decide(router: RoutingTable, request: Request) -> Decision:
     """Route and validate an opening handshake; pure and synchronous, no hooks run."""
     target = request.target
     path: str | None
@@ -412,7 +218,7 @@ def decide(router: Router, request: Request) -> Decision:
     problem = _malformed(request)
     if problem is not None:
         return respond(HTTPStatus.BAD_REQUEST, problem)
-    found = router._matcher.match(path)
+    found = router.lookup(path)
     if found is None:
         if router.close_unmatched and request.method == "GET":
             checked = _check_upgrade(request)
@@ -429,9 +235,9 @@ def decide(router: Router, request: Request) -> Decision:
         return respond(HTTPStatus.NOT_FOUND, f"no route for {path}")
     route, params = found
     if route.kind == "http":
-        routed = routed_path(
-            request.target, params, route.view(), route.name, route.template.source
-        )
+        shared, name, source = route.routing
+        view = route.endpoint() if shared is None else shared
+        routed = routed_path(request.target, params, view, name, source)
         request.path = routed
         if request.method not in ("GET", "HEAD"):
             return respond(
@@ -474,7 +280,7 @@ def decide(router: Router, request: Request) -> Decision:
     return accept
 
 
-async def resolve(router: Router, request: Request) -> Decision:
+async def resolve(router: RoutingTable, request: Request) -> Decision:
     """``decide()``, then the view's hook; never raises, never returns ServeHTTP."""
     decision = resolve_start(router, request)
     if resolve_pending(decision):
@@ -482,7 +288,7 @@ async def resolve(router: Router, request: Request) -> Decision:
     return decision
 
 
-def resolve_start(router: Router, request: Request) -> Decision:
+def resolve_start(router: RoutingTable, request: Request) -> Decision:
     """The synchronous first step of ``resolve()``: ``decide()``, a failing view set-up
     logged and answered with 500. Unless ``resolve_pending()`` says so, this is
     already what ``resolve()`` returns; a transport that answers it at once, in the
@@ -553,7 +359,7 @@ def _hook_decision(result: Any, accepted: Accept, request: Request) -> Decision:
         return result
     if isinstance(result, tuple) and len(result) == 3:
         status, headers, body = result
-        return Respond(int(status), _pairs(_header_items(headers)), body)
+        return Respond(int(status), header_pairs(_header_items(headers)), body)
     raise TypeError(
         "process_request must return None, (status, headers, body) or Close, "
         f"not {type(result).__name__}"
@@ -586,7 +392,7 @@ async def _serve_http(path: RoutedPath, request: Request) -> Respond:
             return Respond(200, [("Content-Type", content_type)], body)
         if isinstance(result, tuple) and len(result) == 3:
             status, headers, body = result
-            return Respond(int(status), _pairs(_header_items(headers)), body)
+            return Respond(int(status), header_pairs(_header_items(headers)), body)
         raise TypeError(
             "an HTTP view must return (status, headers, body), bytes or str, "
             f"not {type(result).__name__}"

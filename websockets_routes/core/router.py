@@ -7,7 +7,9 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any, ClassVar, Literal, TypeVar
 
-from .handshake import Decision, Request, decide, resolve
+from .decisions import Decision
+from .handshake import decide, resolve
+from .http import Request
 from .matcher import _NEVER, Matcher, _search
 from .paths import (
     BAD_ESCAPE,
