@@ -1,91 +1,77 @@
-"""What a server does with an open connection, sans I/O: shared by every transport.
+"""One connection's life, sans I/O: the policy every transport carries out.
 
-``core.connection.ServerConnection`` turns bytes into events. A transport still has
-to decide what each event means for the handler: queue messages for ``recv()`` and
-stop reading when ``max_queue`` of them wait, answer ``ping()`` waiters when their
-pong arrives, send keepalive pings and give up on a silent peer, close with 1000
-when the handler returns and with 1011 (and a log line naming the route and the
-peer) when it raises, close with 1001 when the server shuts down. ``Session`` holds
-that logic once, so the asyncio transport, the anyio transport and the TestClient
-differ only in how they move bytes, wait and keep time.
+``core.connection.ServerConnection`` turns bytes into events. ``Session`` wraps it
+and decides everything else a server does with a connection, once for every
+transport: the open, keepalive, close and failure deadlines, when and how TCP ends,
+what a shutdown does, when to stop and resume reading (``max_queue``, a decision
+pending, answers a peer does not read), what ``recv()`` returns or raises, and how
+a handler's end closes the connection. It does no I/O, knows no clock (time comes
+in as ``now``, from whatever monotonic clock the transport keeps) and imports
+nothing asynchronous.
 
-Like the driver it does no I/O, knows no clock (times are passed in as ``now``,
-from whatever monotonic clock the transport uses) and imports nothing asynchronous.
+Every call that changes the connection returns a tuple of actions
+(``core.actions``) that the transport carries out in order. The life of a
+connection, as calls::
 
-A transport:
+    session = Session(options, remote_address, now)   # arm the timer at next_deadline()
+    actions = session.receive_data(data, now)          # ... until Resolve(request)
+    decision = session.resolve_now(router) or await session.resolve(router)
+    actions = session.carry_out(decision, now)         # Write(101), StartHandler(path)
+    # the handler runs: send() / ping() return frames to write;
+    # recv() is: message, actions = session.next_message(now) (None: wait for
+    # WakeReceiver; ConnectionClosed raised once nothing more will come)
+    actions = session.handler_returned(now)            # or handler_failed(exc, now)
+    # ... receive_data / receive_eof / on_timer until CloseTCP or AbortTCP
 
-1. builds ``options = ServerOptions(**kwargs)`` once per server (unknown or invalid
-   options raise ``TypeError``/``ValueError`` at ``serve()``), then per connection
-   ``conn = options.connection(peer)``; after ``conn.carry_out(decision)`` opened
-   it, ``session = Session(conn, options, now)``.
-2. calls the session for everything that changes the connection; each call
-   returns flags, and the bytes to write are in ``session.data_to_send()``, to be
-   written at once, before anything else. The flags: ``MESSAGES`` (wake a waiting
-   ``recv()``), ``PAUSE`` (stop reading), ``PONGS`` (complete the waiters from
-   ``take_acked()``), ``CLOSED`` (wake everyone, fail the waiters from
-   ``take_pings()``, end TCP), ``FAILING`` (bad bytes came after messages the
-   handler has not answered yet: stop reading; ``fail_pending()`` once it has, i.e.
-   ``recv()`` finds the queue empty or the handler ended, or after close_timeout),
-   ``KEEPALIVE`` (a pong moved ``keepalive_deadline()``: re-arm the timer).
-   Network input: ``receive_data(data)``, ``receive_eof()``, ``dispatch(events)``
-   for the events ``carry_out()`` returned.
-3. ``recv()``: ``session.messages`` non-empty -> ``session.take()`` gives the message
-   and whether to resume reading; else if ``session.answered()`` (the handler has
-   answered all it took, and bad input waits), carry out ``fail_pending()`` and raise; else if ``not session.can_recv()`` raise
-   ``session.closed_error()``; else wait for ``MESSAGES``/``CLOSED``.
-4. ``send``/``ping``: write what ``conn.send(...)``/``session.ping(...)`` return, in
-   the order they return it. Closing: ``close(code, reason)``, ``shutdown()`` (the
-   server closes: 1001), ``handler_returned()`` (1000), ``handler_failed(exc)``
-   (1011 and a log line), ``keepalive(now)`` (a ping, or 1011 for a silent peer).
-5. keepalive: sleep until ``session.keepalive_deadline()`` (None: no timer), then
-   ``keepalive(now)``, write, and sleep again until the new deadline.
+``session.ended`` is True once TCP is over (after ``CloseTCP`` or ``AbortTCP``).
 """
 
 from __future__ import annotations
 
-import errno
 import logging
 import os
 from collections import deque
-from dataclasses import dataclass
 from typing import Any, cast
 
-from .connection import (
-    DEFAULT_MAX_HEADER_BYTES,
-    DEFAULT_MAX_SIZE,
-    ServerConnection,
-    State,
+from .actions import (
+    ABORT_TCP,
+    CANCEL_RESOLVE,
+    CLOSE_TCP,
+    HALF_CLOSE_TCP,
+    NO_ACTIONS,
+    PAUSE_READING,
+    RESUME_READING,
+    WAKE_RECEIVER,
+    Action,
+    Actions,
+    ArmTimer,
+    CompletePing,
+    NotifyClosed,
+    Resolve,
+    StartHandler,
+    Write,
 )
+from .connection import State
 from .errors import ConnectionClosed
-from .events import Closed, Event, Message, Pong
+from .events import Closed, Event, Message, Pong, RequestReceived
+from .handshake import Decision, resolve_pending, resolve_rest, resolve_start
+from .options import ACCEPT_RETRY_ERRNOS, ServerOptions
 from .paths import without_query
+from .router import resolves_in_steps
 
 __all__ = [
-    "CLOSED",
-    "FAILING",
-    "KEEPALIVE",
-    "MESSAGES",
-    "PAUSE",
-    "PONGS",
+    "ACCEPT_RETRY_ERRNOS",
     "ServerOptions",
     "Session",
     "handler_error_is_close",
-    "logger",
     "peer_name",
     "route_name",
 ]
 
 logger = logging.getLogger("websockets_routes.server")
 
-# Flags returned by Session.receive_data/receive_eof/dispatch: what the transport
-# must act on after writing conn.data_to_send().
-MESSAGES = 1  # messages were queued: wake a recv() waiting for one
-PONGS = 2  # ping() waiters were answered: complete those in take_acked()
-CLOSED = 4  # the connection is CLOSED: wake everyone, end TCP
-PAUSE = 8  # max_queue messages wait: stop reading until take() says resume
-FAILING = 16  # bad input waits behind good messages: stop reading, see fail_pending()
-KEEPALIVE = 32  # a pong came: keepalive_deadline() moved (earlier): re-arm the timer
-
+_REQUEST = State.REQUEST
+_DECIDING = State.DECIDING
 _OPEN = State.OPEN
 _CLOSING = State.CLOSING
 _CLOSED = State.CLOSED
@@ -95,84 +81,16 @@ _KEEPALIVE = object()
 # Shared by every session until its first message: an idle connection allocates none.
 _NO_MESSAGES: deque[Any] = deque(maxlen=0)
 _NO_PINGS: dict[bytes, Any] = {}
-
-
-def _positive_or_none(name: str, value: Any, *, integer: bool = False) -> None:
-    kind = int if integer else (int, float)
-    if value is None:
-        return
-    if isinstance(value, bool) or not isinstance(value, kind) or value < 0:
-        what = "an int" if integer else "a number"
-        raise ValueError(f"{name} must be {what} >= 0 or None, not {value!r}")
-
-
-@dataclass(frozen=True)
-class ServerOptions:
-    """The options every server transport takes, with their defaults, checked once.
-
-    - ``max_size``: largest incoming message, in bytes after decompression (1 MiB;
-      None: no limit). Over it the connection closes with 1009.
-    - ``max_queue``: received messages buffered for ``recv()`` before reading stops
-      (16; None: no limit). Reading resumes when the queue drains to a quarter.
-    - ``open_timeout``: seconds for the opening handshake, TLS included (10).
-    - ``ping_interval``: seconds between keepalive pings (20; None: no pings).
-    - ``ping_timeout``: seconds to wait for a keepalive pong before closing with
-      1011 (20; None: wait forever).
-    - ``close_timeout``: seconds to wait for the peer during the closing handshake
-      and then for the end of TCP, before aborting (10; None: wait forever).
-    - ``max_header_bytes``: largest request head; over it the answer is 431 (16 KiB).
-    - ``compression``: ``"deflate"`` (permessage-deflate when the client offers it,
-      the default) or None.
-    - ``ssl``: an ``ssl.SSLContext`` to serve TLS, or None.
-    """
-
-    max_size: int | None = DEFAULT_MAX_SIZE
-    max_queue: int | None = 16
-    open_timeout: float | None = 10.0
-    ping_interval: float | None = 20.0
-    ping_timeout: float | None = 20.0
-    close_timeout: float | None = 10.0
-    max_header_bytes: int = DEFAULT_MAX_HEADER_BYTES
-    compression: str | None = "deflate"
-    ssl: Any = None
-
-    def __post_init__(self) -> None:
-        _positive_or_none("max_size", self.max_size, integer=True)
-        _positive_or_none("max_queue", self.max_queue, integer=True)
-        if self.max_queue == 0:
-            raise ValueError("max_queue must be at least 1, or None for no limit")
-        for name in ("open_timeout", "ping_interval", "ping_timeout", "close_timeout"):
-            _positive_or_none(name, getattr(self, name))
-        if self.ping_interval == 0:
-            raise ValueError("ping_interval must be > 0, or None for no keepalive pings")
-        if (
-            isinstance(self.max_header_bytes, bool)
-            or not isinstance(self.max_header_bytes, int)
-            or self.max_header_bytes < 256
-        ):
-            raise ValueError(
-                f"max_header_bytes must be an int >= 256, not {self.max_header_bytes!r}"
-            )
-        if self.compression not in ("deflate", None):
-            raise ValueError(f"compression must be 'deflate' or None, not {self.compression!r}")
-        if self.ssl is not None and not hasattr(self.ssl, "wrap_bio"):
-            raise TypeError(f"ssl must be an ssl.SSLContext or None, not {type(self.ssl).__name__}")
-
-    def connection(self, remote_address: Any = None) -> ServerConnection:
-        """A new sans-IO connection for one accepted TCP (or in-memory) stream."""
-        return ServerConnection(
-            max_size=self.max_size,
-            max_header_bytes=self.max_header_bytes,
-            compression=self.compression,
-            remote_address=remote_address,
-            # Session carries out a failure once the messages before it are answered.
-            defer_failure=True,
-        )
-
-
-# accept() failures that pass with time (out of descriptors, buffers or memory): a
-# server waits a little and accepts again, as trio does, instead of stopping.
-ACCEPT_RETRY_ERRNOS = frozenset([errno.EMFILE, errno.ENFILE, errno.ENOBUFS, errno.ENOMEM])
+_WAKE: Actions = (WAKE_RECEIVER,)
+_WAKE_AND_PAUSE: Actions = (WAKE_RECEIVER, PAUSE_READING)
+_RESUME: Actions = (RESUME_READING,)
+_PAUSE: Actions = (PAUSE_READING,)
+# Where TCP is: open, half-closed by us (reading to the peer's EOF), over.
+_TCP_OPEN, _TCP_HALF_CLOSED, _TCP_ENDED = 0, 1, 2
+# Why reading is paused: one bit each; reading runs when none is set.
+_QUEUE_FULL, _DECIDING_PAUSE, _FAILING, _REPLIES_BLOCKED = 1, 2, 4, 8
+# When close_timeout is None, bad input held behind messages still fails after this.
+_FAILURE_GRACE = 10.0
 
 
 def peer_name(address: Any) -> str:
@@ -206,50 +124,61 @@ def handler_error_is_close(exc: BaseException) -> bool:
     )
 
 
+
 class Session:
-    """One open connection's message queue, pings, keepalive and close policy."""
+    """One connection from accept to the end of TCP. See the module docstring."""
 
     __slots__ = (
         "conn",
+        "options",
+        "request",
         "path",
         "messages",
-        "max_queue",
-        "low_water",
-        "paused",
         "closed",
-        "pings",
-        "acked",
-        "ping_interval",
-        "ping_timeout",
-        "_out",
+        "tcp",
+        "_max_queue",
+        "_low_water",
+        "_paused",
+        "_pings",
+        "_armed",
+        "_open_deadline",
+        "_close_deadline",
+        "_fail_deadline",
         "_next_ping",
         "_keepalive_sent",
         "_keepalive_payload",
         "_counter",
+        "_going_away",
+        "_decision",
     )
 
-    def __init__(self, conn: ServerConnection, options: ServerOptions, now: float = 0.0) -> None:
-        self.conn = conn
-        self.path = conn.path
+    def __init__(self, options: ServerOptions, remote_address: Any = None, now: float = 0.0):
+        self.conn = options.connection(remote_address)
+        self.options = options
+        self.request: Any = None
+        self.path: Any = None
         self.messages: deque[str | bytes] = _NO_MESSAGES
+        self.closed = False  # the WebSocket connection (or the HTTP exchange) is over
+        self.tcp = _TCP_OPEN
         max_queue = options.max_queue
-        self.max_queue = max_queue if max_queue is not None else 0
+        self._max_queue = max_queue if max_queue is not None else 0
         # Hysteresis: resume reading at a quarter full, not after every message.
-        self.low_water = self.max_queue // 4
-        self.paused = False
-        self.closed = conn.state is _CLOSED
+        self._low_water = self._max_queue // 4
+        self._paused = 0  # the reasons reading is paused, as bits
         # ping payload -> (waiter, time sent), oldest first (dicts keep order)
-        self.pings: dict[bytes, tuple[Any, float]] = _NO_PINGS
-        self.acked: list[tuple[Any, float]] | None = None
-        self.ping_interval = options.ping_interval
-        self.ping_timeout = options.ping_timeout
-        self._out: list[bytes] | None = None
-        self._next_ping: float | None = (
-            now + self.ping_interval if self.ping_interval is not None else None
-        )
+        self._pings: dict[bytes, tuple[Any, float]] = _NO_PINGS
+        timeout = options.open_timeout
+        self._open_deadline: float | None = None if timeout is None else now + timeout
+        self._close_deadline: float | None = None
+        self._fail_deadline: float | None = None
+        self._next_ping: float | None = None
         self._keepalive_sent: float | None = None
         self._keepalive_payload: bytes | None = None
         self._counter = 0
+        self._going_away = False
+        self._decision: Any = None
+        # The deadline the transport's timer is armed for: the caller arms it now.
+        self._armed: float | None = self._open_deadline
 
     def __repr__(self) -> str:
         return (
@@ -257,118 +186,46 @@ class Session:
             f" {self.conn.state.name}, {len(self.messages)} queued>"
         )
 
-    def data_to_send(self) -> bytes:
-        """What the last call queued (the driver's output included): write it now.
+    # What the transport reads
 
-        ``receive_data()``, ``receive_eof()`` and ``dispatch()`` queue only in the
-        driver: after them ``conn.data_to_send()`` is the same, one call shorter.
-        """
-        out = self.conn.data_to_send()
-        if self._out is not None:
-            out = b"".join([out, *self._out])
-            self._out = None
-        return out
+    @property
+    def state(self) -> State:
+        return self.conn.state
 
-    # Input
+    @property
+    def remote_address(self) -> Any:
+        return self.conn.remote_address
 
-    def receive_data(self, data: bytes) -> int:
-        """Feed bytes read from the network; return the flags to act on."""
-        conn = self.conn
-        if conn.state is _CLOSING:
-            return self.dispatch(conn.receive_data(data), closing=True)
-        events = conn.receive_data(data)
-        if len(events) != 1 or type(events[0]) is not Message:
-            return self.dispatch(events)
-        # The hot path, one message, inline.
-        messages = self.messages
-        if messages is _NO_MESSAGES:
-            messages = self.messages = deque()
-        messages.append(events[0][0])
-        conn.unanswered = True
-        flags = MESSAGES
-        if self.max_queue and not self.paused and len(messages) >= self.max_queue:
-            self.paused = True
-            flags |= PAUSE
-        if conn.failure_pending is not None:  # bad bytes after this message
-            flags |= FAILING
-        return flags
+    @property
+    def subprotocol(self) -> str | None:
+        return self.conn.subprotocol
 
-    def receive_eof(self) -> int:
-        """The peer closed TCP, or the transport aborted it (a timeout)."""
-        return self.dispatch(self.conn.receive_eof())
+    @property
+    def close_code(self) -> int | None:
+        """The close code (received, else sent, else 1006) once closed; None before."""
+        return self.conn.close_code
 
-    def dispatch(self, events: list[Event], closing: bool = False) -> int:
-        """Apply the driver's events (e.g. those ``carry_out()`` returned).
+    @property
+    def close_reason(self) -> str | None:
+        return self.conn.close_reason if self.conn.close_code is not None else None
 
-        ``closing``: the events came after our close frame went out; their messages
-        are dropped, as nobody reads any more (``recv()`` raises once we closed).
-        """
-        flags = 0
-        for event in events:
-            kind = type(event)
-            if kind is Message:
-                if closing:
-                    continue
-                messages = self.messages
-                if messages is _NO_MESSAGES:
-                    messages = self.messages = deque()
-                messages.append(cast(Message, event).data)
-                self.conn.unanswered = True
-                flags |= MESSAGES
-            elif kind is Pong:
-                flags |= self._ack(cast(Pong, event).payload)
-            elif kind is Closed:
-                self.closed = True
-                flags |= CLOSED
-            # Ping: the driver already queued the pong. RequestReceived cannot come
-            # once the connection is open.
-        if (
-            flags & MESSAGES
-            and self.max_queue
-            and not self.paused
-            and len(self.messages) >= self.max_queue
-        ):
-            self.paused = True
-            flags |= PAUSE
-        if self.conn.failure_pending is not None:
-            flags |= FAILING
-        return flags
+    @property
+    def reading(self) -> bool:
+        """Whether the transport should read now (for transports that pull bytes)."""
+        return not self._paused
 
-    def take(self) -> tuple[str | bytes, bool]:
-        """The oldest queued message, and whether reading should resume now."""
-        message = self.messages.popleft()
-        if self.paused and len(self.messages) <= self.low_water:
-            self.paused = False
-            return message, True
-        return message, False
+    @property
+    def ended(self) -> bool:
+        """TCP is over: nothing more to read, write or wait for."""
+        return self.tcp == _TCP_ENDED
 
-    def untake(self, message: str | bytes) -> None:
-        """Put back a message ``take()`` gave (its reader was cancelled)."""
-        if self.messages is _NO_MESSAGES:
-            self.messages = deque()
-        self.messages.appendleft(message)
-
-    def answered(self) -> bool:
-        """``recv()`` found the queue empty: the handler has answered every message
-        it took, so bad input that comes next fails the connection at once. True if
-        bad input already waits: carry out ``fail_pending()`` now."""
-        conn = self.conn
-        conn.unanswered = False
-        return conn.failure_pending is not None
-
-    def failure_pending(self) -> bool:
-        """True while bad input waits for the handler to read the messages before it."""
-        return self.conn.failure_pending is not None
-
-    def fail_pending(self) -> int:
-        """Fail the connection as the bad input requires (1002/1007/1009): the close
-        frame is in ``data_to_send()``."""
-        return self.dispatch(self.conn.fail_pending())
-
-    def can_recv(self) -> bool:
-        """False once ``recv()`` should raise ``closed_error()`` (queue drained and
-        the connection closed, or closing because we sent a close frame)."""
-        return bool(self.messages) or not (self.closed or self.conn.state is _CLOSING)
+    def next_deadline(self) -> float | None:
+        """When ``on_timer()`` is due next; None: no timer needed."""
+        best = self._open_deadline
+        for deadline in (self._close_deadline, self._fail_deadline, self._keepalive_deadline()):
+            if deadline is not None and (best is None or deadline < best):
+                best = deadline
+        return best
 
     def closed_error(self) -> ConnectionClosed:
         """What send/recv/ping raise once the connection is over (or closing)."""
@@ -379,13 +236,186 @@ class Session:
             return ConnectionClosed.for_code(*conn.close_sent)
         return ConnectionClosed.for_code(1006, "")
 
-    # Pings
+    # Network input
+
+    def receive_data(self, data: bytes, now: float) -> Actions:
+        """Bytes read from the peer."""
+        conn = self.conn
+        state = conn.state
+        if state is _OPEN:
+            events = conn.receive_data(data)
+            if (
+                len(events) == 1
+                and type(events[0]) is Message
+                and conn.failure_pending is None
+                and not self._pings  # no pong possible: the hot path, one message
+            ):
+                messages = self.messages
+                if messages is _NO_MESSAGES:
+                    messages = self.messages = deque()
+                messages.append(events[0][0])
+                conn.unanswered = True
+                if self._max_queue and len(messages) >= self._max_queue:
+                    return self._pause_with_wake(_QUEUE_FULL)
+                return _WAKE
+            return self._dispatch(events, now)
+        if state is _CLOSING:
+            return self._dispatch(conn.receive_data(data), now, closing=True)
+        if state is _REQUEST:
+            return self._dispatch(conn.receive_data(data), now)
+        if state is _DECIDING:
+            conn.receive_data(data)  # kept until the decision is carried out
+            return self._pause(_DECIDING_PAUSE) if data else NO_ACTIONS
+        return NO_ACTIONS  # closed: read only to find the peer's EOF
+
+    def receive_eof(self, now: float) -> Actions:
+        """The peer ended TCP, or reading failed (a reset, a broken stream)."""
+        if self.tcp == _TCP_ENDED:
+            return NO_ACTIONS
+        actions: list[Action] = []
+        if self.conn.state is not _CLOSED:
+            self.conn.receive_eof()
+            self._closed_by(actions, now, gone=True)
+        self._end_tcp(actions)
+        return tuple(actions)
+
+    def on_timer(self, now: float) -> Actions:
+        """The timer armed by ``ArmTimer`` fired (maybe early: then nothing is due)."""
+        actions: list[Action] = []
+        self._armed = None
+        conn = self.conn
+        if self._open_deadline is not None and now >= self._open_deadline:
+            self._open_deadline = None
+            if conn.state is _REQUEST or conn.state is _DECIDING:
+                logger.info(
+                    "opening handshake from %s not done within %ss",
+                    peer_name(conn.remote_address),
+                    self.options.open_timeout,
+                )
+                if conn.state is _DECIDING:
+                    actions.append(CANCEL_RESOLVE)
+                conn.receive_eof()
+                self.closed = True
+                self._abort(actions)
+                return tuple(actions)
+        if self._close_deadline is not None and now >= self._close_deadline:
+            # The peer did not finish the closing handshake, or did not end TCP.
+            self._close_deadline = None
+            if conn.state is not _CLOSED:
+                conn.receive_eof()
+                self._closed_by(actions, now, aborting=True)
+            self._abort(actions)
+            return tuple(actions)
+        if self._fail_deadline is not None and now >= self._fail_deadline:
+            # The handler did not read the messages ahead of the bad input in time.
+            self._fail_deadline = None
+            self._dispatch(conn.fail_pending(), now, into=actions)
+        self._keepalive(now, actions)
+        self._rearm(actions)
+        return tuple(actions)
+
+    # The opening handshake
+
+    def resolve_now(self, router: Any) -> Decision | None:
+        """The decision for the request, if the router can give it without awaiting
+        (no hook, no HTTP view); None: ``await resolve(router)``."""
+        request = self.request
+        if not resolves_in_steps(router):
+            return None
+        decision = resolve_start(router, request)
+        if resolve_pending(decision):
+            self._decision = decision
+            return None
+        return decision
+
+    async def resolve(self, router: Any) -> Decision:
+        """The decision for the request, awaiting the view's hook or HTTP view."""
+        started, self._decision = self._decision, None
+        if started is not None:
+            return await resolve_rest(started, self.request)
+        if resolves_in_steps(router):
+            decision = resolve_start(router, self.request)
+            return await resolve_rest(decision, self.request)
+        decision = await router.resolve(self.request)
+        return decision  # type: ignore[no-any-return]
+
+    def carry_out(self, decision: Any, now: float) -> Actions:
+        """Answer the request as decided (nothing if the peer left or time ran out)."""
+        conn = self.conn
+        if conn.state is not _DECIDING:
+            return NO_ACTIONS
+        self._open_deadline = None
+        self._decision = None
+        events = conn.carry_out(decision)
+        actions: list[Action] = []
+        out = conn.data_to_send()
+        if out:
+            actions.append(Write(out))
+        self._unpause(_DECIDING_PAUSE, actions)
+        state = conn.state
+        if state is _CLOSED:  # an HTTP answer
+            self._closed_by(actions, now)
+            return tuple(actions)
+        self.path = conn.path
+        if state is _CLOSING:  # a Close decision: its close frame is out
+            self._close_deadline = self._timeout_from(now)
+            self._dispatch(events, now, closing=True, into=actions)
+            self._rearm(actions)
+            return tuple(actions)
+        interval = self.options.ping_interval
+        self._next_ping = None if interval is None else now + interval
+        self._dispatch(events, now, into=actions)
+        if conn.state is _OPEN:
+            if self._going_away:  # decided while the server shuts down
+                self._close(1001, "", now, actions)
+            else:
+                actions.append(StartHandler(conn.path))
+        self._rearm(actions)
+        return tuple(actions)
+
+    # The handler's side
+
+    def next_message(self, now: float) -> tuple[str | bytes | None, Actions]:
+        """What ``recv()`` gets: the next message, or None to wait for
+        ``WakeReceiver`` (after carrying out the actions); raises
+        ``ConnectionClosed`` once no message will come."""
+        messages = self.messages
+        if messages:
+            message = messages.popleft()
+            if self._paused & _QUEUE_FULL and len(messages) <= self._low_water:
+                return message, self._resume(_QUEUE_FULL)
+            return message, NO_ACTIONS
+        conn = self.conn
+        conn.unanswered = False
+        if conn.failure_pending is not None:
+            # The handler has read everything before the bad input: fail now.
+            actions: list[Action] = []
+            self._fail_deadline = None
+            self._dispatch(conn.fail_pending(), now, into=actions)
+            return None, tuple(actions)
+        if self.closed or conn.state is _CLOSING:
+            raise self.closed_error()
+        return None, NO_ACTIONS
+
+    def untake(self, message: str | bytes) -> None:
+        """Put back a message ``next_message()`` gave (its ``recv()`` was cancelled)."""
+        if self.messages is _NO_MESSAGES:
+            self.messages = deque()
+        self.messages.appendleft(message)
+
+    def send(self, message: str | bytes | bytearray | memoryview) -> bytes:
+        """The frame of a text (``str``) or binary message; ConnectionClosed unless open."""
+        return self.conn.send(message)
+
+    def pong(self, payload: bytes = b"") -> bytes:
+        """An unsolicited pong frame."""
+        return self.conn.send_pong(payload)
 
     def ping(self, payload: bytes | None, waiter: Any, now: float) -> bytes:
-        """The ping frame to write; ``waiter`` shows up in ``take_acked()`` with its
-        send time when the pong arrives, or in ``take_pings()`` if the connection
-        closes first. Without a payload, a unique 4-byte one is chosen."""
-        pings = self.pings
+        """The ping frame to write; ``waiter`` comes back in ``CompletePing`` when its
+        pong arrives, or in ``NotifyClosed.ping_waiters``. Without a payload, a unique
+        4-byte one is chosen."""
+        pings = self._pings
         if payload is None:
             if not self._counter:
                 self._counter = int.from_bytes(os.urandom(4), "big") | 1
@@ -398,124 +428,23 @@ class Session:
             raise RuntimeError("already waiting for a pong with the same data")
         frame = self.conn.send_ping(payload)  # raises ConnectionClosed unless OPEN
         if pings is _NO_PINGS:
-            pings = self.pings = {}
+            pings = self._pings = {}
         pings[payload] = (waiter, now)
         return frame
 
-    def _ack(self, payload: bytes) -> int:
-        flags = 0
-        if self._keepalive_sent is not None:
-            # Any pong proves the peer alive (RFC 6455 5.5.3: an unsolicited pong is
-            # a heartbeat), not only the answer to our last keepalive ping.
-            self._keepalive_sent = None
-            flags = KEEPALIVE
-        pings = self.pings
-        if payload not in pings:
-            return flags
-        # RFC 6455 5.5.3: a peer may answer only the latest of several pings, so a
-        # pong acknowledges its ping and every earlier one.
-        for key in list(pings):
-            waiter, sent = pings.pop(key)
-            if waiter is not _KEEPALIVE:
-                if self.acked is None:
-                    self.acked = []
-                self.acked.append((waiter, sent))
-                flags |= PONGS
-            if key == payload:
-                break
-        return flags
+    def close(self, code: int = 1000, reason: str = "", now: float = 0.0) -> Actions:
+        """Start the closing handshake (nothing unless open). ValueError for a code or
+        reason one may not send. Bad input held for the handler is failed instead:
+        its code (1002/1007/1009), not this one, is the one to send."""
+        actions: list[Action] = []
+        self._close(code, reason, now, actions)
+        return tuple(actions)
 
-    def take_acked(self) -> list[tuple[Any, float]]:
-        """``(waiter, time sent)`` of the pings answered since the last call."""
-        acked = self.acked
-        self.acked = None
-        return acked or []
-
-    def take_pings(self) -> list[Any]:
-        """The waiters of pings still unanswered (to fail when the connection closed)."""
-        pings = self.pings
-        if not pings:
-            return []
-        waiters = [w for w, _ in pings.values() if w is not _KEEPALIVE]
-        self.pings = _NO_PINGS
-        return waiters
-
-    # Keepalive
-
-    def keepalive_deadline(self) -> float | None:
-        """When the transport should call ``keepalive()`` next; None: never."""
-        if self.conn.state is not _OPEN:
-            return None
-        sent = self._keepalive_sent
-        if sent is not None:
-            assert self.ping_timeout is not None
-            return sent + self.ping_timeout  # a pong moves it back to the next ping
-        return self._next_ping
-
-    def keepalive(self, now: float) -> int:
-        """Time passed: queue a ping, or a 1011 close for a silent peer, or nothing."""
-        if self.conn.state is not _OPEN or self.ping_interval is None:
-            return 0
-        sent = self._keepalive_sent
-        if sent is not None:
-            if self.ping_timeout is not None and now >= sent + self.ping_timeout:
-                self._keepalive_sent = None
-                logger.info(
-                    "route %r: %s did not answer a keepalive ping within %ss",
-                    route_name(self.path),
-                    peer_name(self.conn.remote_address),
-                    self.ping_timeout,
-                )
-                return self.close(1011, "keepalive ping timeout")
-            return 0
-        next_ping = self._next_ping
-        if next_ping is None or now < next_ping:
-            return 0
-        if self._keepalive_payload is not None:
-            # An earlier keepalive ping that a heartbeat pong made moot: forget it.
-            self.pings.pop(self._keepalive_payload, None)
-        self._queue(self.ping(None, _KEEPALIVE, now))
-        self._keepalive_payload = next(reversed(self.pings))
-        if self.ping_timeout is not None:
-            self._keepalive_sent = now
-        self._next_ping = now + self.ping_interval
-        return 0
-
-    def _queue(self, frame: bytes) -> None:
-        if self._out is None:
-            self._out = [frame]
-        else:
-            self._out.append(frame)
-
-    def keepalive_waiting(self) -> bool:
-        """True while a keepalive ping waits for its pong."""
-        return self._keepalive_sent is not None
-
-    # Closing policy
-
-    def close(self, code: int = 1000, reason: str = "") -> int:
-        """Start the closing handshake (the close frame goes to ``data_to_send()``;
-        nothing unless OPEN). Raises ValueError for a code or reason one may not send.
-
-        Bad input waiting for the handler (``failure_pending()``) is failed instead:
-        its code, not this one, is the one to send. Reading resumes if ``max_queue``
-        had paused it (check ``paused``): the peer's close frame must get through,
-        and its messages from now on are dropped.
-        """
-        conn = self.conn
-        if conn.failure_pending is not None:
-            return self.fail_pending()
-        frame = conn.close(code, reason)
-        if frame:
-            self._queue(frame)
-            self.paused = False
-        return 0
-
-    def handler_returned(self) -> int:
+    def handler_returned(self, now: float) -> Actions:
         """The handler returned: close with 1000 (nothing if already closing)."""
-        return self.close(1000)
+        return self.close(1000, "", now)
 
-    def handler_failed(self, exc: BaseException) -> int:
+    def handler_failed(self, exc: BaseException, now: float) -> Actions:
         """The handler raised ``exc``: log it with route and peer, close with 1011.
 
         ``ConnectionClosed`` (alone or in an exception group) is not a failure: the
@@ -525,7 +454,7 @@ class Session:
         peer = peer_name(self.conn.remote_address)
         if handler_error_is_close(exc):
             logger.debug("route %r for %s: %s", route_name(path), peer, exc)
-            return self.handler_returned()
+            return self.handler_returned(now)
         logger.error(
             "handler of route %r failed for %s from %s",
             route_name(path),
@@ -533,8 +462,237 @@ class Session:
             peer,
             exc_info=exc,
         )
-        return self.close(1011)
+        return self.close(1011, "", now)
 
-    def shutdown(self) -> int:
-        """The server is shutting down: close with 1001 (going away)."""
-        return self.close(1001)
+    def shutdown(self, now: float) -> Actions:
+        """The server shuts down: a request still arriving is dropped, one being
+        decided gets its answer and then 1001, an open connection closes with 1001."""
+        conn = self.conn
+        state = conn.state
+        if state is _REQUEST:
+            conn.receive_eof()
+            self.closed = True
+            actions: list[Action] = []
+            self._abort(actions)
+            return tuple(actions)
+        if state is _DECIDING:
+            self._going_away = True
+            return NO_ACTIONS
+        return self.close(1001, "", now)
+
+    def replies_blocked(self) -> Actions:
+        """The transport's write buffer is full after writing what reading produced
+        (pongs, a close echo): stop reading until ``writes_resumed()``, so that a
+        peer that sends pings and reads nothing costs bounded memory."""
+        if self.tcp != _TCP_OPEN or self.conn.state is _CLOSED:
+            return NO_ACTIONS
+        return self._pause(_REPLIES_BLOCKED)
+
+    def writes_resumed(self) -> Actions:
+        """The transport's write buffer drained."""
+        return self._resume(_REPLIES_BLOCKED)
+
+    # Internals
+
+    def _dispatch(
+        self,
+        events: list[Event],
+        now: float,
+        closing: bool = False,
+        into: list[Action] | None = None,
+    ) -> Actions:
+        """Apply the driver's events; ``closing``: our close frame went out, so
+        messages are dropped (``recv()`` raises once we closed)."""
+        actions: list[Action] = [] if into is None else into
+        conn = self.conn
+        out = conn.data_to_send()
+        if out:
+            actions.append(Write(out))
+        queued = False
+        for event in events:
+            kind = type(event)
+            if kind is Message:
+                if closing:
+                    continue
+                if self.messages is _NO_MESSAGES:
+                    self.messages = deque()
+                self.messages.append(cast(Message, event).data)
+                conn.unanswered = True
+                queued = True
+            elif kind is Pong:
+                self._ack(cast(Pong, event).payload, actions)
+            elif kind is RequestReceived:
+                self.request = cast(RequestReceived, event).request
+                actions.append(Resolve(self.request))
+            elif kind is Closed:
+                self._closed_by(actions, now)
+            # Ping: the driver already queued the pong.
+        if queued:
+            actions.append(WAKE_RECEIVER)
+            if self._max_queue and len(self.messages) >= self._max_queue:
+                self._pause(_QUEUE_FULL, actions)
+        if conn.failure_pending is not None and self._fail_deadline is None:
+            # Bad input behind messages the handler has not answered: read no more;
+            # fail once it has read them (next_message) or at close_timeout.
+            timeout = self.options.close_timeout
+            self._fail_deadline = now + (_FAILURE_GRACE if timeout is None else timeout)
+            self._pause(_FAILING, actions)
+            self._rearm(actions)
+        return tuple(actions) if into is None else NO_ACTIONS
+
+    def _closed_by(
+        self, actions: list[Action], now: float, gone: bool = False, aborting: bool = False
+    ) -> None:
+        """The driver reached CLOSED: notify everyone, then end TCP (the server closes
+        first). ``gone``: the peer's TCP is over already; ``aborting``: the caller
+        drops TCP (a timeout)."""
+        if self.closed:
+            return
+        self.closed = True
+        out = self.conn.data_to_send()
+        if out:
+            actions.append(Write(out))
+        self._keepalive_sent = self._next_ping = self._fail_deadline = None
+        self._open_deadline = None
+        waiters = self._take_pings()
+        actions.append(NotifyClosed(self.closed_error(), waiters))
+        conn = self.conn
+        if aborting:
+            return
+        if gone or (conn.close_received is not None and conn.close_sent is not None):
+            # The closing handshake is complete (or TCP is gone): nothing more to read.
+            self._end_tcp(actions)
+        elif self.tcp == _TCP_OPEN:
+            # An error or an HTTP answer: read on until the peer's EOF (or time out).
+            self.tcp = _TCP_HALF_CLOSED
+            self._paused = 0
+            actions.append(RESUME_READING)
+            actions.append(HALF_CLOSE_TCP)
+            self._close_deadline = self._timeout_from(now)
+            self._rearm(actions)
+
+    def _end_tcp(self, actions: list[Action]) -> None:
+        if self.tcp != _TCP_ENDED:
+            self.tcp = _TCP_ENDED
+            self._close_deadline = None
+            actions.append(CLOSE_TCP)
+
+    def _abort(self, actions: list[Action]) -> None:
+        if self.tcp != _TCP_ENDED:
+            self.tcp = _TCP_ENDED
+            self._close_deadline = None
+            if not any(type(a) is NotifyClosed for a in actions) and self.request is not None:
+                actions.append(NotifyClosed(self.closed_error(), self._take_pings()))
+            actions.append(ABORT_TCP)
+
+    def _close(self, code: int, reason: str, now: float, actions: list[Action]) -> None:
+        conn = self.conn
+        if conn.failure_pending is not None:
+            self._fail_deadline = None
+            self._dispatch(conn.fail_pending(), now, into=actions)
+            return
+        frame = conn.close(code, reason)
+        if not frame:
+            return
+        actions.append(Write(frame))
+        # The peer's close frame must get through, even with a full queue; its
+        # messages from now on are dropped.
+        self._unpause(_QUEUE_FULL | _FAILING, actions)
+        actions.append(WAKE_RECEIVER)  # recv() raises from now on
+        self._close_deadline = self._timeout_from(now)
+        self._rearm(actions)
+
+    def _timeout_from(self, now: float) -> float | None:
+        timeout = self.options.close_timeout
+        return None if timeout is None else now + timeout
+
+    def _rearm(self, actions: list[Action]) -> None:
+        """Ask for the timer when the next deadline comes before the armed one."""
+        deadline = self.next_deadline()
+        if deadline is not None and (self._armed is None or deadline < self._armed):
+            self._armed = deadline
+            actions.append(ArmTimer(deadline))
+
+    def _pause(self, reason: int, actions: list[Action] | None = None) -> Actions:
+        was = self._paused
+        self._paused = was | reason
+        if was or self.tcp != _TCP_OPEN:
+            return NO_ACTIONS
+        if actions is not None:
+            actions.append(PAUSE_READING)
+        return _PAUSE
+
+    def _pause_with_wake(self, reason: int) -> Actions:
+        return _WAKE_AND_PAUSE if self._pause(reason) else _WAKE
+
+    def _resume(self, reasons: int) -> Actions:
+        if not self._paused & reasons:
+            return NO_ACTIONS
+        self._paused &= ~reasons
+        return NO_ACTIONS if self._paused else _RESUME
+
+    def _unpause(self, reasons: int, actions: list[Action]) -> None:
+        actions.extend(self._resume(reasons))
+
+    # Pings and keepalive
+
+    def _ack(self, payload: bytes, actions: list[Action]) -> None:
+        if self._keepalive_sent is not None:
+            # Any pong proves the peer alive (RFC 6455 5.5.3: an unsolicited pong is
+            # a heartbeat), not only the answer to our last keepalive ping.
+            self._keepalive_sent = None
+        pings = self._pings
+        if payload not in pings:
+            return
+        # RFC 6455 5.5.3: a peer may answer only the latest of several pings, so a
+        # pong acknowledges its ping and every earlier one.
+        for key in list(pings):
+            waiter, sent = pings.pop(key)
+            if waiter is not _KEEPALIVE:
+                actions.append(CompletePing(waiter, sent))
+            if key == payload:
+                break
+
+    def _take_pings(self) -> tuple[Any, ...]:
+        pings = self._pings
+        if not pings:
+            return ()
+        self._pings = _NO_PINGS
+        return tuple(w for w, _ in pings.values() if w is not _KEEPALIVE)
+
+    def _keepalive_deadline(self) -> float | None:
+        if self.conn.state is not _OPEN:
+            return None
+        sent = self._keepalive_sent
+        if sent is not None and self.options.ping_timeout is not None:
+            return sent + self.options.ping_timeout  # a pong moves it to the next ping
+        return self._next_ping
+
+    def _keepalive(self, now: float, actions: list[Action]) -> None:
+        """Time passed: queue a ping, or a 1011 close for a silent peer, or nothing."""
+        if self.conn.state is not _OPEN or self.options.ping_interval is None:
+            return
+        sent = self._keepalive_sent
+        ping_timeout = self.options.ping_timeout
+        if sent is not None:
+            if ping_timeout is not None and now >= sent + ping_timeout:
+                self._keepalive_sent = None
+                logger.info(
+                    "route %r: %s did not answer a keepalive ping within %ss",
+                    route_name(self.path),
+                    peer_name(self.conn.remote_address),
+                    ping_timeout,
+                )
+                self._close(1011, "keepalive ping timeout", now, actions)
+            return
+        next_ping = self._next_ping
+        if next_ping is None or now < next_ping:
+            return
+        if self._keepalive_payload is not None:
+            # An earlier keepalive ping that a heartbeat pong made moot: forget it.
+            self._pings.pop(self._keepalive_payload, None)
+        actions.append(Write(self.ping(None, _KEEPALIVE, now)))
+        self._keepalive_payload = next(reversed(self._pings))
+        if ping_timeout is not None:
+            self._keepalive_sent = now
+        self._next_ping = now + self.options.ping_interval
