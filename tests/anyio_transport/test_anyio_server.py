@@ -15,7 +15,7 @@ import pytest
 
 from tests.transports.helpers import RawClient, frame
 from websockets_routes import ConnectionClosed, Router
-from websockets_routes.transports import anyio as anyio_transport
+from websockets_routes.transports.anyio import connection as anyio_connection
 from websockets_routes.transports.anyio import Server, serve
 
 if sys.version_info < (3, 11):
@@ -271,7 +271,7 @@ async def test_tls_connections_are_read_by_a_reader_task_from_the_start(
     in the handler's recv() (which a timeout may cancel half-way): its reader task
     runs from the start, and answers a ping while the handler is busy elsewhere,
     long before a look at the handler would start it."""
-    monkeypatch.setattr(anyio_transport, "_READER_AFTER", 5.0)
+    monkeypatch.setattr(anyio_connection, "_READER_AFTER", 5.0)
     server_ctx, client_ctx = await tls_contexts(tmp_path)
     release = anyio.Event()
     router = Router()
@@ -434,22 +434,21 @@ async def test_port_and_listeners():
     assert not server.is_serving()
 
 
-async def test_asyncio_uses_the_fast_path_and_trio_the_public_api(anyio_backend_name):
-    # Guards the optimization: if anyio's internals change, the fast path must be
-    # dropped on purpose, not lost silently.
+async def test_asyncio_and_trio_run_the_same_connection_code(anyio_backend_name):
+    """One code path for both backends: anyio's public stream API, whatever the loop."""
     seen = []
     router = Router()
 
     @router.route("/which")
     async def which(ws, path):
-        seen.append(ws._fast is not None)
+        seen.append(type(ws.stream).__module__.split(".")[0])
 
     async with serve(router, "127.0.0.1", 0) as server:
         raw = await RawClient.connect(server.port)
         await raw.open("/which")
         await raw.expect_close()
         await raw.stream.aclose()
-    assert seen == [anyio_backend_name == "asyncio"]
+    assert seen == ["anyio"]
 
 
 def test_bad_options():
@@ -470,18 +469,16 @@ def test_bad_options():
 @pytest.mark.parametrize(
     "anyio_backend", [pytest.param(("asyncio", {"use_uvloop": True}), id="uvloop")]
 )
-async def test_echo_on_uvloop_through_the_fast_path(anyio_backend, connect):
+async def test_echo_on_uvloop(anyio_backend, connect):
     import asyncio
 
     import uvloop
 
     assert isinstance(asyncio.get_running_loop(), uvloop.Loop)
-    fast = []
     router = Router()
 
     @router.route("/echo")
     async def echo(ws, path):
-        fast.append(ws._fast is not None)
         async for message in ws:
             await ws.send(message)
 
@@ -491,7 +488,6 @@ async def test_echo_on_uvloop_through_the_fast_path(anyio_backend, connect):
                 for message in ["text", b"bytes", b"x" * 300_000]:
                     await ws.send(message)
                     assert await ws.recv() == message
-    assert fast == [True]
 
 
 # On trio, anyio's listener is trio's, which retries EMFILE itself (without the

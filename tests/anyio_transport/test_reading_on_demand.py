@@ -13,7 +13,7 @@ import pytest
 
 from tests.transports.helpers import RawClient, close, frame, text
 from websockets_routes import ConnectionClosed, ConnectionClosedOK, Router
-from websockets_routes.transports import anyio as anyio_transport
+from websockets_routes.transports.anyio import connection as anyio_connection
 from websockets_routes.transports.anyio import serve
 
 pytestmark = pytest.mark.anyio
@@ -146,7 +146,7 @@ async def test_close_from_another_task_while_recv_reads():
 async def test_ping_from_a_handler_that_does_not_read(connect, monkeypatch):
     # A long look interval (2 s): without ping() starting the reader task, the pong
     # would wait for the timer; a pause of the test process cannot make up 1 s.
-    monkeypatch.setattr(anyio_transport, "_READER_AFTER", 2.0)
+    monkeypatch.setattr(anyio_connection, "_READER_AFTER", 2.0)
     router = Router()
 
     @router.route("/ping")

@@ -24,7 +24,7 @@ async def test_accepted_connections_have_tcp_nodelay():
 
     @router.route("/nodelay")
     async def nodelay(ws, path):
-        raw = ws._tcp.extra(anyio.abc.SocketAttribute.raw_socket)
+        raw = ws.stream.extra(anyio.abc.SocketAttribute.raw_socket)
         seen.append(raw.getsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY))
         await ws.send("checked")
 

@@ -150,9 +150,17 @@ class Session:
         "_counter",
         "_going_away",
         "_decision",
+        "_linger",
     )
 
-    def __init__(self, options: ServerOptions, remote_address: Any = None, now: float = 0.0):
+    def __init__(
+        self,
+        options: ServerOptions,
+        remote_address: Any = None,
+        now: float = 0.0,
+        *,
+        linger: bool = False,
+    ) -> None:
         self.conn = options.connection(remote_address)
         self.options = options
         self.request: Any = None
@@ -177,6 +185,9 @@ class Session:
         self._counter = 0
         self._going_away = False
         self._decision: Any = None
+        # The transport's close() may discard what it has not sent yet: end TCP by
+        # half-closing, then close at the peer's EOF, always.
+        self._linger = linger
         # The deadline the transport's timer is armed for: the caller arms it now.
         self._armed: float | None = self._open_deadline
 
@@ -295,7 +306,7 @@ class Session:
                 if conn.state is _DECIDING:
                     actions.append(CANCEL_RESOLVE)
                 conn.receive_eof()
-                self.closed = True
+                self._closed_by(actions, now, aborting=True)
                 self._abort(actions)
                 return tuple(actions)
         if self._close_deadline is not None and now >= self._close_deadline:
@@ -471,8 +482,8 @@ class Session:
         state = conn.state
         if state is _REQUEST:
             conn.receive_eof()
-            self.closed = True
             actions: list[Action] = []
+            self._closed_by(actions, now, aborting=True)
             self._abort(actions)
             return tuple(actions)
         if state is _DECIDING:
@@ -559,7 +570,9 @@ class Session:
         conn = self.conn
         if aborting:
             return
-        if gone or (conn.close_received is not None and conn.close_sent is not None):
+        if gone or (
+            not self._linger and conn.close_received is not None and conn.close_sent is not None
+        ):
             # The closing handshake is complete (or TCP is gone): nothing more to read.
             self._end_tcp(actions)
         elif self.tcp == _TCP_OPEN:
@@ -581,8 +594,6 @@ class Session:
         if self.tcp != _TCP_ENDED:
             self.tcp = _TCP_ENDED
             self._close_deadline = None
-            if not any(type(a) is NotifyClosed for a in actions) and self.request is not None:
-                actions.append(NotifyClosed(self.closed_error(), self._take_pings()))
             actions.append(ABORT_TCP)
 
     def _close(self, code: int, reason: str, now: float, actions: list[Action]) -> None:

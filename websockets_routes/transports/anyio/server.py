@@ -1,0 +1,408 @@
+"""The anyio server: listeners, one task per connection, one timer task, shutdown.
+
+Structured concurrency: one task group per server. It holds one accept loop per
+listening socket, one timer task for all connections (a heap of deadlines), one
+task per connection (the handshake, then the handler), and a connection's reader
+task when it needs one. ``server.close()`` stops accepting and lets each session
+decide what shutdown means for its connection (see ``core.session``); handlers get
+``close_timeout`` to finish, then are cancelled; ``wait_closed()`` returns when no
+task of the server is left. Cancelling the ``async with serve(...)`` block cancels
+everything at once; an exception in the block comes out as it is.
+"""
+
+from __future__ import annotations
+
+import heapq
+import itertools
+import logging
+import math
+import sys
+from collections.abc import Callable
+from types import TracebackType
+from typing import Any
+
+import anyio
+import anyio.abc
+import sniffio
+from anyio.abc import SocketAttribute
+from anyio.streams.tls import TLSStream
+
+from ...core.options import ACCEPT_RETRY_ERRNOS, ServerOptions
+from ...core.router import check_router
+from ...core.session import Session, handler_error_is_close, peer_name
+from .connection import Connection
+
+__all__ = ["Server", "serve"]
+
+logger = logging.getLogger("websockets_routes.server")
+
+
+class _Timers:
+    """The deadlines of every connection in one heap, run by one task.
+
+    ``schedule(at, callback)`` returns the entry, a one-item list: setting its item
+    to None cancels it (and frees the connection at once, not at its deadline)."""
+
+    def __init__(self, clock: Callable[[], float]) -> None:
+        self.clock = clock
+        self._heap: list[tuple[float, int, list[Any]]] = []
+        self._order = itertools.count()
+        self._changed = anyio.Event()
+
+    def schedule(self, at: float, callback: Callable[[float], None]) -> list[Any]:
+        entry: list[Any] = [callback]
+        if not self._heap or at < self._heap[0][0]:
+            self._changed.set()
+        heapq.heappush(self._heap, (at, next(self._order), entry))
+        return entry
+
+    async def run(self) -> None:
+        heap = self._heap
+        while True:
+            now = self.clock()
+            while heap and heap[0][0] <= now:
+                callback = heapq.heappop(heap)[2][0]
+                if callback is not None:
+                    callback(now)
+            changed = self._changed = anyio.Event()
+            with anyio.move_on_after(heap[0][0] - now if heap else math.inf):
+                await changed.wait()
+
+
+def _clock() -> Callable[[], float]:
+    """The running loop's clock, without anyio's backend lookup per call."""
+    if sniffio.current_async_library() == "asyncio":
+        import asyncio
+
+        return asyncio.get_running_loop().time
+    return anyio.current_time
+
+
+class Server:
+    """A running server: ``async with serve(...) as server``.
+
+    ``port`` (the bound port, also for ``port=0``), ``listeners``, ``sockets``,
+    ``connections`` (the open ones), ``await serve_forever()``, ``close()``,
+    ``await wait_closed()``, ``start_stream(stream, remote_address, done)``.
+    """
+
+    def __init__(
+        self,
+        router: Any,
+        host: str | None = None,
+        port: int | None = None,
+        *,
+        backlog: int = 1024,
+        reuse_port: bool = False,
+        on_handler_error: Callable[[Connection, BaseException], None] | None = None,
+        **options: Any,
+    ) -> None:
+        check_router(router, "serve()")
+        self.router = router
+        self.host = host
+        self._port = port
+        self.options = ServerOptions(**options)
+        self._backlog = backlog
+        self._reuse_port = reuse_port
+        self._on_handler_error = on_handler_error  # how the TestClient hears of errors
+        self.listeners: list[anyio.abc.SocketListener] = []
+        self.connections: set[Connection] = set()
+        self._all: set[Connection] = set()  # handshakes included
+        self._tg: anyio.abc.TaskGroup | None = None
+        self._conn_tg: anyio.abc.TaskGroup | None = None
+        self._timers: _Timers | None = None
+        self._closing = False
+        self._idle: anyio.Event | None = None
+        self._stop: anyio.Event | None = None
+        self._closed: anyio.Event | None = None
+
+    def __repr__(self) -> str:
+        where = f"{self.host}:{self.port}" if self.listeners else "not listening"
+        return f"<Server {where} {len(self.connections)} open>"
+
+    @property
+    def port(self) -> int:
+        """The bound port (the first listener's)."""
+        if not self.listeners:
+            raise RuntimeError("the server is not listening")
+        return int(self.listeners[0].extra(SocketAttribute.local_port))
+
+    @property
+    def sockets(self) -> list[Any]:
+        return [listener.extra(SocketAttribute.raw_socket) for listener in self.listeners]
+
+    def is_serving(self) -> bool:
+        return self._tg is not None and not self._closing
+
+    # Lifecycle
+
+    async def __aenter__(self) -> Server:
+        if self._tg is not None:
+            raise RuntimeError("this server was already started")
+        self._idle, self._stop, self._closed = anyio.Event(), anyio.Event(), anyio.Event()
+        self._timers = _Timers(_clock())
+        if self._port is not None:
+            multi = await anyio.create_tcp_listener(
+                local_host=self.host,
+                local_port=self._port,
+                backlog=self._backlog,
+                reuse_port=self._reuse_port,
+            )
+            self.listeners = list(multi.listeners)  # type: ignore[arg-type]
+        tg = self._tg = anyio.create_task_group()
+        await tg.__aenter__()
+        try:
+            await tg.start(self._host)
+        except BaseException:
+            self._closing = True
+            await tg.__aexit__(*sys.exc_info())
+            raise
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> bool | None:
+        tg = self._tg
+        assert tg is not None
+        try:
+            self.close()
+            await self.wait_closed()
+        except BaseException:
+            # Cancelled while shutting down gracefully: the task group cancels the rest.
+            tg.cancel_scope.cancel()
+            if exc is None:
+                return await tg.__aexit__(*sys.exc_info())
+        if isinstance(exc, Exception):
+            # The block failed: let its exception out as it is, not wrapped in an
+            # ExceptionGroup by the task group (which has nothing left to run).
+            await tg.__aexit__(None, None, None)
+            return None
+        return await tg.__aexit__(exc_type, exc, tb)
+
+    async def serve_forever(self) -> None:
+        """Serve until ``close()`` is called (from another task) and the server closed."""
+        if self._closed is None:
+            raise RuntimeError("use serve_forever() inside `async with serve(...)`")
+        await self._closed.wait()
+
+    def close(self) -> None:
+        """Stop accepting, close open connections with 1001, then (after
+        ``close_timeout``) cancel the handlers still running. Does not wait."""
+        if self._closing or self._conn_tg is None:
+            self._closing = True
+            return
+        self._closing = True
+        self._conn_tg.start_soon(self._shutdown)
+
+    async def wait_closed(self) -> None:
+        """Wait until every connection and task of the server has ended."""
+        if self._closed is not None:
+            await self._closed.wait()
+
+    # Internals
+
+    async def _host(self, *, task_status: anyio.abc.TaskStatus[None]) -> None:
+        assert self._stop is not None and self._closed is not None
+        try:
+            async with anyio.create_task_group() as tg:
+                self._conn_tg = tg
+                for listener in self.listeners:
+                    tg.start_soon(self._accept_loop, listener)
+                assert self._timers is not None
+                tg.start_soon(self._timers.run)
+                task_status.started()
+                await self._stop.wait()
+                tg.cancel_scope.cancel()
+        finally:
+            self._conn_tg = None
+            for listener in self.listeners:
+                await anyio.aclose_forcefully(listener)
+            self._closed.set()
+
+    async def _shutdown(self) -> None:
+        assert self._idle is not None and self._stop is not None
+        for listener in self.listeners:
+            await anyio.aclose_forcefully(listener)
+        assert self._timers is not None
+        now = self._timers.clock()
+        for ws in list(self._all):
+            if ws._act(ws.session.shutdown(now)):
+                ws._spawn(ws._flush)
+        if self._all:
+            timeout = self.options.close_timeout
+            with anyio.move_on_after(math.inf if timeout is None else timeout):
+                await self._idle.wait()
+            if self._all:
+                logger.info("cancelling %d connection(s) still open at shutdown", len(self._all))
+        self._stop.set()
+
+    async def _accept_loop(self, listener: anyio.abc.SocketListener) -> None:
+        assert self._conn_tg is not None
+        while not self._closing:
+            try:
+                stream = await listener.accept()
+            except (anyio.ClosedResourceError, anyio.BrokenResourceError):
+                return
+            except OSError as exc:
+                if self._closing:
+                    return
+                if exc.errno not in ACCEPT_RETRY_ERRNOS:
+                    raise
+                # Out of descriptors or memory: wait a little and accept again.
+                logger.error("accept() failed (%s); retrying in 1 s", exc)
+                await anyio.sleep(1.0)
+                continue
+            self._conn_tg.start_soon(self.handle_stream, stream)
+
+    def start_stream(
+        self,
+        stream: anyio.abc.ByteStream,
+        remote_address: Any = None,
+        done: anyio.Event | None = None,
+    ) -> None:
+        """Serve one already-connected byte stream in this server's task group;
+        ``done`` is set when the connection has ended."""
+        if self._conn_tg is None or self._closing:
+            raise RuntimeError("the server is not running")
+        self._conn_tg.start_soon(self.handle_stream, stream, remote_address, done)
+
+    async def handle_stream(
+        self,
+        stream: anyio.abc.ByteStream,
+        remote_address: Any = None,
+        done: anyio.Event | None = None,
+    ) -> None:
+        """Serve one connection on ``stream`` until it ends (closing the stream)."""
+        try:
+            attributes: Any = stream.extra_attributes
+            if remote_address is None:
+                getter = attributes.get(SocketAttribute.remote_address)
+                remote_address = getter() if getter is not None else None
+            getter = attributes.get(SocketAttribute.local_address)
+            await self._serve(stream, remote_address, getter() if getter else None)
+        except Exception:
+            logger.exception("connection from %s failed", peer_name(remote_address))
+        finally:
+            await anyio.aclose_forcefully(stream)
+            if done is not None:
+                done.set()
+
+    async def _serve(self, stream: anyio.abc.ByteStream, remote_address: Any, local: Any) -> None:
+        timers = self._timers
+        assert timers is not None and self._conn_tg is not None
+        session = Session(self.options, remote_address, timers.clock(), linger=True)
+        tcp = stream
+        if self.options.ssl is not None:
+            tcp = _SerialSend(stream)
+        ws = Connection(
+            tcp,
+            session,
+            clock=timers.clock,
+            spawn=self._conn_tg.start_soon,
+            schedule=timers.schedule,
+            local_address=local,
+        )
+        self._all.add(ws)
+        try:
+            if self._closing:
+                ws._act(session.shutdown(timers.clock()))
+            if self.options.ssl is not None:
+                try:
+                    tls = await TLSStream.wrap(
+                        tcp, server_side=True, ssl_context=self.options.ssl, standard_compatible=False
+                    )
+                except Exception as exc:
+                    logger.info("TLS handshake with %s failed: %s", peer_name(remote_address), exc)
+                    return
+                ws._stream, ws._eof_stream = tls, tcp
+            while not session.ended and not ws._resolving:
+                await ws.read_once()
+            if ws._resolving:
+                await self._resolve(ws)
+            if ws.path is not None:
+                self.connections.add(ws)
+                on_socket = self.options.ssl is None and isinstance(stream, anyio.abc.SocketStream)
+                await self._run_handler(ws, on_socket)
+            await ws.finish()
+        finally:
+            self._all.discard(ws)
+            self.connections.discard(ws)
+            if self._closing and not self._all and self._idle is not None:
+                self._idle.set()
+
+    async def _resolve(self, ws: Connection) -> None:
+        session = ws.session
+        decision = session.resolve_now(self.router)
+        if decision is None:
+            with anyio.CancelScope() as scope:
+                ws._resolve_scope = scope
+                decision = await session.resolve(self.router)
+            ws._resolve_scope = None
+            if scope.cancelled_caught:
+                return  # open_timeout: the session aborted the connection
+        if ws._act(session.carry_out(decision, ws._clock())):
+            await ws._flush()
+
+    async def _run_handler(self, ws: Connection, on_socket: bool) -> None:
+        session = ws.session
+        # Only a socket's read can be cancelled without losing anything: a TLS read
+        # may be writing TLS records of its own, and a memory stream may have handed
+        # over its item already. Those get the reader task at once.
+        if on_socket:
+            ws.watch_reading()
+        else:
+            ws._start_reader()
+        try:
+            await ws.path.route.handle(ws, ws.path)
+        except Exception as exc:
+            actions = session.handler_failed(exc, ws._clock())
+            if self._on_handler_error is not None and not handler_error_is_close(exc):
+                self._on_handler_error(ws, exc)
+        else:
+            actions = session.handler_returned(ws._clock())
+        if ws._act(actions):
+            await ws._flush()
+
+
+class _SerialSend(anyio.abc.ByteStream):
+    """A TCP stream for a TLS layer whose sends may come from two tasks at once.
+
+    anyio's TLSStream flushes its outgoing records from whichever task needs it
+    (the reader, for TLS 1.3 post-handshake messages, as well as the writer); a
+    lock keeps those sends one at a time and in the order the records were made.
+    """
+
+    def __init__(self, stream: anyio.abc.ByteStream) -> None:
+        self._stream = stream
+        self._lock = anyio.Lock()
+
+    async def receive(self, max_bytes: int = 65536) -> bytes:
+        return await self._stream.receive(max_bytes)
+
+    async def send(self, item: bytes) -> None:
+        async with self._lock:
+            await self._stream.send(item)
+
+    async def send_eof(self) -> None:
+        await self._stream.send_eof()
+
+    async def aclose(self) -> None:
+        await self._stream.aclose()
+
+    @property
+    def extra_attributes(self) -> Any:
+        return self._stream.extra_attributes
+
+
+def serve(router: Any, host: str | None = None, port: int = 0, **options: Any) -> Server:
+    """Serve ``router`` on ``host``:``port``; use as ``async with serve(...) as server``.
+
+    Runs under asyncio and trio alike (``anyio.run(main, backend="trio")``). Options:
+    ``max_size``, ``max_queue``, ``open_timeout``, ``ping_interval``, ``ping_timeout``,
+    ``close_timeout``, ``max_header_bytes``, ``compression``, ``ssl`` (see
+    ``core.options.ServerOptions``), ``backlog``, ``reuse_port``.
+    """
+    return Server(router, host, port, **options)
