@@ -71,13 +71,11 @@ class RouteEntry(Protocol):
     @property
     def kind(self) -> str: ...
     @property
-    def endpoint(self) -> Any: ...
-    @property
     def origins(self) -> tuple[str | None, ...] | None: ...
     @property
     def subprotocols(self) -> tuple[str, ...] | None: ...
     @property
-    def routing(self) -> tuple[Any, str | None, str]: ...  # (shared view, name, template)
+    def routing(self) -> tuple[Any, type | None, str | None, str]: ...
 
 
 class RoutingTable(Protocol):
@@ -128,8 +126,8 @@ def _check_upgrade(request: Request) -> Respond | str:
 
     Returns the rejection, or the (stripped) Sec-WebSocket-Key when all is well.
     """
-    fields = request.headers.fields
-    upgrade, connection = fields("upgrade"), fields("connection")
+    fields = request.headers.by_name
+    upgrade, connection = fields.get("upgrade"), fields.get("connection")
     if not (
         upgrade is not None
         and connection is not None
@@ -147,17 +145,17 @@ def _check_upgrade(request: Request) -> Respond | str:
             "this is a WebSocket endpoint: send Upgrade: websocket and Connection: Upgrade",
             [("Upgrade", "websocket"), ("Connection", "Upgrade")],
         )
-    versions = fields("sec-websocket-version")
+    versions = fields.get("sec-websocket-version")
     if versions is None or len(versions) != 1 or versions[0] != "13":
         return respond(
             HTTPStatus.UPGRADE_REQUIRED,
             "unsupported Sec-WebSocket-Version, only 13 is supported",
             [("Sec-WebSocket-Version", "13")],
         )
-    hosts = fields("host")
+    hosts = fields.get("host")
     if hosts is None or len(hosts) != 1:
         return respond(HTTPStatus.BAD_REQUEST, "missing or repeated Host header")
-    keys = fields("sec-websocket-key")
+    keys = fields.get("sec-websocket-key")
     key = keys[0].strip() if keys is not None and len(keys) == 1 else ""
     if _KEY.fullmatch(key) is None:
         return respond(HTTPStatus.BAD_REQUEST, "Sec-WebSocket-Key must be base64 of 16 bytes")
@@ -235,10 +233,8 @@ def decide(router: RoutingTable, request: Request) -> Decision:
         return respond(HTTPStatus.NOT_FOUND, f"no route for {path}")
     route, params = found
     if route.kind == "http":
-        shared, name, source = route.routing
-        view = route.endpoint() if shared is None else shared
-        routed = routed_path(request.target, params, view, name, source)
-        request.path = routed
+        shared, view_class, name, source = route.routing
+        routed = routed_path(target, params, shared, name, source, view_class)
         if request.method not in ("GET", "HEAD"):
             return respond(
                 HTTPStatus.METHOD_NOT_ALLOWED, "use GET or HEAD", [("Allow", "GET, HEAD")]
@@ -261,16 +257,10 @@ def decide(router: RoutingTable, request: Request) -> Decision:
             return respond(HTTPStatus.FORBIDDEN, f"origin {origin!r} is not allowed here")
     supported = route.subprotocols if route.subprotocols is not None else router.subprotocols
     subprotocol = choose_subprotocol(request, supported) if supported else None
-    # Only now, for a handshake that will complete, the view: a class view's instance
-    # is made per connection, and a rejected handshake is not one.
-    shared, name, source = route.routing
-    routed = _new_str(RoutedPath, target)  # routed_path(), inlined
-    attributes = routed.__dict__
-    attributes["params"] = params
-    attributes["route"] = route.endpoint() if shared is None else shared
-    attributes["name"] = name
-    attributes["template"] = source
-    request.path = routed
+    # The view is not made here (decide() is pure): a class view's instance is made
+    # when the RoutedPath's .route is first read, by resolve() or by the transport.
+    shared, view_class, name, source = route.routing
+    routed = routed_path(target, params, shared, name, source, view_class)
     # Accept(...) without the frozen dataclass's field-by-field object.__setattr__
     # calls, which cost about a tenth of a whole decision.
     accept = _new_object(Accept)
@@ -289,12 +279,17 @@ async def resolve(router: RoutingTable, request: Request) -> Decision:
 
 
 def resolve_start(router: RoutingTable, request: Request) -> Decision:
-    """The synchronous first step of ``resolve()``: ``decide()``, a failing view set-up
-    logged and answered with 500. Unless ``resolve_pending()`` says so, this is
+    """The synchronous first step of ``resolve()``: ``decide()``, then the view (a class
+    view's instance, for ``request.path.route``); a failing view set-up logged and
+    answered with 500. Unless ``resolve_pending()`` says so, this is
     already what ``resolve()`` returns; a transport that answers it at once, in the
     callback that read the request, saves a loop iteration before the 101."""
     try:
-        return decide(router, request)
+        decision = decide(router, request)
+        if type(decision) is Accept or type(decision) is ServeHTTP:
+            path = decision.path
+            path.route  # noqa: B018 - a class view's instance, made now: its __init__ may raise
+            request.path = path
     except Exception:  # a class view whose __init__ raises: the user's bug, not the peer's
         logger.exception(
             "making the view for %s failed, request from %s",
@@ -302,6 +297,7 @@ def resolve_start(router: RoutingTable, request: Request) -> Decision:
             _peer(request),
         )
         return respond(HTTPStatus.INTERNAL_SERVER_ERROR, "the server could not set up this view")
+    return decision
 
 
 def resolve_pending(decision: Decision) -> bool:
@@ -316,6 +312,7 @@ async def resolve_rest(decision: Decision, request: Request) -> Decision:
     """The rest of ``resolve()`` after ``resolve_start()``: run the HTTP view or the
     hook; never raises, never returns ServeHTTP."""
     if isinstance(decision, ServeHTTP):
+        request.path = decision.path  # the HTTP view reads it
         return await _serve_http(decision.path, request)
     if not isinstance(decision, Accept):
         return decision

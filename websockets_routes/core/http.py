@@ -91,10 +91,11 @@ class Headers:
     def get_all(self, name: str) -> list[str]:
         return list(self._index.get(name.lower(), ()))
 
-    def fields(self, name: str) -> list[str] | None:
-        """Each value of ``name`` (lower case), or None: ``get_all()`` without the copy,
-        for the handshake checks. The list is the one the Headers hold: do not change it."""
-        return self._index.get(name)
+    @property
+    def by_name(self) -> dict[str, list[str]]:
+        """Each field's values by lower-case name: ``get_all()`` for many names at the cost
+        of dict lookups (the handshake checks). The Headers' own dict: do not change it."""
+        return self._index
 
     def __contains__(self, name: object) -> bool:
         return isinstance(name, str) and name.lower() in self._index

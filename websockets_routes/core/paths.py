@@ -38,20 +38,41 @@ class _Lazy:
         return value
 
 
+class _View:
+    """``RoutedPath.route`` of a class view's route: the instance, made on first read.
+
+    Routing stays pure (``decide()`` builds nothing the application wrote): the class
+    waits in the instance's ``__dict__`` under ``_view_class`` until someone needs the
+    view (``resolve()``, a transport running ``handle``), then its instance is kept as
+    ``route``, one per RoutedPath, so one per connection.
+    """
+
+    __slots__ = ()
+
+    def __get__(self, instance: Any, owner: Any = None) -> Any:
+        if instance is None:
+            return self
+        attributes = instance.__dict__
+        view_class = attributes.get("_view_class")
+        view = attributes["route"] = None if view_class is None else view_class()
+        attributes.pop("_view_class", None)
+        return view
+
+
 class RoutedPath(str):
     """The request target as received (a ``str``), with what routing found.
 
     - ``params``: the template params, percent-decoded.
     - ``context``: a dict, fresh per connection, for hooks to hand data to ``handle``.
     - ``route``: the view instance (for a function view, an object whose ``handle``
-      is the function).
+      is the function; for a class view, a new instance, made when first read).
     - ``name``: the route's name, or None.
     - ``template``: the template of the route that matched, or None.
     - ``query``: the raw query string, ``""`` if none.
     """
 
     params: dict[str, str]
-    route: Any
+    route: Any = _View()
     name: str | None
     template: str | None
 
@@ -98,14 +119,25 @@ class RoutedPath(str):
 
 
 def routed_path(
-    target: str, params: dict[str, str], route: Any, name: str | None, template: str | None
+    target: str,
+    params: dict[str, str],
+    route: Any,
+    name: str | None,
+    template: str | None,
+    view_class: Any = None,
 ) -> RoutedPath:
     """``RoutedPath(target, params, route=..., name=..., template=...)``, without the
-    keyword-argument handling: the router makes one per request."""
+    keyword-argument handling: the router makes one per request.
+
+    With ``view_class`` (``route`` then None), ``.route`` is ``view_class()``, made on
+    its first read rather than now."""
     self = _new_str(RoutedPath, target)
     attributes = self.__dict__
     attributes["params"] = params
-    attributes["route"] = route
+    if view_class is None:
+        attributes["route"] = route
+    else:
+        attributes["_view_class"] = view_class
     attributes["name"] = name
     attributes["template"] = template
     return self

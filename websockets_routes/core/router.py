@@ -16,14 +16,13 @@ from .paths import (
     TARGET_CHARS,
     BadTarget,
     RoutedPath,
+    routed_path,
     split_path,
     split_target,
 )
 from .templates import Template, compile_template
 
 __all__ = ["Router", "Route", "FunctionView", "check_router", "resolves_in_steps"]
-
-_new_str = str.__new__
 
 V = TypeVar("V")
 RouteKind = Literal["websocket", "http"]
@@ -58,16 +57,22 @@ class Route:
     subprotocols: tuple[str, ...] | None
     origins: tuple[str | None, ...] | None
     requirements: dict[str, str] | None
-    # (shared view, name, template source), read together for every match. A function
-    # view holds nothing per connection, so one FunctionView serves them all; a class
-    # view (shared None) gets a new instance per connection.
-    routing: tuple[FunctionView | None, str | None, str] = field(
+    # (shared view, view class, name, template source), read together for every match.
+    # A function view holds nothing per connection, so one FunctionView serves them all;
+    # a class view (shared None) gets a new instance per connection, made by RoutedPath
+    # when its .route is first read.
+    routing: tuple[FunctionView | None, type | None, str | None, str] = field(
         init=False, compare=False, repr=False
     )
 
     def __post_init__(self) -> None:
-        shared = None if isinstance(self.endpoint, type) else FunctionView(self.endpoint)
-        object.__setattr__(self, "routing", (shared, self.name, self.template.source))
+        endpoint = self.endpoint
+        routing: tuple[FunctionView | None, type | None, str | None, str]
+        if isinstance(endpoint, type):
+            routing = (None, endpoint, self.name, self.template.source)
+        else:
+            routing = (FunctionView(endpoint), None, self.name, self.template.source)
+        object.__setattr__(self, "routing", routing)
 
     def view(self) -> Any:
         """The view for one connection: a new instance for a class view."""
@@ -279,15 +284,8 @@ class Router:
                 params[param] = segments[i]
             if template.extras:
                 template.extract_extras(params, segments)
-        shared, name, source = route.routing
-        # routed_path() inlined, as above.
-        routed = _new_str(RoutedPath, target)
-        attributes = routed.__dict__
-        attributes["params"] = params
-        attributes["route"] = route.endpoint() if shared is None else shared
-        attributes["name"] = name
-        attributes["template"] = source
-        return routed
+        shared, view_class, name, source = route.routing
+        return routed_path(target, params, shared, name, source, view_class)
 
     def url_for(self, name: str, /, **params: Any) -> str:
         """The path of the named route with these params, each percent-encoded."""
