@@ -29,7 +29,6 @@ connection, as calls::
 from __future__ import annotations
 
 import logging
-import os
 from collections import deque
 from typing import Any, cast
 
@@ -57,6 +56,7 @@ from .events import Closed, Event, Message, Pong, RequestReceived
 from .handshake import Decision, resolve_pending, resolve_rest, resolve_start
 from .options import ACCEPT_RETRY_ERRNOS, ServerOptions
 from .paths import without_query
+from .pings import Pings
 from .router import resolves_in_steps
 
 __all__ = [
@@ -76,11 +76,8 @@ _OPEN = State.OPEN
 _CLOSING = State.CLOSING
 _CLOSED = State.CLOSED
 
-# A marker for the keepalive ping in the table of pings waiting for their pong.
-_KEEPALIVE = object()
 # Shared by every session until its first message: an idle connection allocates none.
 _NO_MESSAGES: deque[Any] = deque(maxlen=0)
-_NO_PINGS: dict[bytes, Any] = {}
 _WAKE: Actions = (WAKE_RECEIVER,)
 _WAKE_AND_PAUSE: Actions = (WAKE_RECEIVER, PAUSE_READING)
 _RESUME: Actions = (RESUME_READING,)
@@ -144,10 +141,6 @@ class Session:
         "_open_deadline",
         "_close_deadline",
         "_fail_deadline",
-        "_next_ping",
-        "_keepalive_sent",
-        "_keepalive_payload",
-        "_counter",
         "_going_away",
         "_decision",
         "_linger",
@@ -173,16 +166,11 @@ class Session:
         # Hysteresis: resume reading at a quarter full, not after every message.
         self._low_water = self._max_queue // 4
         self._paused = 0  # the reasons reading is paused, as bits
-        # ping payload -> (waiter, time sent), oldest first (dicts keep order)
-        self._pings: dict[bytes, tuple[Any, float]] = _NO_PINGS
+        self._pings = Pings(options.ping_interval, options.ping_timeout)
         timeout = options.open_timeout
         self._open_deadline: float | None = None if timeout is None else now + timeout
         self._close_deadline: float | None = None
         self._fail_deadline: float | None = None
-        self._next_ping: float | None = None
-        self._keepalive_sent: float | None = None
-        self._keepalive_payload: bytes | None = None
-        self._counter = 0
         self._going_away = False
         self._decision: Any = None
         # The transport's close() may discard what it has not sent yet: end TCP by
@@ -233,7 +221,8 @@ class Session:
     def next_deadline(self) -> float | None:
         """When ``on_timer()`` is due next; None: no timer needed."""
         best = self._open_deadline
-        for deadline in (self._close_deadline, self._fail_deadline, self._keepalive_deadline()):
+        keepalive = self._pings.deadline() if self.conn.state is _OPEN else None
+        for deadline in (self._close_deadline, self._fail_deadline, keepalive):
             if deadline is not None and (best is None or deadline < best):
                 best = deadline
         return best
@@ -259,7 +248,7 @@ class Session:
                 len(events) == 1
                 and type(events[0]) is Message
                 and conn.failure_pending is None
-                and not self._pings  # no pong possible: the hot path, one message
+                and not self._pings.waiting  # no pong possible: the hot path, one message
             ):
                 messages = self.messages
                 if messages is _NO_MESSAGES:
@@ -373,8 +362,7 @@ class Session:
             self._dispatch(events, now, closing=True, into=actions)
             self._rearm(actions)
             return tuple(actions)
-        interval = self.options.ping_interval
-        self._next_ping = None if interval is None else now + interval
+        self._pings.start(now)
         self._dispatch(events, now, into=actions)
         if conn.state is _OPEN:
             if self._going_away:  # decided while the server shuts down
@@ -426,21 +414,9 @@ class Session:
         """The ping frame to write; ``waiter`` comes back in ``CompletePing`` when its
         pong arrives, or in ``NotifyClosed.ping_waiters``. Without a payload, a unique
         4-byte one is chosen."""
-        pings = self._pings
-        if payload is None:
-            if not self._counter:
-                self._counter = int.from_bytes(os.urandom(4), "big") | 1
-            while True:
-                self._counter = (self._counter + 1) & 0xFFFFFFFF
-                payload = self._counter.to_bytes(4, "big")
-                if payload not in pings:
-                    break
-        elif payload in pings:
-            raise RuntimeError("already waiting for a pong with the same data")
+        payload = self._pings.payload(payload)
         frame = self.conn.send_ping(payload)  # raises ConnectionClosed unless OPEN
-        if pings is _NO_PINGS:
-            pings = self._pings = {}
-        pings[payload] = (waiter, now)
+        self._pings.sent(payload, waiter, now)
         return frame
 
     def close(self, code: int = 1000, reason: str = "", now: float = 0.0) -> Actions:
@@ -563,9 +539,10 @@ class Session:
         out = self.conn.data_to_send()
         if out:
             actions.append(Write(out))
-        self._keepalive_sent = self._next_ping = self._fail_deadline = None
+        self._pings.stop()
+        self._fail_deadline = None
         self._open_deadline = None
-        waiters = self._take_pings()
+        waiters = self._pings.take_waiters()
         actions.append(NotifyClosed(self.closed_error(), waiters))
         conn = self.conn
         if aborting:
@@ -648,62 +625,21 @@ class Session:
     # Pings and keepalive
 
     def _ack(self, payload: bytes, actions: list[Action]) -> None:
-        if self._keepalive_sent is not None:
-            # Any pong proves the peer alive (RFC 6455 5.5.3: an unsolicited pong is
-            # a heartbeat), not only the answer to our last keepalive ping.
-            self._keepalive_sent = None
-        pings = self._pings
-        if payload not in pings:
-            return
-        # RFC 6455 5.5.3: a peer may answer only the latest of several pings, so a
-        # pong acknowledges its ping and every earlier one.
-        for key in list(pings):
-            waiter, sent = pings.pop(key)
-            if waiter is not _KEEPALIVE:
-                actions.append(CompletePing(waiter, sent))
-            if key == payload:
-                break
-
-    def _take_pings(self) -> tuple[Any, ...]:
-        pings = self._pings
-        if not pings:
-            return ()
-        self._pings = _NO_PINGS
-        return tuple(w for w, _ in pings.values() if w is not _KEEPALIVE)
-
-    def _keepalive_deadline(self) -> float | None:
-        if self.conn.state is not _OPEN:
-            return None
-        sent = self._keepalive_sent
-        if sent is not None and self.options.ping_timeout is not None:
-            return sent + self.options.ping_timeout  # a pong moves it to the next ping
-        return self._next_ping
+        for waiter, sent in self._pings.pong(payload):
+            actions.append(CompletePing(waiter, sent))
 
     def _keepalive(self, now: float, actions: list[Action]) -> None:
-        """Time passed: queue a ping, or a 1011 close for a silent peer, or nothing."""
-        if self.conn.state is not _OPEN or self.options.ping_interval is None:
-            return
-        sent = self._keepalive_sent
-        ping_timeout = self.options.ping_timeout
-        if sent is not None:
-            if ping_timeout is not None and now >= sent + ping_timeout:
-                self._keepalive_sent = None
-                logger.info(
-                    "route %r: %s did not answer a keepalive ping within %ss",
-                    route_name(self.path),
-                    peer_name(self.conn.remote_address),
-                    ping_timeout,
-                )
-                self._close(1011, "keepalive ping timeout", now, actions)
-            return
-        next_ping = self._next_ping
-        if next_ping is None or now < next_ping:
-            return
-        if self._keepalive_payload is not None:
-            # An earlier keepalive ping that a heartbeat pong made moot: forget it.
-            self._pings.pop(self._keepalive_payload, None)
-        actions.append(Write(self.ping(None, _KEEPALIVE, now)))
-        self._keepalive_payload = next(reversed(self._pings))
-        if ping_timeout is not None:
-            self._keepalive_sent = now
-        self._next_ping = now + self.options.ping_interval
+        """Time passed: queue a keepalive ping, or a 1011 close for a silent peer."""
+        due = self._pings.due(now) if self.conn.state is _OPEN else None
+        if due == "timeout":
+            logger.info(
+                "route %r: %s did not answer a keepalive ping within %ss",
+                route_name(self.path),
+                peer_name(self.conn.remote_address),
+                self.options.ping_timeout,
+            )
+            self._close(1011, "keepalive ping timeout", now, actions)
+        elif due == "ping":
+            payload = self._pings.payload(None)
+            actions.append(Write(self.conn.send_ping(payload)))
+            self._pings.keepalive_sent(payload, now)
