@@ -260,7 +260,15 @@ def decide(router: RoutingTable, request: Request) -> Decision:
     # The view is not made here (decide() is pure): a class view's instance is made
     # when the RoutedPath's .route is first read, by resolve() or by the transport.
     shared, view_class, name, source = route.routing
-    routed = routed_path(target, params, shared, name, source, view_class)
+    routed = _new_str(RoutedPath, target)  # routed_path(), inlined
+    attributes = routed.__dict__
+    attributes["params"] = params
+    if view_class is None:
+        attributes["route"] = shared
+    else:
+        attributes["view_class"] = view_class  # .route: an instance, made when read
+    attributes["name"] = name
+    attributes["template"] = source
     # Accept(...) without the frozen dataclass's field-by-field object.__setattr__
     # calls, which cost about a tenth of a whole decision.
     accept = _new_object(Accept)

@@ -10,7 +10,7 @@ from __future__ import annotations
 from collections.abc import Callable, Iterator
 from typing import Any, Generic, TypeVar
 
-from .paths import TARGET_CHARS, split_path
+from .paths import BAD_ESCAPE, TARGET_CHARS, BadTarget, split_path, split_target
 from .templates import Template
 
 __all__ = ["Matcher"]
@@ -222,6 +222,54 @@ class Matcher(Generic[T]):
             best = self._static_by_segments.get(tuple(segments), _NEVER)
         if self._root.lowest < best:
             best = _search(self._root, segments, 0, best)
+        if best == _NEVER:
+            return None
+        template, value = self._entries[best]
+        params = {}
+        for i, name in template.slots:
+            params[name] = segments[i]
+        if template.extras:
+            template.extract_extras(params, segments)
+        return value, params
+
+    def match_target(self, target: str) -> tuple[T, dict[str, str]] | None:
+        """``match()`` for a whole request target: its query string plays no part.
+
+        None if nothing matches or the target cannot be routed (not origin-form, bad
+        bytes or escapes).
+        """
+        value = self.exact.get(target)
+        if value is not None:  # a static path, and a valid target by construction
+            return value, {}
+        if type(target) is str and TARGET_CHARS.fullmatch(target) is not None:
+            # split_target(), inlined for the usual target.
+            path = target.partition("?")[0] if "?" in target else target
+            if "%" in path and BAD_ESCAPE.search(path) is not None:
+                return None
+        else:
+            try:
+                path, _ = split_target(target)
+            except BadTarget:
+                return None
+        # match(path), inlined: this runs for every request.
+        if "%" not in path:
+            static = self._static_by_path.get(path)
+            if static is None:
+                best = _NEVER
+            elif static[1]:
+                return self._entries[static[0]][1], {}
+            else:
+                best = static[0]
+            segments = path[1:].split("/")
+        else:
+            decoded = split_path(path)
+            if decoded is None:
+                return None
+            segments = decoded
+            best = self._static_by_segments.get(tuple(segments), _NEVER)
+        root = self._root
+        if root.lowest < best:
+            best = _search(root, segments, 0, best)
         if best == _NEVER:
             return None
         template, value = self._entries[best]

@@ -41,10 +41,10 @@ class _Lazy:
 class _View:
     """``RoutedPath.route`` of a class view's route: the instance, made on first read.
 
-    Routing stays pure (``decide()`` builds nothing the application wrote): the class
-    waits in the instance's ``__dict__`` under ``_view_class`` until someone needs the
-    view (``resolve()``, a transport running ``handle``), then its instance is kept as
-    ``route``, one per RoutedPath, so one per connection.
+    Routing stays pure (``decide()`` builds nothing the application wrote): a RoutedPath
+    of a class view holds ``view_class`` and makes its instance when someone first needs
+    the view (``resolve()``, a transport running ``handle``); the instance is then kept
+    as ``route``, one per RoutedPath, so one per connection.
     """
 
     __slots__ = ()
@@ -52,10 +52,9 @@ class _View:
     def __get__(self, instance: Any, owner: Any = None) -> Any:
         if instance is None:
             return self
-        attributes = instance.__dict__
-        view_class = attributes.get("_view_class")
-        view = attributes["route"] = None if view_class is None else view_class()
-        attributes.pop("_view_class", None)
+        view_class = instance.view_class
+        view = None if view_class is None else view_class()
+        instance.__dict__["route"] = view
         return view
 
 
@@ -66,6 +65,7 @@ class RoutedPath(str):
     - ``context``: a dict, fresh per connection, for hooks to hand data to ``handle``.
     - ``route``: the view instance (for a function view, an object whose ``handle``
       is the function; for a class view, a new instance, made when first read).
+    - ``view_class``: the class of a class view, else None.
     - ``name``: the route's name, or None.
     - ``template``: the template of the route that matched, or None.
     - ``query``: the raw query string, ``""`` if none.
@@ -73,6 +73,7 @@ class RoutedPath(str):
 
     params: dict[str, str]
     route: Any = _View()
+    view_class: Any = None
     name: str | None
     template: str | None
 
@@ -137,7 +138,7 @@ def routed_path(
     if view_class is None:
         attributes["route"] = route
     else:
-        attributes["_view_class"] = view_class
+        attributes["view_class"] = view_class
     attributes["name"] = name
     attributes["template"] = template
     return self

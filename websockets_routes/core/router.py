@@ -10,22 +10,17 @@ from typing import Any, ClassVar, Literal, TypeVar
 from .decisions import Decision
 from .handshake import decide, resolve
 from .http import Request
-from .matcher import _NEVER, Matcher, _search
-from .paths import (
-    BAD_ESCAPE,
-    TARGET_CHARS,
-    BadTarget,
-    RoutedPath,
-    routed_path,
-    split_path,
-    split_target,
-)
+from .matcher import Matcher
+from .paths import RoutedPath
 from .templates import Template, compile_template
 
 __all__ = ["Router", "Route", "FunctionView", "check_router", "resolves_in_steps"]
 
 V = TypeVar("V")
 RouteKind = Literal["websocket", "http"]
+
+
+_new_str = str.__new__
 
 
 class FunctionView:
@@ -243,49 +238,23 @@ class Router:
         return self._matcher.match(path)
 
     def match(self, target: str) -> RoutedPath | None:
-        """The RoutedPath for a request target, or None if no route matches.
-
-        This runs for every request, so split_target() and Matcher.match() are written
-        out here rather than called (the property tests hold both to the same answers
-        as a linear scan).
-        """
-        matcher = self._matcher
-        route = matcher.exact.get(target)
-        if route is not None:  # a static path, and a valid target by construction
-            params: dict[str, str] = {}
-        else:
-            if type(target) is str and TARGET_CHARS.fullmatch(target) is not None:
-                path = target.partition("?")[0] if "?" in target else target
-            else:
-                try:
-                    path, _ = split_target(target)
-                except BadTarget:
-                    return None
-            if "%" not in path:
-                static = matcher._static_by_path.get(path)
-                best = _NEVER if static is None else static[0]
-                segments = path[1:].split("/")
-            elif BAD_ESCAPE.search(path) is not None:
-                return None
-            else:
-                decoded = split_path(path)
-                if decoded is None:
-                    return None
-                segments = decoded
-                best = matcher._static_by_segments.get(tuple(segments), _NEVER)
-            root = matcher._root
-            if root.lowest < best:
-                best = _search(root, segments, 0, best)
-            if best == _NEVER:
-                return None
-            template, route = matcher._entries[best]
-            params = {}
-            for i, param in template.slots:
-                params[param] = segments[i]
-            if template.extras:
-                template.extract_extras(params, segments)
+        """The RoutedPath for a request target, or None if no route matches."""
+        found = self._matcher.match_target(target)
+        if found is None:
+            return None
+        route, params = found
         shared, view_class, name, source = route.routing
-        return routed_path(target, params, shared, name, source, view_class)
+        # routed_path(), inlined: this runs for every request.
+        routed = _new_str(RoutedPath, target)
+        attributes = routed.__dict__
+        attributes["params"] = params
+        if view_class is None:
+            attributes["route"] = shared
+        else:
+            attributes["view_class"] = view_class  # .route: an instance, made when read
+        attributes["name"] = name
+        attributes["template"] = source
+        return routed
 
     def url_for(self, name: str, /, **params: Any) -> str:
         """The path of the named route with these params, each percent-encoded."""
