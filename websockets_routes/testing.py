@@ -77,7 +77,7 @@ from wsproto.extensions import PerMessageDeflate
 from wsproto.utilities import LocalProtocolError, RemoteProtocolError
 
 from .core.errors import ConnectionClosed
-from .core.iteration import MessageIteration
+from .core.websocket import MessageIteration
 from .transports.anyio import Connection as ServerSideConnection
 from .transports.anyio import Server
 

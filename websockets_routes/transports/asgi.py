@@ -20,8 +20,8 @@ import anyio
 
 from ..core.errors import ConnectionClosed
 from ..core.handshake import Accept, Close, Request, Respond, check_close_code, respond
-from ..core.iteration import MessageIteration
 from ..core.paths import RoutedPath, without_query
+from ..core.websocket import MessageIteration
 
 if TYPE_CHECKING:
     from anyio.streams.memory import MemoryObjectReceiveStream, MemoryObjectSendStream

@@ -41,12 +41,11 @@ from ..core.actions import (
     Write,
 )
 from ..core.connection import State
-from ..core.handshake import Request
-from ..core.iteration import MessageIteration
 from ..core.options import ServerOptions
 from ..core.paths import RoutedPath
 from ..core.router import check_router
 from ..core.session import Session
+from ..core.websocket import SessionAttributes
 
 __all__ = ["serve", "Server", "WebSocket"]
 
@@ -57,7 +56,7 @@ _PORT_TRIES = 20
 _READ_BUFFER = 128 * 1024 - 1024
 
 
-class WebSocket(MessageIteration, asyncio.BufferedProtocol):
+class WebSocket(SessionAttributes, asyncio.BufferedProtocol):
     """One server connection: the asyncio protocol and the handler's ``ws`` object."""
 
     __slots__ = (
@@ -65,7 +64,6 @@ class WebSocket(MessageIteration, asyncio.BufferedProtocol):
         "_loop",
         "transport",
         "session",
-        "remote_address",
         "path",
         "_recv_waiter",
         "_write_paused",
@@ -81,7 +79,6 @@ class WebSocket(MessageIteration, asyncio.BufferedProtocol):
         self._loop = server._loop
         self.transport: Any = None
         self.session: Session = None  # type: ignore[assignment]
-        self.remote_address: Any = None
         self.path: RoutedPath | None = None
         self._recv_waiter: asyncio.Future[None] | None = None
         self._write_paused = False
@@ -91,16 +88,17 @@ class WebSocket(MessageIteration, asyncio.BufferedProtocol):
         self._timer: asyncio.TimerHandle | None = None
 
     def __repr__(self) -> str:
-        state = self.session.state.name if self.session else ""
-        return f"<WebSocket {self.remote_address!r} {state}>"
+        if self.session is None:
+            return "<WebSocket>"
+        return f"<WebSocket {self.remote_address!r} {self.session.state.name}>"
 
     # asyncio.Protocol callbacks
 
     def connection_made(self, transport: Any) -> None:
         self.transport = transport
         server = self._server
-        self.remote_address = transport.get_extra_info("peername")
-        session = self.session = Session(server.options, self.remote_address, self._loop.time())
+        peer = transport.get_extra_info("peername")
+        session = self.session = Session(server.options, peer, self._loop.time())
         server._connections.add(self)
         deadline = session.next_deadline()
         if deadline is not None:
@@ -259,14 +257,6 @@ class WebSocket(MessageIteration, asyncio.BufferedProtocol):
 
     # The connection API for handlers
 
-    @property
-    def request(self) -> Request | None:
-        return self.session.request
-
-    @property
-    def subprotocol(self) -> str | None:
-        return self.session.subprotocol
-
     async def recv(self) -> str | bytes:
         """The next message (``str`` or ``bytes``); ConnectionClosed once closed."""
         session = self.session
@@ -319,19 +309,6 @@ class WebSocket(MessageIteration, asyncio.BufferedProtocol):
     async def pong(self, data: str | bytes = b"") -> None:
         """Send an unsolicited pong."""
         self.transport.write(self.session.pong(data.encode() if isinstance(data, str) else data))
-
-    @property
-    def close_code(self) -> int | None:
-        """The close code (received, else sent, else 1006) once closed; None before."""
-        return self.session.close_code
-
-    @property
-    def close_reason(self) -> str | None:
-        return self.session.close_reason
-
-    @property
-    def state(self) -> State:
-        return self.session.state
 
     @property
     def local_address(self) -> Any:

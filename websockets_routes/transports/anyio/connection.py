@@ -33,9 +33,8 @@ from ...core.actions import (
     WakeReceiver,
     Write,
 )
-from ...core.connection import State
-from ...core.iteration import MessageIteration
 from ...core.session import Session, peer_name
+from ...core.websocket import SessionAttributes
 
 __all__ = ["Connection", "PongWaiter", "STREAM_ERRORS"]
 
@@ -84,7 +83,7 @@ class PongWaiter:
         return self.wait().__await__()
 
 
-class Connection(MessageIteration):
+class Connection(SessionAttributes):
     """One WebSocket connection: ``send``, ``recv``, ``async for``, ``close``,
     ``ping`` (an awaitable of the latency), ``pong``, ``wait_closed``; ``path``,
     ``request``, ``subprotocol``, ``remote_address``, ``local_address``,
@@ -144,30 +143,6 @@ class Connection(MessageIteration):
     def stream(self) -> anyio.abc.ByteStream:
         """The anyio byte stream the connection runs on (a TLS stream under ``ssl=``)."""
         return self._stream
-
-    @property
-    def remote_address(self) -> Any:
-        return self.session.remote_address
-
-    @property
-    def request(self) -> Any:
-        return self.session.request
-
-    @property
-    def subprotocol(self) -> str | None:
-        return self.session.subprotocol
-
-    @property
-    def close_code(self) -> int | None:
-        return self.session.close_code
-
-    @property
-    def close_reason(self) -> str | None:
-        return self.session.close_reason
-
-    @property
-    def state(self) -> State:
-        return self.session.state
 
     # The handler's API
 
