@@ -79,7 +79,8 @@ from wsproto.utilities import LocalProtocolError, RemoteProtocolError
 from .core.errors import ConnectionClosed
 from .core.websocket import MessageIteration
 from .transports.anyio import Connection as ServerSideConnection
-from .transports.anyio import Server
+from .transports.anyio import PongWaiter, Server
+from .transports.anyio.server import exit_task_group
 
 __all__ = ["TestClient", "TestWebSocket", "HandshakeRejected", "HTTPResponse"]
 
@@ -172,26 +173,6 @@ def _stream_pair() -> tuple[_MemoryStream, _MemoryStream]:
     return _MemoryStream(a_send, a_receive), _MemoryStream(b_send, b_receive)
 
 
-class _PongWaiter:
-    """What ``await ws.ping()`` returns: await it for the round-trip time."""
-
-    def __init__(self, sent: float) -> None:
-        self._sent = sent
-        self._event = anyio.Event()
-        self._latency: float | None = None
-        self._error: BaseException | None = None
-
-    async def wait(self) -> float:
-        await self._event.wait()
-        if self._error is not None:
-            raise self._error
-        assert self._latency is not None
-        return self._latency
-
-    def __await__(self) -> Any:
-        return self.wait().__await__()
-
-
 class TestWebSocket(MessageIteration):
     """The client end of a test connection.
 
@@ -223,7 +204,7 @@ class TestWebSocket(MessageIteration):
         self._closed = anyio.Event()
         self._close_sent = False
         self._write_lock = anyio.Lock()
-        self._pings: dict[bytes, _PongWaiter] = {}
+        self._pings: dict[bytes, tuple[PongWaiter, float]] = {}
         self._counter = itertools.count()
 
     def __repr__(self) -> str:
@@ -320,13 +301,14 @@ class TestWebSocket(MessageIteration):
             raise TypeError(f"send() takes str or bytes, not {type(message).__name__}")
         await self._send_event(event)
 
-    async def ping(self, data: str | bytes | None = None) -> _PongWaiter:
+    async def ping(self, data: str | bytes | None = None) -> PongWaiter:
         """Send a ping; await the result for the latency once the pong arrives."""
         if data is None:
             payload = next(self._counter).to_bytes(4, "big")
         else:
             payload = data.encode() if isinstance(data, str) else bytes(data)
-        waiter = self._pings[payload] = _PongWaiter(anyio.current_time())
+        waiter = PongWaiter()
+        self._pings[payload] = (waiter, anyio.current_time())
         await self._send_event(wse.Ping(payload=payload))
         return waiter
 
@@ -408,10 +390,9 @@ class TestWebSocket(MessageIteration):
             elif isinstance(event, wse.Ping):
                 replies.append(event.response())
             elif isinstance(event, wse.Pong):
-                waiter = self._pings.pop(bytes(event.payload), None)
-                if waiter is not None:
-                    waiter._latency = anyio.current_time() - waiter._sent
-                    waiter._event.set()
+                entry = self._pings.pop(bytes(event.payload), None)
+                if entry is not None:
+                    entry[0].set(anyio.current_time() - entry[1])
             elif isinstance(event, wse.CloseConnection):
                 if self._ws.state is wsproto.ConnectionState.REMOTE_CLOSING:
                     replies.append(event.response())
@@ -429,9 +410,8 @@ class TestWebSocket(MessageIteration):
         self.close_code = code
         self.close_reason = reason
         error = ConnectionClosed.for_code(code, reason)
-        for waiter in self._pings.values():
-            waiter._error = error
-            waiter._event.set()
+        for waiter, _ in self._pings.values():
+            waiter.fail(error)
         self._pings.clear()
         self._closed.set()
         self._wake()
@@ -509,7 +489,7 @@ class _Connect:
         finally:
             ws._stream.close()
             tg.cancel_scope.cancel()
-            suppressed = await _exit_task_group(tg, exc_type, exc, tb)
+            suppressed = await exit_task_group(tg, exc_type, exc, tb)
         server_error = client._take_error(self._peer)
         if server_error is not None and client.raise_server_exceptions:
             if exc is None or isinstance(exc, ConnectionClosed):
@@ -674,20 +654,6 @@ class TestClient:
 
     def _take_error(self, peer: Any) -> BaseException | None:
         return self._errors.pop(peer, None)
-
-
-async def _exit_task_group(
-    tg: anyio.abc.TaskGroup,
-    exc_type: type[BaseException] | None,
-    exc: BaseException | None,
-    tb: TracebackType | None,
-) -> bool | None:
-    if isinstance(exc, Exception):
-        # The block failed (an assert, say): let its exception out as it is, not
-        # wrapped in an ExceptionGroup by the task group.
-        await tg.__aexit__(None, None, None)
-        return None
-    return await tg.__aexit__(exc_type, exc, tb)
 
 
 def _items(headers: Any) -> Iterable[tuple[Any, Any]]:

@@ -32,7 +32,7 @@ from ...core.router import check_router
 from ...core.session import Session, handler_error_is_close, peer_name
 from .connection import Connection
 
-__all__ = ["Server", "serve"]
+__all__ = ["Server", "exit_task_group", "serve"]
 
 logger = logging.getLogger("websockets_routes.server")
 
@@ -175,12 +175,7 @@ class Server:
             tg.cancel_scope.cancel()
             if exc is None:
                 return await tg.__aexit__(*sys.exc_info())
-        if isinstance(exc, Exception):
-            # The block failed: let its exception out as it is, not wrapped in an
-            # ExceptionGroup by the task group (which has nothing left to run).
-            await tg.__aexit__(None, None, None)
-            return None
-        return await tg.__aexit__(exc_type, exc, tb)
+        return await exit_task_group(tg, exc_type, exc, tb)
 
     async def serve_forever(self) -> None:
         """Serve until ``close()`` is called (from another task) and the server closed."""
@@ -365,6 +360,20 @@ class Server:
             actions = session.handler_returned(ws._clock())
         if ws._act(actions):
             await ws._flush()
+
+
+async def exit_task_group(
+    tg: anyio.abc.TaskGroup,
+    exc_type: type[BaseException] | None,
+    exc: BaseException | None,
+    tb: TracebackType | None,
+) -> bool | None:
+    """Leave ``tg`` after its block ended with ``exc``: an ``Exception`` from the block
+    (an assert, say) comes out as it is, not wrapped in an ExceptionGroup."""
+    if isinstance(exc, Exception):
+        await tg.__aexit__(None, None, None)
+        return None
+    return await tg.__aexit__(exc_type, exc, tb)
 
 
 class _SerialSend(anyio.abc.ByteStream):
