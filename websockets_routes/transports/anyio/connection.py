@@ -93,6 +93,36 @@ class Connection(SessionAttributes):
     two tasks at once is an error.
     """
 
+    __slots__ = (
+        "_stream",
+        "_eof_stream",
+        "session",
+        "local_address",
+        "path",
+        "_clock",
+        "_spawn",
+        "_schedule",
+        "_timer",
+        "_out",
+        "_writing",
+        "_flushed",
+        "_end_tcp",
+        "_eof_sent",
+        "_stream_closed",
+        "_wake",
+        "_resume",
+        "_resolve_scope",
+        "_resolving",
+        "_reader_started",
+        "_reader_done",
+        "_inline",
+        "_receiving",
+        "_recv_count",
+        "_recv_seen",
+        "_check",
+        "__weakref__",
+    )
+
     def __init__(
         self,
         stream: anyio.abc.ByteStream,
@@ -123,7 +153,6 @@ class Connection(SessionAttributes):
         self._resume: anyio.Event | None = None  # the reader waits for reading to resume
         self._resolve_scope: anyio.CancelScope | None = None
         self._resolving = False
-        self._handler_path: Any = None
         self._reader_started = False
         self._reader_done: anyio.Event | None = None
         self._inline = False  # a task reads on demand right now
@@ -234,7 +263,7 @@ class Connection(SessionAttributes):
             elif kind is Resolve:
                 self._resolving = True
             elif kind is StartHandler:
-                self.path = self._handler_path = action.path  # type: ignore[attr-defined]
+                self.path = action.path  # type: ignore[attr-defined]
             elif kind is CancelResolve:
                 if self._resolve_scope is not None:
                     self._resolve_scope.cancel()
