@@ -572,7 +572,9 @@ def test_close_with_linger_aborts_without_the_peers_eof():
     assert kinds(session.on_timer(7.0)) == [AbortTCP] and session.ended
 
 
-def test_an_unanswered_close_is_aborted_at_close_timeout_as_1006():
+def test_an_unanswered_close_is_aborted_at_close_timeout_with_the_code_sent():
+    """The close code is the peer's, else ours, else 1006 (ConnectionClosed's
+    contract): a close the peer never answers reports the code we sent."""
     session = opened(0.0, open_timeout=None, ping_interval=None, close_timeout=5)
     session.ping(None, "waiter", 0.5)
     session.close(1000, "", 1.0)
@@ -581,7 +583,7 @@ def test_an_unanswered_close_is_aborted_at_close_timeout_as_1006():
     assert kinds(actions) == [NotifyClosed, AbortTCP]
     assert of(actions, NotifyClosed)[0].ping_waiters == ("waiter",)
     error = notified(actions)
-    assert isinstance(error, ConnectionClosedError) and error.code == 1006
+    assert isinstance(error, ConnectionClosedOK) and error.code == 1000
     assert session.ended and session.next_deadline() is None
 
 

@@ -386,13 +386,15 @@ class Session:
             return message, NO_ACTIONS
         conn = self.conn
         conn.unanswered = False
+        if self.closed:
+            raise self.closed_error()
         if conn.failure_pending is not None:
             # The handler has read everything before the bad input: fail now.
             actions: list[Action] = []
             self._fail_deadline = None
             self._dispatch(conn.fail_pending(), now, into=actions)
             return None, tuple(actions)
-        if self.closed or conn.state is _CLOSING:
+        if conn.state is _CLOSING:
             raise self.closed_error()
         return None, NO_ACTIONS
 
@@ -518,7 +520,7 @@ class Session:
             actions.append(WAKE_RECEIVER)
             if self._max_queue and len(self.messages) >= self._max_queue:
                 self._pause(_QUEUE_FULL, actions)
-        if conn.failure_pending is not None and self._fail_deadline is None:
+        if conn.failure_pending is not None and self._fail_deadline is None and not self.closed:
             # Bad input behind messages the handler has not answered: read no more;
             # fail once it has read them (next_message) or at close_timeout.
             timeout = self.options.close_timeout
@@ -602,9 +604,11 @@ class Session:
             actions.append(ArmTimer(deadline))
 
     def _pause(self, reason: int, actions: list[Action] | None = None) -> Actions:
+        if self.closed or self.tcp != _TCP_OPEN:
+            return NO_ACTIONS  # once closed, read on to the peer's EOF
         was = self._paused
         self._paused = was | reason
-        if was or self.tcp != _TCP_OPEN:
+        if was:
             return NO_ACTIONS
         if actions is not None:
             actions.append(PAUSE_READING)
