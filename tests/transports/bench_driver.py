@@ -6,8 +6,8 @@ One round = receive one masked client frame (bytes in), get the message, produce
 echo frame (bytes out), as the issue's "Known cost to beat" measures it. Compared:
 
 - wsproto 1.3.2 ``Connection`` as is (pure-Python ``XorMaskerSimple``);
-- wsproto ``FrameProtocol`` with our ``Masker`` plugged into its decoder (the driver's
-  slow path), with the C speedup and with the pure-Python int-XOR fallback;
+- wsproto's ``FrameDecoder``/``MessageDecoder`` with our ``Masker`` (the driver's
+  general path), with the C speedup and with the pure-Python int-XOR fallback;
 - our driver (fast path), with the C speedup and with the pure-Python fallback;
 - websockets 17.4 sans-IO ``Protocol`` (C unmasking) for reference.
 
@@ -29,6 +29,7 @@ from wsproto import Connection, ConnectionType  # noqa: E402
 from wsproto.events import BytesMessage, TextMessage  # noqa: E402
 
 import websockets_routes.core.connection as driver  # noqa: E402
+import websockets_routes.core.frames as frames  # noqa: E402
 from tests.transports.helpers import frame, handshake  # noqa: E402
 from websockets_routes.core import Router  # noqa: E402
 from websockets_routes.core.masking import apply_mask, py_apply_mask  # noqa: E402
@@ -49,15 +50,20 @@ def opened(cls: type[driver.ServerConnection] = driver.ServerConnection) -> driv
     return conn
 
 
-class SlowOnly(driver.ServerConnection):
-    """Every frame through wsproto's FrameProtocol (with our Masker)."""
+class GeneralOnly(frames.FrameReader):
+    """Every frame through wsproto's decoders (with our Masker)."""
 
     __slots__ = ()
 
-    def _receive_frames(self, data: bytes) -> list:
-        events: list = []
-        self._slow(data, events)
-        return events
+    def receive(self, data: bytes, events: list) -> object:
+        return self.receive_general(data, events)
+
+
+class SlowOnly(driver.ServerConnection):
+    """Every frame through wsproto's decoders (with our Masker)."""
+
+    __slots__ = ()
+    _frame_reader = GeneralOnly
 
 
 def per_round(fn, n: int) -> float:
@@ -79,7 +85,7 @@ def rounds(data: bytes, text: bool) -> dict[str, float]:
     results["wsproto Connection (its masker)"] = per_round(wsproto_round, n)
 
     for label, mask in (("C", apply_mask), ("pure Python", py_apply_mask)):
-        driver.apply_mask = mask  # what both paths call
+        frames.apply_mask = mask  # what the fast path calls
         import websockets_routes.core.masking as masking
 
         saved = masking.apply_mask
@@ -96,11 +102,11 @@ def rounds(data: bytes, text: bool) -> dict[str, float]:
                 for event in conn.receive_data(data):
                     conn.send(event.data)
 
-            results[f"wsproto FrameProtocol + our Masker ({label})"] = per_round(slow_round, n)
+            results[f"wsproto decoders + our Masker ({label})"] = per_round(slow_round, n)
             results[f"our driver, fast path ({label})"] = per_round(fast_round, n)
         finally:
             masking.apply_mask = saved
-            driver.apply_mask = saved
+            frames.apply_mask = saved
 
     proto = Protocol(SERVER, state=OPEN, max_size=2**20)
 

@@ -17,13 +17,11 @@ from websockets.http11 import Response as WsResponse
 from websockets.uri import parse_uri
 
 from websockets_routes.core import Close, ConnectionClosed, Respond, Router
-from websockets_routes.core.connection import (
-    ServerConnection,
-    State,
-    _fast_head,
-    negotiate_deflate,
-)
+from websockets_routes.core.connection import ServerConnection, State
+from websockets_routes.core.deflate import negotiate_deflate
 from websockets_routes.core.events import Closed, Message, Ping, Pong, RequestReceived
+from websockets_routes.core.frames import FrameReader
+from websockets_routes.core.http11 import fast_head as _fast_head
 from websockets_routes.core.masking import Masker, apply_mask, py_apply_mask
 
 from .helpers import (
@@ -625,15 +623,20 @@ def test_deflate_no_context_takeover_both_ways():
 # Fast path and wsproto path agree, however the bytes are chunked
 
 
+class GeneralOnly(FrameReader):
+    """Every frame through wsproto's decoders: the reference for the fast path."""
+
+    __slots__ = ()
+
+    def receive(self, data, events):
+        return self.receive_general(data, events)
+
+
 class SlowOnly(ServerConnection):
     """Every frame through wsproto: the reference for the fast path."""
 
     __slots__ = ()
-
-    def _receive_frames(self, data):
-        events = []
-        self._slow(data, events)
-        return events
+    _frame_reader = GeneralOnly
 
 
 def _open(cls, max_size):

@@ -12,7 +12,7 @@ messages. This module provides:
   ``tests/transports/bench_driver.py``.
 - ``Masker``: a drop-in replacement for wsproto's ``XorMaskerSimple`` (``process()``
   keeps the key rotation across partial payloads), plugged into wsproto's frame
-  decoder by ``core.connection``.
+  decoder by ``core.frames``.
 
 ``SPEEDUPS`` says which implementation is in use. The ``websockets`` package itself is
 never imported (see ``_load_speedups``): the core never requires it, nor anything
