@@ -17,6 +17,7 @@ from collections.abc import Sequence
 from typing import Any, NoReturn
 
 from .core import Accept, Close, Decision, Request, Respond, Router, ServeHTTP
+from .core.naming import host_port
 
 TRANSPORTS = ("asyncio", "trio", "anyio", "websockets")
 BODY_SHOWN = 400
@@ -212,7 +213,7 @@ def _serve(args: argparse.Namespace) -> int:
     except ImportError as exc:
         raise UsageError(f"transport {args.transport!r} is not available: {exc}") from None
     except OSError as exc:
-        raise UsageError(f"cannot serve on {args.host}:{args.port}: {exc}") from None
+        raise UsageError(f"cannot serve on {host_port(args.host, args.port)}: {exc}") from None
     return 0
 
 
@@ -221,10 +222,10 @@ async def _run_server(router: Router, args: argparse.Namespace) -> None:
 
     server_cm = _open_server(router, args.transport, args.host, args.port)
     async with server_cm as server:
-        port = _bound_port(server)
+        where = host_port(args.host, _bound_port(server))
         print(
-            f"Serving {len(router.routes)} routes on http://{args.host}:{port}/ "
-            f"(ws://{args.host}:{port}/, transport {args.transport}); Ctrl+C to stop",
+            f"Serving {len(router.routes)} routes on http://{where}/ "
+            f"(ws://{where}/, transport {args.transport}); Ctrl+C to stop",
             flush=True,
         )
         with anyio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as signals:

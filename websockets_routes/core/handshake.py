@@ -31,6 +31,7 @@ from .decisions import (
     respond,
 )
 from .http import TOKEN, HeaderPairs, Headers, Request
+from .naming import peer_name, route_name
 from .paths import (
     BAD_ESCAPE,
     TARGET_CHARS,
@@ -302,7 +303,7 @@ def resolve_start(router: RoutingTable, request: Request) -> Decision:
         logger.exception(
             "making the view for %s failed, request from %s",
             without_query(request.target),
-            _peer(request),
+            peer_name(request.remote_address),
         )
         return respond(HTTPStatus.INTERNAL_SERVER_ERROR, "the server could not set up this view")
     return decision
@@ -336,18 +337,11 @@ async def resolve_rest(decision: Decision, request: Request) -> Decision:
     except Exception:
         logger.exception(
             "process_request of route %r failed for %s from %s",
-            path.name or path.template,
+            route_name(path),
             without_query(path),
-            _peer(request),
+            peer_name(request.remote_address),
         )
         return respond(HTTPStatus.INTERNAL_SERVER_ERROR, "the server could not check this request")
-
-
-def _peer(request: Request) -> str:
-    address = request.remote_address
-    if isinstance(address, tuple) and len(address) >= 2:
-        return f"{address[0]}:{address[1]}"
-    return str(address) if address else "an unknown peer"
 
 
 def _hook_decision(result: Any, accepted: Accept, request: Request) -> Decision:
@@ -405,8 +399,8 @@ async def _serve_http(path: RoutedPath, request: Request) -> Respond:
     except Exception:
         logger.exception(
             "HTTP view %r failed for %s from %s",
-            path.name or path.template,
+            route_name(path),
             without_query(path),
-            _peer(request),
+            peer_name(request.remote_address),
         )
         return respond(HTTPStatus.INTERNAL_SERVER_ERROR, "the view failed")

@@ -18,8 +18,10 @@ from urllib.parse import quote
 
 import anyio
 
-from ..core.errors import ConnectionClosed
-from ..core.handshake import Accept, Close, Request, Respond, check_close_code, respond
+from ..core.decisions import Accept, Close, Respond, check_close_code, respond
+from ..core.errors import ConnectionClosed, handler_error_is_close
+from ..core.http import Request
+from ..core.naming import peer_name, route_name
 from ..core.paths import RoutedPath, without_query
 from ..core.websocket import MessageIteration
 
@@ -94,7 +96,7 @@ class ASGIApp:
             return  # the client left before the app ran
         request = _request(scope, "GET")
         decision = await self.router.resolve(request)
-        peer = _peer(request)
+        peer = peer_name(request.remote_address)
         if isinstance(decision, Respond):
             await _deny(scope, send, decision, request, peer)
         elif isinstance(decision, Close):
@@ -135,14 +137,14 @@ class ASGIApp:
             ws._closed_by(1006, "")
             ws._streams_close()
             return
-        route = path.name or path.template
+        route = route_name(path)
         try:
             async with anyio.create_task_group() as tg:
                 tg.start_soon(ws._read)
                 try:
                     await path.route.handle(ws, path)
                 except Exception as exc:
-                    if _only_closed(exc):
+                    if handler_error_is_close(exc):
                         # A handler that lets the closed connection's exception out
                         # (alone or from a task group) did nothing wrong: the peer left.
                         logger.debug("route %r for %s: %s", route, peer, exc)
@@ -240,7 +242,7 @@ class ASGIWebSocket(MessageIteration):
 
     def __repr__(self) -> str:
         state = "open" if self.close_code is None else f"closed {self.close_code}"
-        return f"<ASGIWebSocket {str(self.path)!r} from {_peer(self.request)} {state}>"
+        return f"<ASGIWebSocket {str(self.path)!r} from {peer_name(self.request.remote_address)} {state}>"
 
     # Receiving
 
@@ -341,13 +343,6 @@ class ASGIWebSocket(MessageIteration):
 # Helpers
 
 
-def _only_closed(exc: BaseException) -> bool:
-    if isinstance(exc, ConnectionClosed):
-        return True
-    inner = getattr(exc, "exceptions", None)  # an exception group (3.11+ or backport)
-    return isinstance(inner, tuple) and bool(inner) and all(_only_closed(e) for e in inner)
-
-
 async def _lifespan(receive: Receive, send: Send) -> None:
     # Nothing to set up: a router is ready when it is built.
     while True:
@@ -386,15 +381,6 @@ def _request(scope: Scope, method: str) -> Request:
     return Request(
         method, _target(scope), headers, remote_address=tuple(client) if client else None
     )
-
-
-def _peer(request: Request) -> str:
-    address = request.remote_address
-    if not address:
-        return "an unknown peer"
-    if len(address) >= 2:
-        return f"{address[0]}:{address[1]}"
-    return str(address[0])
 
 
 def _accept_message(headers: Any) -> Message:

@@ -45,6 +45,7 @@ except ImportError as exc:  # pragma: no cover - exercised in a subprocess test
 
 from ..core import Accept, Close, ConnectionClosed, Decision, Request, Respond, RoutedPath
 from ..core.handshake import resolve_pending, resolve_rest, resolve_start
+from ..core.naming import peer_name, route_name
 from ..core.paths import BadTarget, split_target
 from ..core.router import resolves_in_steps
 
@@ -74,18 +75,6 @@ _LEGACY_OPTIONS = frozenset(
 
 
 # Small helpers
-
-
-def _peer(address: Any) -> str:
-    if isinstance(address, tuple) and len(address) >= 2:
-        return f"{address[0]}:{address[1]}"
-    return str(address) if address else "an unknown peer"
-
-
-def _label(path: Any) -> str:
-    """The route, for logs: its name or template, never the target (it may hold a token)."""
-    name = getattr(path, "name", None) or getattr(path, "template", None)
-    return repr(name) if name else "<unmatched>"
 
 
 def _remote_address(ws: Any) -> Any:
@@ -303,16 +292,16 @@ async def handle(router: Router, ws: Any, path: str | None = None) -> None:
     except (_WSConnectionClosed, ConnectionClosed) as exc:
         # The peer went away while the view was talking to it: not a server error.
         logger.debug(
-            "connection of route %s from %s closed during the handler: %s",
-            _label(routed),
-            _peer(_remote_address(ws)),
+            "connection of route %r from %s closed during the handler: %s",
+            route_name(routed),
+            peer_name(_remote_address(ws)),
             exc,
         )
     except Exception:
         logger.exception(
-            "handler of route %s failed for the connection from %s",
-            _label(routed),
-            _peer(_remote_address(ws)),
+            "handler of route %r failed for the connection from %s",
+            route_name(routed),
+            peer_name(_remote_address(ws)),
         )
         await _close(ws, 1011, "internal error")
 
