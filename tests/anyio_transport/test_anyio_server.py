@@ -15,8 +15,8 @@ import pytest
 
 from tests.transports.helpers import RawClient, frame
 from websockets_routes import ConnectionClosed, Router
-from websockets_routes.transports.anyio import connection as anyio_connection
 from websockets_routes.transports.anyio import Server, serve
+from websockets_routes.transports.anyio import connection as anyio_connection
 
 if sys.version_info < (3, 11):
     from exceptiongroup import BaseExceptionGroup

@@ -33,7 +33,9 @@ from websockets_routes.core.actions import (
 )
 from websockets_routes.core.connection import State
 from websockets_routes.core.decisions import Accept, Close, Respond
-from websockets_routes.core.session import ServerOptions, Session, peer_name, route_name
+from websockets_routes.core.naming import peer_name, route_name
+from websockets_routes.core.options import ServerOptions
+from websockets_routes.core.session import Session
 
 PEER = ("10.0.0.1", 4000)
 TCP_ENDS = (CloseTCP, AbortTCP)

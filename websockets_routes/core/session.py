@@ -51,22 +51,16 @@ from .actions import (
     Write,
 )
 from .connection import State
-from .errors import ConnectionClosed
+from .errors import ConnectionClosed, handler_error_is_close
 from .events import Closed, Event, Message, Pong, RequestReceived
 from .handshake import Decision, resolve_pending, resolve_rest, resolve_start
-from .options import ACCEPT_RETRY_ERRNOS, ServerOptions
+from .naming import peer_name, route_name
+from .options import ServerOptions
 from .paths import without_query
 from .pings import Pings
 from .router import resolves_in_steps
 
-__all__ = [
-    "ACCEPT_RETRY_ERRNOS",
-    "ServerOptions",
-    "Session",
-    "handler_error_is_close",
-    "peer_name",
-    "route_name",
-]
+__all__ = ["Session"]
 
 logger = logging.getLogger("websockets_routes.server")
 
@@ -88,38 +82,6 @@ _TCP_OPEN, _TCP_HALF_CLOSED, _TCP_ENDED = 0, 1, 2
 _QUEUE_FULL, _DECIDING_PAUSE, _FAILING, _REPLIES_BLOCKED = 1, 2, 4, 8
 # When close_timeout is None, bad input held behind messages still fails after this.
 _FAILURE_GRACE = 10.0
-
-
-def peer_name(address: Any) -> str:
-    """``host:port`` (``[v6]:port``) of a peer address, for log lines."""
-    if not address:
-        return "an unknown peer"
-    if isinstance(address, (tuple, list)) and len(address) >= 2:
-        host = str(address[0])
-        return f"[{host}]:{address[1]}" if ":" in host else f"{host}:{address[1]}"
-    return str(address)
-
-
-def route_name(path: Any) -> str:
-    """The route a connection took, for log lines: its name, else its template."""
-    name = getattr(path, "name", None) or getattr(path, "template", None)
-    if name:
-        return str(name)
-    return without_query(path) if path is not None else "?"
-
-
-def handler_error_is_close(exc: BaseException) -> bool:
-    """True if ``exc`` only says the connection closed (alone or in a group).
-
-    A handler that lets ``ConnectionClosed`` out did nothing wrong: the peer left.
-    """
-    if isinstance(exc, ConnectionClosed):
-        return True
-    inner = getattr(exc, "exceptions", None)  # an exception group
-    return (
-        isinstance(inner, tuple) and bool(inner) and all(handler_error_is_close(e) for e in inner)
-    )
-
 
 
 class Session:

@@ -33,7 +33,8 @@ from ...core.actions import (
     WakeReceiver,
     Write,
 )
-from ...core.session import Session, peer_name
+from ...core.naming import peer_name
+from ...core.session import Session
 from ...core.websocket import SessionAttributes
 
 __all__ = ["Connection", "PongWaiter", "STREAM_ERRORS"]

@@ -27,9 +27,11 @@ import sniffio
 from anyio.abc import SocketAttribute
 from anyio.streams.tls import TLSStream
 
+from ...core.errors import handler_error_is_close
+from ...core.naming import peer_name
 from ...core.options import ACCEPT_RETRY_ERRNOS, ServerOptions
 from ...core.router import check_router
-from ...core.session import Session, handler_error_is_close, peer_name
+from ...core.session import Session
 from .connection import Connection
 
 __all__ = ["Server", "exit_task_group", "serve"]
