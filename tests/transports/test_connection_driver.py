@@ -21,7 +21,7 @@ from websockets_routes.core.connection import ServerConnection, State
 from websockets_routes.core.deflate import negotiate_deflate
 from websockets_routes.core.events import Closed, Message, Ping, Pong, RequestReceived
 from websockets_routes.core.frames import FrameReader
-from websockets_routes.core.http11 import fast_head as _fast_head
+from websockets_routes.core.http11 import parse_plain_head
 from websockets_routes.core.masking import Masker, apply_mask, py_apply_mask
 
 from .helpers import (
@@ -96,7 +96,7 @@ def test_request_split_in_single_bytes_reads_as_a_whole_one():
     assert [type(e) for e in events] == [RequestReceived]
     assert events[0].request.headers.items() == whole.request.headers.items()
     assert whole.request.headers["x-spaces"] == "a  b"
-    assert _fast_head(data) is not None
+    assert parse_plain_head(data) is not None
 
 
 _BASE_HEAD = handshake(extra=[("Origin", "http://a.example"), ("X-Value", " a  b ")])
@@ -120,7 +120,7 @@ def test_fast_request_parser_agrees_with_h11(edits):
         else:
             del data[pos]
     data = bytes(data)
-    fast = _fast_head(data)
+    fast = parse_plain_head(data)
     event("fast" if fast is not None else "h11")
     if fast is None:
         return  # h11 decides, as before

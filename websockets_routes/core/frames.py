@@ -256,14 +256,14 @@ class FrameReader:
                     break
                 # A close, ping or pong frame (FIN set, no RSV bit).
                 if end - pos < 2:
-                    self._keep(data, pos, 2)
+                    self._hold_partial(data, pos, 2)
                     return None
                 n = data[pos + 1]
                 if n < 0x80 or n > 0xFD:  # unmasked, or over 125 bytes: a failure
                     break
                 stop = pos + 6 + (n & 0x7F)
                 if stop > end:
-                    self._keep(data, pos, stop - pos)
+                    self._hold_partial(data, pos, stop - pos)
                     return None
                 control = apply_mask(data[pos + 6 : stop], data[pos + 2 : pos + 6])
                 pos = stop
@@ -281,7 +281,7 @@ class FrameReader:
                     return CloseReceived(code, reason)
                 continue
             if end - pos < 2:
-                self._keep(data, pos, 2)
+                self._hold_partial(data, pos, 2)
                 return None
             n = data[pos + 1]
             if n < 0x80:  # unmasked: a 1002 failure
@@ -291,7 +291,7 @@ class FrameReader:
                 start = pos + 6
             elif n == 126:
                 if end - pos < 4:
-                    self._keep(data, pos, 4)
+                    self._hold_partial(data, pos, 4)
                     return None
                 n = (data[pos + 2] << 8) | data[pos + 3]
                 if n < 126:
@@ -299,7 +299,7 @@ class FrameReader:
                 start = pos + 8
             else:
                 if end - pos < 10:
-                    self._keep(data, pos, 10)
+                    self._hold_partial(data, pos, 10)
                     return None
                 n = int.from_bytes(data[pos + 2 : pos + 10], "big")
                 if n < 65536 or n >> 63:
@@ -311,7 +311,7 @@ class FrameReader:
             if stop > end:
                 if b0 == 0x81 and start <= end:
                     break  # the general path checks UTF-8 as a text frame arrives (fail fast)
-                self._keep(data, pos, (start if b0 == 0x81 else stop) - pos)
+                self._hold_partial(data, pos, (start if b0 == 0x81 else stop) - pos)
                 return None
             payload: Any
             if n < 2048:
@@ -330,7 +330,7 @@ class FrameReader:
             return self.receive_general(data[pos:] if pos else data, events)
         return None
 
-    def _keep(self, data: bytes, pos: int, need: int) -> None:
+    def _hold_partial(self, data: bytes, pos: int, need: int) -> None:
         rest = data[pos:] if pos else data
         self._partial = [rest]
         self._partial_len = len(rest)

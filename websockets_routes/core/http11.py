@@ -3,7 +3,7 @@
 - ``RequestReader``: feed it the bytes of a request head, in as many pieces as they
   come; it gives ``(method, target, headers, rest)`` once the head is complete, or
   raises ``BadRequest`` (400 for a malformed head, 431 for one over
-  ``max_header_bytes``). A plain head (``fast_head()``) is parsed here in a few
+  ``max_header_bytes``). A plain head (``parse_plain_head()``) is parsed here in a few
   microseconds; anything else goes to h11, which accepts or rejects it as it always
   does. ``response(decision, method)`` then renders a ``Respond`` through h11.
 - ``switching_protocols(headers)``: the 101 response head.
@@ -27,7 +27,7 @@ __all__ = [
     "BadRequest",
     "RequestHead",
     "RequestReader",
-    "fast_head",
+    "parse_plain_head",
     "plain_response",
     "switching_protocols",
 ]
@@ -82,7 +82,7 @@ _IS_TOKEN = re.compile(_TOKEN).fullmatch
 _IS_VALUE = re.compile(r"(?:[\x21-\x7e\x80-\xff]+(?:[ \t]+[\x21-\x7e\x80-\xff]+)*)?").fullmatch
 
 
-def fast_head(data: bytes) -> tuple[str, str, list[tuple[str, str]], int] | None:
+def parse_plain_head(data: bytes) -> tuple[str, str, list[tuple[str, str]], int] | None:
     """``(method, target, headers, head size)`` of a plain request head, else None."""
     end = data.find(b"\r\n\r\n")
     if end < 0:
@@ -129,8 +129,8 @@ class RequestReader:
 
     def __init__(self, max_header_bytes: int) -> None:
         self.max_header_bytes = max_header_bytes
-        self._h11: h11.Connection | None = None  # only when fast_head() cannot parse
-        self._head = b""  # the head fast_head() parsed, for response()
+        self._h11: h11.Connection | None = None  # only when parse_plain_head() cannot parse
+        self._head = b""  # the head parse_plain_head() parsed, for response()
         self._size = 0  # bytes given to h11
 
     def _too_big(self) -> BadRequest:
@@ -143,7 +143,7 @@ class RequestReader:
         """
         conn = self._h11
         if conn is None:
-            parsed = fast_head(data)
+            parsed = parse_plain_head(data)
             if parsed is not None:
                 method, target, headers, size = parsed
                 if size > self.max_header_bytes:
