@@ -34,28 +34,7 @@ Server options (``max_size``, ``max_queue``, ``ping_interval``, ``close_timeout`
 go to ``TestClient(router, **options)``. Keepalive pings are off by default in
 tests (``ping_interval=None``); pass ``ping_interval=`` to test them.
 
-pytest recipe, with anyio's plugin (no pytest-asyncio), on both backends:
-
-```python
-import pytest
-from websockets_routes.testing import TestClient
-from myapp import router
-
-@pytest.fixture(params=["asyncio", "trio"])
-def anyio_backend(request):
-    return request.param
-
-@pytest.fixture
-async def client(anyio_backend):
-    async with TestClient(router) as client:
-        yield client
-
-@pytest.mark.anyio
-async def test_echo(client):
-    async with client.connect("/echo") as ws:
-        await ws.send("hi")
-        assert await ws.recv() == "hi"
-```
+A pytest recipe for asyncio and trio, with anyio's plugin: docs/testing.md.
 """
 
 from __future__ import annotations
