@@ -80,7 +80,7 @@ class WebSocket(SessionAttributes, asyncio.BufferedProtocol):
         self.transport: Any = None
         self.session: Session = None  # type: ignore[assignment]
         self.path: RoutedPath | None = None
-        self._recv_waiter: asyncio.Future[None] | None = None
+        self._recv_waiter: asyncio.Future[Any] | None = None
         self._write_paused = False
         self._drain_waiters: list[asyncio.Future[None]] = []
         self._done: asyncio.Future[None] = self._loop.create_future()
@@ -148,7 +148,7 @@ class WebSocket(SessionAttributes, asyncio.BufferedProtocol):
             if kind is WakeReceiver:
                 waiter = self._recv_waiter
                 if waiter is not None and not waiter.done():
-                    waiter.set_result(None)
+                    self._hand_over(waiter)
             elif kind is Write:
                 self.transport.write(action.data)  # type: ignore[attr-defined]
                 wrote = True
@@ -181,6 +181,16 @@ class WebSocket(SessionAttributes, asyncio.BufferedProtocol):
                 if self._task is not None:
                     self._task.cancel()
         return wrote
+
+    def _hand_over(self, waiter: asyncio.Future[Any]) -> None:
+        """Give a waiting recv() its message at once: one look at the queue, not two."""
+        if self.session.messages:
+            message, actions = self.session.next_message(self._loop.time())
+            waiter.set_result(message)
+            if actions:
+                self._carry_out(actions)
+        else:
+            waiter.set_result(None)  # recv() looks again: it raises, or waits
 
     def _notify_closed(self, action: NotifyClosed) -> None:
         waiter = self._recv_waiter
@@ -272,9 +282,15 @@ class WebSocket(SessionAttributes, asyncio.BufferedProtocol):
                 raise RuntimeError("recv() is already waiting for a message in another task")
             waiter = self._recv_waiter = self._loop.create_future()
             try:
-                await waiter
+                message = await waiter
+            except asyncio.CancelledError:
+                if waiter.done() and not waiter.cancelled() and waiter.result() is not None:
+                    session.untake(waiter.result())  # handed over, then cancelled
+                raise
             finally:
                 self._recv_waiter = None
+            if message is not None:
+                return message
 
     async def send(self, message: str | bytes | bytearray | memoryview) -> None:
         """Send a text (``str``) or binary (bytes-like) message."""

@@ -39,7 +39,8 @@ from ...core.websocket import SessionAttributes
 
 __all__ = ["Connection", "PongWaiter", "STREAM_ERRORS"]
 
-_READ_SIZE = 65536
+# Just under glibc's mmap threshold: trio allocates a buffer this size per read.
+_READ_SIZE = 128 * 1024 - 1024
 # How long a handler may stay out of recv() before its connection gets a reader task:
 # pings and a peer's close wait this long at most.
 _READER_AFTER = 0.1
@@ -188,6 +189,8 @@ class Connection(SessionAttributes):
                     await self._flush()
                 if message is not None:
                     self._recv_count += 1
+                    if self._check is None and not self._reader_started and self.path is not None:
+                        self._check = self._schedule(self._clock() + _READER_AFTER, self._check_reader)
                     return message
                 if not actions:
                     await self._wait_for_input()
@@ -347,7 +350,9 @@ class Connection(SessionAttributes):
         self._check = None
         if self._reader_started or self.session.ended:
             return
-        if self._receiving or self._recv_count != self._recv_seen:
+        if self._receiving:
+            return  # recv() arms the next look when it returns
+        if self._recv_count != self._recv_seen:
             self._recv_seen = self._recv_count
             self._check = self._schedule(now + _READER_AFTER, self._check_reader)
         else:
@@ -423,6 +428,10 @@ class Connection(SessionAttributes):
         if wake is None:
             wake = self._wake = anyio.Event()
         await wake.wait()
+
+    def closed_stream(self, stream: anyio.abc.ByteStream) -> bool:
+        """Whether ``stream`` (the one the connection was made on) is closed."""
+        return self._stream_closed and self._eof_stream is stream
 
     async def finish(self) -> None:
         """After the handler (or a Close decision): wait until TCP is over."""

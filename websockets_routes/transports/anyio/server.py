@@ -66,6 +66,8 @@ class _Timers:
                 callback = heapq.heappop(heap)[2][0]
                 if callback is not None:
                     callback(now)
+            while heap and heap[0][2][0] is None:
+                heapq.heappop(heap)  # cancelled: no wake-up for a connection gone
             changed = self._changed = anyio.Event()
             with anyio.move_on_after(heap[0][0] - now if heap else math.inf):
                 await changed.wait()
@@ -73,6 +75,10 @@ class _Timers:
 
 def _clock() -> Callable[[], float]:
     """The running loop's clock, without anyio's backend lookup per call."""
+    if sniffio.current_async_library() == "trio":
+        import trio
+
+        return trio.current_time
     if sniffio.current_async_library() == "asyncio":
         import asyncio
 
@@ -273,21 +279,22 @@ class Server:
         done: anyio.Event | None = None,
     ) -> None:
         """Serve one connection on ``stream`` until it ends (closing the stream)."""
+        closed = False
         try:
-            attributes: Any = stream.extra_attributes
             if remote_address is None:
-                getter = attributes.get(SocketAttribute.remote_address)
-                remote_address = getter() if getter is not None else None
-            getter = attributes.get(SocketAttribute.local_address)
-            await self._serve(stream, remote_address, getter() if getter else None)
+                remote_address = _attribute(stream, SocketAttribute.remote_address)
+            local = _attribute(stream, SocketAttribute.local_address)
+            closed = await self._serve(stream, remote_address, local)
         except Exception:
             logger.exception("connection from %s failed", peer_name(remote_address))
         finally:
-            await anyio.aclose_forcefully(stream)
+            if not closed:
+                await anyio.aclose_forcefully(stream)
             if done is not None:
                 done.set()
 
-    async def _serve(self, stream: anyio.abc.ByteStream, remote_address: Any, local: Any) -> None:
+    async def _serve(self, stream: anyio.abc.ByteStream, remote_address: Any, local: Any) -> bool:
+        """Serve one connection; True if its stream is closed."""
         timers = self._timers
         assert timers is not None and self._conn_tg is not None
         session = Session(self.options, remote_address, timers.clock(), linger=True)
@@ -313,7 +320,7 @@ class Server:
                     )
                 except Exception as exc:
                     logger.info("TLS handshake with %s failed: %s", peer_name(remote_address), exc)
-                    return
+                    return False
                 ws._stream, ws._eof_stream = tls, tcp
             while not session.ended and not ws._resolving:
                 await ws.read_once()
@@ -324,6 +331,7 @@ class Server:
                 on_socket = self.options.ssl is None and isinstance(stream, anyio.abc.SocketStream)
                 await self._run_handler(ws, on_socket)
             await ws.finish()
+            return ws.closed_stream(stream)
         finally:
             self._all.discard(ws)
             self.connections.discard(ws)
@@ -362,6 +370,13 @@ class Server:
             actions = session.handler_returned(ws._clock())
         if ws._act(actions):
             await ws._flush()
+
+
+def _attribute(stream: anyio.abc.ByteStream, attribute: Any) -> Any:
+    # One lookup: anyio builds the stream's whole table of attributes on each access,
+    # and the table must not live as long as the connection.
+    getter = stream.extra_attributes.get(attribute)
+    return getter() if getter is not None else None
 
 
 async def exit_task_group(
