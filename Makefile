@@ -2,7 +2,7 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 PYTHON ?= python3
 
-.PHONY: venv test run bench bench-quick lint stress autobahn clean
+.PHONY: venv test test-floor run bench bench-quick lint stress autobahn clean
 
 $(VENV)/.installed: pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -18,6 +18,39 @@ lint: venv
 
 test: venv lint
 	$(PY) -m pytest -q
+
+# The same code on the LOWEST version of every runtime dependency and extra
+# (.ci/floor-constraints.txt); `make test` runs the newest ones in range.
+FLOOR := .venv-floor
+FLOOR_PY := $(FLOOR)/bin/python
+FLOOR_CONSTRAINTS := .ci/floor-constraints.txt
+# The tests drive the servers with websockets' own client (proxy=, websockets.trio), new
+# in 17.0: a test tool here, while the websockets extra's floor is in the constraints.
+FLOOR_WS_CLIENT := websockets==17.0
+# werkzeug and starlette: the routers tests/core/test_core_benchmark_smoke.py compares.
+FLOOR_TEST_TOOLS := pytest pytest-timeout hypothesis werkzeug starlette
+
+$(FLOOR)/.installed: pyproject.toml $(FLOOR_CONSTRAINTS)
+	test -x $(FLOOR_PY) || $(PYTHON) -m venv $(FLOOR)
+	$(FLOOR_PY) -m pip install -q --upgrade pip
+	$(FLOOR_PY) -m pip install -q -c $(FLOOR_CONSTRAINTS) -e '.[websockets,trio,uvloop]' \
+		$(FLOOR_TEST_TOOLS)
+	touch $@
+
+test-floor: $(FLOOR)/.installed
+	@# 1. The websockets transport on the websockets extra's floor; HEAD requests and
+	@#    websockets.trio are new in websockets 17.0.
+	$(FLOOR_PY) -m pip install -q -c $(FLOOR_CONSTRAINTS) \
+		"$$(grep '^websockets==' $(FLOOR_CONSTRAINTS))"
+	$(FLOOR_PY) -m pip check
+	$(FLOOR_PY) -m pip freeze --exclude-editable | \
+		grep -iE '^(anyio|h11|wsproto|routes|websockets|trio|uvloop)=='
+	$(FLOOR_PY) -m pytest -q tests/compat \
+		--ignore tests/compat/test_websockets_trio.py \
+		--deselect tests/compat/test_websockets_transport.py::test_plain_http_routes_through_the_hook
+	@# 2. Everything else that exercises the dependencies, websockets' client at 17.0.
+	$(FLOOR_PY) -m pip install -q '$(FLOOR_WS_CLIENT)'
+	$(FLOOR_PY) -m pytest -q tests/core tests/transports tests/testing tests/compat
 
 run: venv
 	$(PY) -m websockets_routes serve examples.chat.app:router --host 127.0.0.1 --port 8765
@@ -43,4 +76,4 @@ stress: venv
 	bash stress/run_all.sh
 
 clean:
-	rm -rf $(VENV) build *.egg-info
+	rm -rf $(VENV) $(FLOOR) build *.egg-info

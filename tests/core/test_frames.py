@@ -220,6 +220,46 @@ def test_frame_reader_matches_wsproto_frame_protocol_under_any_chunking(
     assert ours([data]) == expected([data])
 
 
+def described(event: Any) -> tuple[str, Any]:
+    return type(event).__name__, event[0]
+
+
+@settings(max_examples=200, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(
+    frames=st.lists(one_frame(), max_size=8), cuts=st.lists(st.integers(min_value=0), max_size=6)
+)
+def test_frame_reader_copies_what_it_keeps_of_a_reused_buffer(
+    frames: list[bytes], cuts: list[int]
+) -> None:
+    """A transport may hand the reader a view of its read buffer and overwrite the
+    buffer after each call: the events are those of the same bytes given as bytes."""
+    data = b"".join(frames)
+    points = sorted({c % (len(data) + 1) for c in cuts})
+    chunks = [data[a:b] for a, b in zip([0, *points], [*points, len(data)], strict=True)]
+    buffer = bytearray(max((len(c) for c in chunks), default=0))
+    reader = FrameReader(NO_LIMIT)
+    seen: list[Any] = []
+    for chunk in chunks:
+        buffer[: len(chunk)] = chunk
+        events: list[Any] = []
+        end = reader.receive(memoryview(buffer)[: len(chunk)], events)
+        buffer[:] = b"\xaa" * len(buffer)  # the transport reads again into it
+        seen += [described(e) for e in events]
+        if end is not None:
+            seen.append(end)
+            break
+    reference = FrameReader(NO_LIMIT)
+    expected_seen: list[Any] = []
+    for chunk in chunks:
+        events = []
+        end = reference.receive(chunk, events)
+        expected_seen += [described(e) for e in events]
+        if end is not None:
+            expected_seen.append(end)
+            break
+    assert seen == expected_seen
+
+
 @pytest.mark.parametrize(
     "data",
     [

@@ -193,16 +193,19 @@ class ServerConnection:
 
     # Input
 
-    def receive_data(self, data: bytes) -> list[Event]:
-        """Feed bytes read from the peer; return the events they complete."""
+    def receive_data(self, data: bytes | memoryview) -> list[Event]:
+        """Feed bytes read from the peer; return the events they complete.
+
+        ``data`` may be a view of a buffer the caller reuses after the call: what is
+        kept is copied."""
         state = self.state
         if state is OPEN or state is CLOSING:
             return self._receive_frames(data)
         if state is REQUEST:
             # h11 reads b"" as the end of the stream; here it is just no input.
-            return self._receive_request(data) if data else []
+            return self._receive_request(bytes(data)) if data else []
         if state is DECIDING and data:
-            self._early.append(data)
+            self._early.append(bytes(data))
         return []
 
     def receive_eof(self) -> list[Event]:
@@ -293,7 +296,7 @@ class ServerConnection:
 
     # WebSocket frames
 
-    def _receive_frames(self, data: bytes) -> list[Event]:
+    def _receive_frames(self, data: bytes | memoryview) -> list[Event]:
         events: list[Event] = []
         frames = self._frames
         if frames is None or self.failure_pending is not None:

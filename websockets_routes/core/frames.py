@@ -233,13 +233,18 @@ class FrameReader:
         self._partial = None
         self._parts = []
 
-    def receive(self, data: bytes, events: list[Any]) -> CloseReceived | Failure | None:
-        """Read ``data``: append the events it completes; the end of the stream, if any."""
+    def receive(
+        self, data: bytes | memoryview, events: list[Any]
+    ) -> CloseReceived | Failure | None:
+        """Read ``data``: append the events it completes; the end of the stream, if any.
+
+        ``data`` may be a view of a buffer the caller reuses as soon as this returns:
+        whatever is kept beyond the call is copied."""
         if self._busy:
             return self.receive_general(data, events)
         partial = self._partial
         if partial is not None:
-            partial.append(data)
+            partial.append(bytes(data))
             self._partial_len += len(data)
             if self._partial_len < self._need:
                 return None
@@ -330,8 +335,8 @@ class FrameReader:
             return self.receive_general(data[pos:] if pos else data, events)
         return None
 
-    def _hold_partial(self, data: bytes, pos: int, need: int) -> None:
-        rest = data[pos:] if pos else data
+    def _hold_partial(self, data: bytes | memoryview, pos: int, need: int) -> None:
+        rest = bytes(data[pos:] if pos else data)
         self._partial = [rest]
         self._partial_len = len(rest)
         self._need = need
@@ -346,14 +351,16 @@ class FrameReader:
         parts.append(piece)
         self._parts_folded = folded + 1
 
-    def receive_general(self, data: bytes, events: list[Any]) -> CloseReceived | Failure | None:
+    def receive_general(
+        self, data: bytes | memoryview, events: list[Any]
+    ) -> CloseReceived | Failure | None:
         """``receive()`` through the general decoder only (the fast path's reference)."""
         decoder, messages = self._decoder, self._messages
         if decoder is None or messages is None:
             # Most connections never need it: made on first use.
             decoder = self._decoder = _Decoder(self.extensions, self.max_size)
             messages = self._messages = MessageDecoder()
-        decoder.receive_bytes(data)
+        decoder.receive_bytes(bytes(data))  # wsproto takes bytes
         try:
             # What wsproto's FrameProtocol.received_frames() does with the two decoders.
             while True:

@@ -200,8 +200,8 @@ class Session:
 
     # Network input
 
-    def receive_data(self, data: bytes, now: float) -> Actions:
-        """Bytes read from the peer."""
+    def receive_data(self, data: bytes | memoryview, now: float) -> Actions:
+        """Bytes read from the peer (a view of a buffer reused after the call is fine)."""
         conn = self.conn
         state = conn.state
         if state is _OPEN:

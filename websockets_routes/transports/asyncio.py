@@ -54,6 +54,9 @@ _PORT_TRIES = 20
 # What the loop reads into, shared by a server's connections: every callback copies
 # out what it needs before the next read (just under glibc's mmap threshold).
 _READ_BUFFER = 128 * 1024 - 1024
+# Reads this large go to the session as a view of that buffer: the core copies only
+# what it keeps (a partial frame), not every byte once more.
+_COPY_UNDER = 2048
 
 
 class WebSocket(SessionAttributes, asyncio.BufferedProtocol):
@@ -110,7 +113,9 @@ class WebSocket(SessionAttributes, asyncio.BufferedProtocol):
         return self._server._read_buffer
 
     def buffer_updated(self, nbytes: int) -> None:
-        data = bytes(self._server._read_buffer[:nbytes])
+        view = self._server._read_buffer[:nbytes]
+        # Small reads: a copy is cheaper than slicing views.
+        data = bytes(view) if nbytes < _COPY_UNDER else view
         if self._carry_out(self.session.receive_data(data, self._loop.time())) and (
             self._write_paused
         ):
