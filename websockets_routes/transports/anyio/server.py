@@ -16,6 +16,7 @@ import heapq
 import itertools
 import logging
 import math
+import socket
 import sys
 from collections.abc import Callable
 from types import TracebackType
@@ -33,10 +34,14 @@ from ...core.options import ACCEPT_RETRY_ERRNOS, ServerOptions
 from ...core.router import check_router
 from ...core.session import Session
 from .connection import Connection
+from .sockets import SocketIO, accept_ready
 
 __all__ = ["Server", "exit_task_group", "serve"]
 
 logger = logging.getLogger("websockets_routes.server")
+
+# Connections taken per wake of a listening socket.
+_ACCEPT_BATCH = 100
 
 
 class _Timers:
@@ -221,14 +226,17 @@ class Server:
                 tg.cancel_scope.cancel()
         finally:
             self._conn_tg = None
-            for listener in self.listeners:
-                await anyio.aclose_forcefully(listener)
+            await self._close_listeners()
             self._closed.set()
+
+    async def _close_listeners(self) -> None:
+        for listener in self.listeners:
+            anyio.notify_closing(listener.extra(SocketAttribute.raw_socket))
+            await anyio.aclose_forcefully(listener)
 
     async def _shutdown(self) -> None:
         assert self._idle is not None and self._stop is not None
-        for listener in self.listeners:
-            await anyio.aclose_forcefully(listener)
+        await self._close_listeners()
         assert self._timers is not None
         now = self._timers.clock()
         for ws in list(self._all):
@@ -244,9 +252,10 @@ class Server:
 
     async def _accept_loop(self, listener: anyio.abc.SocketListener) -> None:
         assert self._conn_tg is not None
+        listening = listener.extra(SocketAttribute.raw_socket)
         while not self._closing:
             try:
-                stream = await listener.accept()
+                accepted = await accept_ready(listening, _ACCEPT_BATCH)
             except (anyio.ClosedResourceError, anyio.BrokenResourceError):
                 return
             except OSError as exc:
@@ -258,7 +267,19 @@ class Server:
                 logger.error("accept() failed (%s); retrying in 1 s", exc)
                 await anyio.sleep(1.0)
                 continue
-            self._conn_tg.start_soon(self.handle_stream, stream)
+            for sock, address in accepted:
+                self._conn_tg.start_soon(self._handle_socket, sock, address)
+
+    async def _handle_socket(self, sock: socket.socket, address: Any) -> None:
+        if self.options.ssl is None:
+            await self.handle_stream(SocketIO(sock), address)
+            return
+        try:
+            stream = await anyio.abc.SocketStream.from_socket(sock)
+        except BaseException:
+            sock.close()
+            raise
+        await self.handle_stream(stream, address)
 
     def start_stream(
         self,
@@ -297,7 +318,10 @@ class Server:
         """Serve one connection; True if its stream is closed."""
         timers = self._timers
         assert timers is not None and self._conn_tg is not None
-        session = Session(self.options, remote_address, timers.clock(), linger=True)
+        # Closing an anyio stream may drop what it has not sent yet (on asyncio):
+        # such connections end TCP at the peer's EOF. A socket's close never does.
+        linger = not isinstance(stream, SocketIO)
+        session = Session(self.options, remote_address, timers.clock(), linger=linger)
         tcp = stream
         if self.options.ssl is not None:
             tcp = _SerialSend(stream)
@@ -328,8 +352,7 @@ class Server:
                 await self._resolve(ws)
             if ws.path is not None:
                 self.connections.add(ws)
-                on_socket = self.options.ssl is None and isinstance(stream, anyio.abc.SocketStream)
-                await self._run_handler(ws, on_socket)
+                await self._run_handler(ws, isinstance(stream, SocketIO))
             await ws.finish()
             return ws.closed_stream(stream)
         finally:
