@@ -62,6 +62,7 @@ __all__ = [
     "Resolve",
     "ResumeReading",
     "StartHandler",
+    "WAKE_ONLY",
     "WAKE_RECEIVER",
     "WakeReceiver",
     "Write",
@@ -173,6 +174,9 @@ Actions = tuple[Action, ...]
 NO_ACTIONS: Actions = ()
 CANCEL_RESOLVE = CancelResolve()
 WAKE_RECEIVER = WakeReceiver()
+# What a message that needs nothing else gives: the same object each time, so that a
+# transport may test for it with ``is`` before looping over the actions.
+WAKE_ONLY: Actions = (WAKE_RECEIVER,)
 PAUSE_READING = PauseReading()
 RESUME_READING = ResumeReading()
 CLOSE_TCP = CloseTCP()

@@ -40,6 +40,7 @@ from .actions import (
     NO_ACTIONS,
     PAUSE_READING,
     RESUME_READING,
+    WAKE_ONLY,
     WAKE_RECEIVER,
     Action,
     Actions,
@@ -72,7 +73,7 @@ _CLOSED = State.CLOSED
 
 # Shared by every session until its first message: an idle connection allocates none.
 _NO_MESSAGES: deque[Any] = deque(maxlen=0)
-_WAKE: Actions = (WAKE_RECEIVER,)
+_WAKE = WAKE_ONLY
 _WAKE_AND_PAUSE: Actions = (WAKE_RECEIVER, PAUSE_READING)
 _RESUME: Actions = (RESUME_READING,)
 _PAUSE: Actions = (PAUSE_READING,)
@@ -89,6 +90,8 @@ class Session:
 
     __slots__ = (
         "conn",
+        "send",
+        "pong",
         "options",
         "request",
         "path",
@@ -117,6 +120,11 @@ class Session:
         linger: bool = False,
     ) -> None:
         self.conn = options.connection(remote_address)
+        # send(message) -> the frame of a text (str) or binary message; pong(payload)
+        # -> an unsolicited pong. ConnectionClosed unless open. The driver's own
+        # methods: sending is the driver's alone, with no policy to add.
+        self.send = self.conn.send
+        self.pong = self.conn.send_pong
         self.options = options
         self.request: Any = None
         self.path: Any = None
@@ -365,14 +373,6 @@ class Session:
         if self.messages is _NO_MESSAGES:
             self.messages = deque()
         self.messages.appendleft(message)
-
-    def send(self, message: str | bytes | bytearray | memoryview) -> bytes:
-        """The frame of a text (``str``) or binary message; ConnectionClosed unless open."""
-        return self.conn.send(message)
-
-    def pong(self, payload: bytes = b"") -> bytes:
-        """An unsolicited pong frame."""
-        return self.conn.send_pong(payload)
 
     def ping(self, payload: bytes | None, waiter: Any, now: float) -> bytes:
         """The ping frame to write; ``waiter`` comes back in ``CompletePing`` when its

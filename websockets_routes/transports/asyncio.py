@@ -25,6 +25,7 @@ from collections.abc import Generator
 from typing import Any
 
 from ..core.actions import (
+    WAKE_ONLY,
     AbortTCP,
     Actions,
     ArmTimer,
@@ -116,9 +117,12 @@ class WebSocket(SessionAttributes, asyncio.BufferedProtocol):
         view = self._server._read_buffer[:nbytes]
         # Small reads: a copy is cheaper than slicing views.
         data = bytes(view) if nbytes < _COPY_UNDER else view
-        if self._carry_out(self.session.receive_data(data, self._loop.time())) and (
-            self._write_paused
-        ):
+        actions = self.session.receive_data(data, self._loop.time())
+        if actions is WAKE_ONLY:  # a message, nothing else: the common case
+            waiter = self._recv_waiter
+            if waiter is not None and not waiter.done():
+                self._hand_over(waiter)
+        elif self._carry_out(actions) and self._write_paused:
             # Our answers (pongs) wait for a peer that does not read them.
             self._carry_out(self.session.replies_blocked())
 
