@@ -27,7 +27,7 @@ FLOOR_CONSTRAINTS := .ci/floor-constraints.txt
 # The tests drive the servers with websockets' own client (proxy=, websockets.trio), new
 # in 17.0: a test tool here, while the websockets extra's floor is in the constraints.
 FLOOR_WS_CLIENT := websockets==17.0
-# werkzeug and starlette: the routers tests/core/test_core_benchmark_smoke.py compares.
+# werkzeug and starlette: the routers tests/benchmarks/test_match_smoke.py compares.
 FLOOR_TEST_TOOLS := pytest pytest-timeout hypothesis werkzeug starlette
 
 $(FLOOR)/.installed: pyproject.toml $(FLOOR_CONSTRAINTS)
@@ -45,12 +45,13 @@ test-floor: $(FLOOR)/.installed
 	$(FLOOR_PY) -m pip check
 	$(FLOOR_PY) -m pip freeze --exclude-editable | \
 		grep -iE '^(anyio|h11|wsproto|routes|websockets|trio|uvloop)=='
-	$(FLOOR_PY) -m pytest -q tests/compat \
-		--ignore tests/compat/test_websockets_trio.py \
-		--deselect tests/compat/test_websockets_transport.py::test_plain_http_routes_through_the_hook
+	$(FLOOR_PY) -m pytest -q tests/transports/websockets tests/compat \
+		--ignore tests/transports/websockets/test_trio.py \
+		--deselect tests/transports/websockets/test_transport.py::test_plain_http_routes_through_the_hook
 	@# 2. Everything else that exercises the dependencies, websockets' client at 17.0.
 	$(FLOOR_PY) -m pip install -q '$(FLOOR_WS_CLIENT)'
-	$(FLOOR_PY) -m pytest -q tests/core tests/transports tests/testing tests/compat
+	$(FLOOR_PY) -m pytest -q tests/core tests/transports tests/testing tests/compat \
+		tests/benchmarks/test_match_smoke.py --ignore tests/transports/asgi
 
 run: venv
 	$(PY) -m websockets_routes serve examples.chat.app:router --host 127.0.0.1 --port 8765

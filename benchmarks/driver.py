@@ -1,6 +1,6 @@
 """Per-message cost of the connection driver, in one process, no sockets.
 
-    .venv/bin/python tests/transports/bench_driver.py
+    .venv/bin/python benchmarks/driver.py
 
 One round = receive one masked client frame (bytes in), get the message, produce the
 echo frame (bytes out), as the issue's "Known cost to beat" measures it. Compared:
@@ -21,7 +21,7 @@ import sys
 import timeit
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from websockets.frames import Opcode as WsOpcode  # noqa: E402
 from websockets.protocol import OPEN, SERVER, Protocol  # noqa: E402

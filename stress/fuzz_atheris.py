@@ -7,7 +7,7 @@ of decide(), for a bounded time. Not part of ``make test``; ``make stress`` runs
 Each input is split by a FuzzedDataProvider into: options (permessage-deflate
 offered, deferred failures, max_size), cut points, and the bytes a peer sends (a
 handshake prefix is chosen from the input too, so that most inputs reach the frame
-parser). Checked on every input, as in tests/fuzz: nothing raises out of the driver
+parser). Checked on every input, as in tests/core/test_connection_fuzz.py: nothing raises out of the driver
 or decide(); one chunk and the cut chunks give the same events, output and state;
 the output is whole server frames (pongs, at most one close frame, last); at most
 one Closed event; no message over max_size. A failed check or an exception stops the
@@ -29,7 +29,7 @@ with atheris.instrument_imports(include=["websockets_routes", "h11", "wsproto"])
     # Imported first inside this block so that the driver is instrumented for coverage.
     import websockets_routes.core.connection  # noqa: F401
 
-from tests.fuzz.test_driver_fuzz import (  # noqa: E402
+from tests.core.test_connection_fuzz import (  # noqa: E402
     ROUTER,
     check_well_formed,
     handshake,

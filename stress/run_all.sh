@@ -26,7 +26,8 @@ step() {
 
 step "$PY" stress/soak.py --transport all --cycles "${SOAK_CYCLES:-10000}" \
     --concurrent "${SOAK_CONCURRENT:-1000}" --idle "${SOAK_IDLE:-10000}"
-step env FUZZ_EXAMPLES="${FUZZ_EXAMPLES:-5000}" "$PY" -m pytest -q -p no:cacheprovider tests/fuzz
+step env FUZZ_EXAMPLES="${FUZZ_EXAMPLES:-5000}" "$PY" -m pytest -q -p no:cacheprovider \
+    tests/core/test_connection_fuzz.py
 if "$PY" -c "import atheris" 2>/dev/null; then
     corpus="${TMPDIR:-/tmp}/websockets-routes-atheris-corpus"
     mkdir -p "$corpus"

@@ -25,7 +25,7 @@ with warnings.catch_warnings():
     from websockets.legacy.exceptions import InvalidStatusCode
     from websockets.legacy.server import serve
 
-from .servers import HOST, url_of
+from tests.transports.websockets.servers import HOST, url_of
 
 pytestmark = [
     pytest.mark.anyio,

@@ -19,8 +19,7 @@ from websockets.asyncio.server import serve
 from websockets.exceptions import InvalidStatus
 
 import websockets_routes
-
-from .servers import HOST, url_of
+from tests.transports.websockets.servers import HOST, url_of
 
 pytestmark = pytest.mark.anyio
 

@@ -16,15 +16,7 @@ from websockets.frames import Opcode as WsOpcode
 from websockets.http11 import Response as WsResponse
 from websockets.uri import parse_uri
 
-from websockets_routes.core import Close, ConnectionClosed, Respond, Router
-from websockets_routes.core.connection import ServerConnection, State
-from websockets_routes.core.deflate import negotiate_deflate
-from websockets_routes.core.events import Closed, Message, Ping, Pong, RequestReceived
-from websockets_routes.core.frames import FrameReader
-from websockets_routes.core.http11 import parse_plain_head
-from websockets_routes.core.masking import Masker, apply_mask, py_apply_mask
-
-from .helpers import (
+from tests.transports.helpers import (
     ACCEPT,
     binary,
     close,
@@ -35,6 +27,13 @@ from .helpers import (
     parse_frames,
     text,
 )
+from websockets_routes.core import Close, ConnectionClosed, Respond, Router
+from websockets_routes.core.connection import ServerConnection, State
+from websockets_routes.core.deflate import negotiate_deflate
+from websockets_routes.core.events import Closed, Message, Ping, Pong, RequestReceived
+from websockets_routes.core.frames import FrameReader
+from websockets_routes.core.http11 import parse_plain_head
+from websockets_routes.core.masking import Masker, apply_mask, py_apply_mask
 
 router = Router()
 

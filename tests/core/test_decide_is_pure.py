@@ -7,7 +7,7 @@ from typing import Any
 from websockets_routes import Router
 from websockets_routes.core import Accept, Request, RoutedPath, ServeHTTP
 
-from .test_core_resolve import handshake, run
+from .test_resolve import handshake, run
 
 
 def counting_router() -> tuple[Router, list[Any]]:

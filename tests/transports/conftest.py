@@ -11,8 +11,8 @@ The server under test comes from ONE fixture, ``serve_router``; the client side 
 
 One suite, not three copies: ``pytest_generate_tests`` below parametrizes the pair
 (transport, ``anyio_backend``) for those tests; tests that do not take
-``serve_router`` (the driver's unit tests, test_asyncio_server.py) keep their own
-backend.
+``serve_router`` (those of one transport, in asyncio/, anyio/, websockets/ and asgi/)
+keep their own backend.
 """
 
 from __future__ import annotations

@@ -9,7 +9,7 @@ messages. This module provides:
   it is importable, else a pure-Python fallback: one big-integer XOR for payloads up
   to 4 KiB (several times faster than wsproto's masker there), wsproto's four strided
   ``translate`` passes above (as fast as anything pure Python gets). Numbers:
-  ``tests/transports/bench_driver.py``.
+  ``benchmarks/driver.py``.
 - ``Masker``: a drop-in replacement for wsproto's ``XorMaskerSimple`` (``process()``
   keeps the key rotation across partial payloads), plugged into wsproto's frame
   decoder by ``core.frames``.

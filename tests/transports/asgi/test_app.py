@@ -11,7 +11,7 @@ from urllib.parse import unquote
 import anyio
 import pytest
 
-from tests.asgi.websockets_routes_test_app import closing_router, router
+from tests.transports.asgi.websockets_routes_test_app import closing_router, router
 from websockets_routes import ConnectionClosedError, ConnectionClosedOK, Router
 from websockets_routes.transports.asgi import ASGIApp
 

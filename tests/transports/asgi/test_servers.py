@@ -13,8 +13,13 @@ import pytest
 from websockets.asyncio.client import connect
 from websockets.exceptions import ConnectionClosedError, ConnectionClosedOK, InvalidStatus
 
-from tests.asgi.servers import SERVERS, http_request, run_server
-from tests.asgi.websockets_routes_test_app import CLOSE_CODES, FINISHED, closing_router, router
+from tests.transports.asgi.servers import SERVERS, http_request, run_server
+from tests.transports.asgi.websockets_routes_test_app import (
+    CLOSE_CODES,
+    FINISHED,
+    closing_router,
+    router,
+)
 
 pytestmark = [
     pytest.mark.anyio,

@@ -11,8 +11,8 @@ import pytest
 from websockets.exceptions import ConnectionClosedError, InvalidStatus
 from websockets.sync.client import connect
 
-from tests.asgi.servers import http_request, run_hypercorn
-from tests.asgi.websockets_routes_test_app import closing_router, router
+from tests.transports.asgi.servers import http_request, run_hypercorn
+from tests.transports.asgi.websockets_routes_test_app import closing_router, router
 
 pytestmark = pytest.mark.anyio
 

@@ -1,4 +1,5 @@
-"""Servers and helpers for the websockets-routes 0.2 compatibility tests.
+"""websockets' own servers, new and legacy, for the websockets transport's tests and the
+websockets-routes 0.2 compatibility tests (tests/compat).
 
 Each fixture is a factory, as in 0.2's own tests: ``async with start_server(handler,
 **kwargs) as url:`` serves on 127.0.0.1 with a free port and yields ``ws://host:port``;

@@ -18,9 +18,8 @@ from websockets.asyncio.client import connect
 from websockets.exceptions import ConnectionClosedError, InvalidStatus
 
 import websockets_routes
+from tests.transports.websockets.servers import HOST
 from websockets_routes import Close, Router
-
-from .servers import HOST
 
 with warnings.catch_warnings():
     warnings.filterwarnings(

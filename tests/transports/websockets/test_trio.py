@@ -14,9 +14,8 @@ from websockets.exceptions import ConnectionClosedError, InvalidStatus
 from websockets.trio.client import connect
 from websockets.trio.server import serve
 
+from tests.transports.websockets.servers import HOST
 from websockets_routes import Close, Router
-
-from .servers import HOST
 
 pytestmark = pytest.mark.anyio
 
