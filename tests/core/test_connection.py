@@ -6,9 +6,8 @@ import os
 import struct
 import zlib
 
-import h11
 import pytest
-from hypothesis import HealthCheck, event, given, settings
+from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from websockets.client import ClientProtocol
 from websockets.extensions.permessage_deflate import ClientPerMessageDeflateFactory
@@ -29,11 +28,9 @@ from tests.transports.helpers import (
 )
 from websockets_routes.core import Close, ConnectionClosed, Respond, Router
 from websockets_routes.core.connection import ServerConnection, State
-from websockets_routes.core.deflate import negotiate_deflate
 from websockets_routes.core.events import Closed, Message, Ping, Pong, RequestReceived
 from websockets_routes.core.frames import FrameReader
 from websockets_routes.core.http11 import parse_plain_head
-from websockets_routes.core.masking import Masker, apply_mask, py_apply_mask
 
 router = Router()
 
@@ -98,43 +95,6 @@ def test_request_split_in_single_bytes_reads_as_a_whole_one():
     assert parse_plain_head(data) is not None
 
 
-_BASE_HEAD = handshake(extra=[("Origin", "http://a.example"), ("X-Value", " a  b ")])
-_edits = st.tuples(
-    st.integers(min_value=0),
-    st.sampled_from([b" ", b"\t", b"\r", b"\n", b":", b"\x00", b"\x7f", b"\x80", b"\xff", b"a"]),
-    st.sampled_from(["insert", "replace", "delete"]),
-)
-
-
-@settings(max_examples=500, deadline=None)
-@given(edits=st.lists(_edits, max_size=3))
-def test_fast_request_parser_agrees_with_h11(edits):
-    data = bytearray(_BASE_HEAD)
-    for pos, byte, op in edits:
-        pos %= len(data)
-        if op == "insert":
-            data[pos:pos] = byte
-        elif op == "replace":
-            data[pos : pos + 1] = byte
-        else:
-            del data[pos]
-    data = bytes(data)
-    fast = parse_plain_head(data)
-    event("fast" if fast is not None else "h11")
-    if fast is None:
-        return  # h11 decides, as before
-    conn = h11.Connection(h11.SERVER)
-    conn.receive_data(data)
-    parsed = conn.next_event()  # must not raise: the fast parser only takes what h11 takes
-    assert type(parsed) is h11.Request
-    assert fast[:3] == (
-        parsed.method.decode(),
-        parsed.target.decode("latin-1"),
-        [(n.decode("latin-1"), v.decode("latin-1")) for n, v in parsed.headers.raw_items()],
-    )
-    assert fast[3] == len(data) - len(conn.trailing_data[0])
-
-
 def test_deflate_negotiated_by_default_and_reflected_in_101():
     conn, response = opened(
         extra=[("Sec-WebSocket-Extensions", "permessage-deflate; client_max_window_bits")]
@@ -156,38 +116,6 @@ def test_compression_none_turns_deflate_off():
 def test_compression_option_is_checked():
     with pytest.raises(ValueError, match="compression"):
         ServerConnection(compression="gzip")
-
-
-@pytest.mark.parametrize(
-    ("offer", "response"),
-    [
-        ("permessage-deflate", "permessage-deflate; server_max_window_bits=12"),
-        (
-            "permessage-deflate; server_no_context_takeover; client_no_context_takeover",
-            "permessage-deflate; server_no_context_takeover; client_no_context_takeover; "
-            "server_max_window_bits=12",
-        ),
-        (
-            'permessage-deflate; server_max_window_bits="10"; client_max_window_bits=9',
-            "permessage-deflate; server_max_window_bits=10; client_max_window_bits=9",
-        ),
-        # first acceptable offer wins; a bad one is skipped
-        (
-            "permessage-deflate; foo=1, permessage-deflate; server_max_window_bits=11",
-            "permessage-deflate; server_max_window_bits=11",
-        ),
-        ("permessage-deflate; server_max_window_bits=8", None),  # zlib cannot
-        ("permessage-deflate; server_max_window_bits", None),  # needs a value
-        ("permessage-deflate; server_max_window_bits=16", None),
-        ("permessage-deflate; server_max_window_bits=010", None),
-        ("permessage-deflate; client_no_context_takeover=1", None),
-        ("permessage-deflate; client_no_context_takeover; client_no_context_takeover", None),
-        ("x-webkit-deflate-frame", None),
-    ],
-)
-def test_deflate_negotiation(offer, response):
-    result = negotiate_deflate([offer], 2**20)
-    assert (result and result[0]) == response
 
 
 def test_respond_writes_http_response_and_closes():
@@ -690,18 +618,3 @@ def test_fast_path_matches_wsproto_under_any_chunking(frames, cuts):
     assert fast_events == slow_events
     assert fast.data_to_send() == slow.data_to_send()
     assert fast.state is slow.state
-
-
-# Masking
-
-
-@pytest.mark.parametrize("size", [0, 1, 3, 4, 5, 125, 4096, 65537])
-def test_maskers_agree(size):
-    data, key = os.urandom(size), os.urandom(4)
-    expected = bytes(b ^ key[i % 4] for i, b in enumerate(data))
-    assert apply_mask(data, key) == expected
-    assert py_apply_mask(data, key) == expected
-    # Pieces of one frame continue the key where the previous piece stopped.
-    masker = Masker(bytearray(key))
-    pieces = [data[i : i + 7] for i in range(0, size, 7)]
-    assert b"".join(masker.process(p) for p in pieces) == expected

@@ -1,10 +1,9 @@
-"""The handshake decision engine: Headers, Request, decisions and the rules of decide()."""
+"""The handshake decision engine: the accept key and the rules of decide() (Headers and
+Request are in test_http.py, the decision values in test_decisions.py)."""
 
 from __future__ import annotations
 
-import dataclasses
 from collections.abc import Iterable
-from http import HTTPStatus
 from typing import Any
 
 import pytest
@@ -13,7 +12,6 @@ from websockets_routes import Router
 from websockets_routes.core import (
     Accept,
     Close,
-    Headers,
     Request,
     Respond,
     RoutedPath,
@@ -67,69 +65,7 @@ def header(decision: Any, name: str) -> list[str]:
     return [v for n, v in decision.headers if n.lower() == name.lower()]
 
 
-# Headers and Request
-
-
-def test_headers_is_a_case_insensitive_multi_mapping() -> None:
-    h = Headers([("Host", "x"), (b"X-Multi", b"1"), ("x-multi", "2"), ("Origin", "o")])
-    assert h["host"] == h["HOST"] == "x"
-    assert h["X-MULTI"] == "1, 2"  # repeated fields join with ", "
-    assert h.get_all("x-multi") == ["1", "2"]
-    assert h.get("x-multi") == "1, 2"
-    assert h.get("missing") is None and h.get("missing", "d") == "d"
-    assert h.get_all("missing") == []
-    assert "ORIGIN" in h and "missing" not in h and 3 not in h
-    assert h.items() == [("Host", "x"), ("X-Multi", "1"), ("x-multi", "2"), ("Origin", "o")]
-    assert list(h) == ["Host", "X-Multi", "x-multi", "Origin"]
-    assert len(h) == 4
-    with pytest.raises(KeyError):
-        h["missing"]
-    assert Headers(h) == h and Headers() != h
-
-
-def test_headers_read_bytes_as_latin1() -> None:
-    h = Headers([(b"X-Raw", b"caf\xe9")])
-    assert h["x-raw"] == "caf\u00e9"
-    assert all(isinstance(n, str) and isinstance(v, str) for n, v in h.items())
-
-
-def test_request_keeps_headers_as_headers_and_decodes_bytes() -> None:
-    req = Request(b"GET", b"/thing/1?q", [(b"Host", b"x")], remote_address=("1.2.3.4", 5))
-    assert req.method == "GET" and req.target == "/thing/1?q"
-    assert isinstance(req.headers, Headers) and req.headers["host"] == "x"
-    assert req.remote_address == ("1.2.3.4", 5)
-    given = Headers([("Host", "y")])
-    assert Request("GET", "/", given).headers is given
-    with pytest.raises(TypeError):
-        Request("GET", "/", [("Host", 3)])  # type: ignore[list-item]
-
-
-# Decision values
-
-
-def test_decisions_are_frozen_with_str_header_pairs() -> None:
-    respond = Respond(HTTPStatus.NOT_FOUND, [(b"X-A", b"1"), ("X-N", 2)], "gone")  # type: ignore[list-item]
-    assert respond.status == 404 and respond.body == b"gone"
-    assert respond.headers == [("X-A", "1"), ("X-N", "2")]
-    close = Close(4040, "bye", headers=[(b"Upgrade", b"websocket")])
-    assert close.headers == [("Upgrade", "websocket")] and close.path is None
-    for decision in (respond, close, Accept(RoutedPath("/"), None, [])):
-        with pytest.raises(dataclasses.FrozenInstanceError):
-            decision.headers = []  # type: ignore[misc]
-
-
-def test_respond_and_close_validate_their_values() -> None:
-    for status in (99, 600, "200"):
-        with pytest.raises(ValueError):
-            Respond(status)  # type: ignore[arg-type]
-    with pytest.raises(TypeError):
-        Respond(200, [], 3)  # type: ignore[arg-type]
-    for code in (999, 1005, 1006, 1015, 2000, 5000):
-        with pytest.raises(ValueError):
-            Close(code)
-    with pytest.raises(ValueError):
-        Close(4000, "x" * 124)
-    assert Close(4999, "x" * 123).code == 4999
+# The accept key
 
 
 def test_accept_key_matches_rfc_6455_sample() -> None:
@@ -192,6 +128,19 @@ def test_rule1_bad_escape_in_the_query_is_fine(router: Router) -> None:
 
 def test_an_escape_that_is_not_utf8_is_bad_bytes(router: Router) -> None:
     assert status_of(router.decide(handshake("/thing/%ff"))) == 400
+
+
+def test_escape_that_is_not_utf8_is_a_bad_request_not_a_miss() -> None:
+    router = Router()
+
+    @router.route("/thing/{id}")
+    async def thing(ws, path):  # pragma: no cover - never connected
+        pass
+
+    decision = router.decide(Request("GET", "/thing/%FF", BASE))
+    assert isinstance(decision, Respond) and decision.status == 400
+    assert b"not UTF-8" in decision.body
+    assert router.decide(Request("GET", "/other/%C3%A9", BASE)).status == 404
 
 
 @pytest.mark.parametrize(
@@ -432,6 +381,19 @@ def test_rule7_repeated_origin_is_403() -> None:
     router.route("/thing/{id}")(view)
     twice = [("Origin", "https://ok.example"), ("Origin", "https://ok.example")]
     assert status_of(router.decide(handshake(extra=twice))) == 403
+
+
+def test_several_origin_headers_are_refused_with_a_clear_reason() -> None:
+    router = Router(origins=["https://a.example"])
+
+    @router.route("/x")
+    async def x(ws, path):  # pragma: no cover - never connected
+        pass
+
+    headers = [*BASE, ("Origin", "https://a.example"), ("Origin", "https://b.example")]
+    decision = router.decide(Request("GET", "/x", headers))
+    assert decision.status == 403
+    assert b"several Origin headers" in decision.body
 
 
 def test_rule7_route_origins_override_the_router() -> None:

@@ -181,6 +181,25 @@ async def test_unnamed_route_is_logged_by_its_template(caplog: pytest.LogCapture
 
 
 @pytest.mark.anyio
+async def test_hook_failure_log_leaves_out_the_query(caplog) -> None:
+    router = Router()
+
+    @router.route("/room/{room}", name="room")
+    class Room:
+        async def process_request(self, path, headers):
+            raise ValueError("boom")
+
+        async def handle(self, ws, path):  # pragma: no cover - never run
+            pass
+
+    with caplog.at_level(logging.ERROR, logger="websockets_routes"):
+        decision = await router.resolve(Request("GET", "/room/a?session=s3cret", BASE))
+    assert decision.status == 500
+    assert "'room'" in caplog.text and "/room/a" in caplog.text
+    assert "s3cret" not in caplog.text
+
+
+@pytest.mark.anyio
 async def test_hook_is_not_run_when_decide_rejects() -> None:
     calls: list[str] = []
 
@@ -214,6 +233,27 @@ async def test_class_view_gets_a_new_instance_per_connection() -> None:
     assert isinstance(first, Accept) and isinstance(second, Accept)
     assert len(instances) == 2 and instances[0] is not instances[1]
     assert first.path.route is instances[0] and second.path.route is instances[1]
+
+
+@pytest.mark.anyio
+async def test_view_init_failure_is_500_and_logged_without_query(caplog) -> None:
+    router = Router()
+
+    @router.route("/broken/{id}")
+    class Broken:
+        def __init__(self) -> None:
+            raise RuntimeError("no database")
+
+        async def handle(self, ws, path):  # pragma: no cover - never made
+            pass
+
+    with caplog.at_level(logging.ERROR, logger="websockets_routes"):
+        decision = await router.resolve(
+            Request("GET", "/broken/1?token=s3cret", BASE, remote_address=("127.0.0.1", 5000))
+        )
+    assert isinstance(decision, Respond) and decision.status == 500
+    assert "/broken/1" in caplog.text and "127.0.0.1:5000" in caplog.text
+    assert "s3cret" not in caplog.text
 
 
 @pytest.mark.anyio

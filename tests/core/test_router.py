@@ -1,4 +1,5 @@
-"""The core Router: registration, views, matching, RoutedPath, include and url_for."""
+"""The core Router: registration, views, lookup, include and url_for (matching order is in
+test_matcher.py, targets and RoutedPath in test_paths.py)."""
 
 from __future__ import annotations
 
@@ -146,39 +147,7 @@ def test_subprotocols_and_origins_must_be_lists_not_one_string() -> None:
         Router(origins="https://x")
 
 
-# Matching and RoutedPath
-
-
-def test_static_and_dynamic_matches() -> None:
-    router = Router()
-    router.route("/static/page")(view)
-    router.route("/thing/{id}", name="thing")(other_view)
-    static = router.match("/static/page")
-    assert static is not None and static.params == {} and static.route.handle is view
-    found = router.match("/thing/42")
-    assert found is not None
-    assert found.params == {"id": "42"} and found.name == "thing"
-    assert found.route.handle is other_view
-    assert router.match("/thing") is None
-    assert router.match("/static/page/") is None
-    assert router.match("/nothing") is None
-
-
-def test_routed_path_attributes() -> None:
-    router = Router()
-    router.route("/thing/{id}", name="thing")(view)
-    target = "/thing/a%20b?x=1&y=%20"
-    found = router.match(target)
-    assert isinstance(found, RoutedPath) and isinstance(found, str)
-    assert str(found) == target and found == target
-    assert found.params == {"id": "a b"}
-    assert found.query == "x=1&y=%20"
-    assert found.name == "thing"
-    assert found.template == "/thing/{id}"
-    assert found.context == {}
-    assert found.route.handle is view
-    plain = router.match("/thing/1")
-    assert plain is not None and plain.query == "" and str(plain) == "/thing/1"
+# A view per match
 
 
 def test_each_match_gets_a_fresh_context_and_a_fresh_class_view() -> None:
@@ -195,79 +164,6 @@ def test_each_match_gets_a_fresh_context_and_a_fresh_class_view() -> None:
     assert first.route is not second.route
     first.context["user"] = "alice"
     assert second.context == {}
-
-
-def test_query_string_never_takes_part_in_matching() -> None:
-    router = Router()
-    router.route("/a")(view)
-    router.route("/b/{id}")(view)
-    assert router.match("/a?") is not None
-    assert router.match("/a?b/c") is not None
-    found = router.match("/b/1?id=2")
-    assert found is not None and found.params == {"id": "1"} and found.query == "id=2"
-    assert router.match("/?a") is None
-
-
-def test_params_are_percent_decoded_per_segment() -> None:
-    router = Router()
-    router.route("/thing/{id}")(view)
-    router.route("/files/*rest")(view)
-    router.route("/caf\u00e9/{x}")(view)
-    assert router.match("/thing/a%20b").params == {"id": "a b"}  # type: ignore[union-attr]
-    assert router.match("/thing/a%2Fb").params == {"id": "a/b"}  # type: ignore[union-attr]
-    assert router.match("/thing/a%2fb/c") is None  # %2F never splits a segment
-    assert router.match("/thing/%E2%82%AC").params == {"id": "\u20ac"}  # type: ignore[union-attr]
-    assert router.match("/thing/a+b").params == {"id": "a+b"}  # type: ignore[union-attr]
-    assert router.match("/files/a%2Fb/c%20d").params == {"rest": "a/b/c d"}  # type: ignore[union-attr]
-    assert router.match("/caf%C3%A9/1").params == {"x": "1"}  # type: ignore[union-attr]
-    assert router.match("/%74hing/1") is not None  # static text matches decoded too
-
-
-@pytest.mark.parametrize(
-    "target",
-    ["thing/1", "", "http://host/thing/1", "/thing/%zz", "/thing/%ff", "/thing/a b", "/thing/1#f"],
-)
-def test_unroutable_targets_do_not_match(target: str) -> None:
-    router = Router()
-    router.route("/thing/{id}")(view)
-    router.route("/{any:.*}")(view)
-    assert router.match(target) is None
-
-
-def test_first_registered_route_wins() -> None:
-    router = Router()
-    router.route("/users/{id}", name="dynamic")(view)
-    router.route("/users/me", name="static")(view)
-    router.route("/users/{id:\\d+}", name="digits")(view)
-    router.route("/{any:.*}", name="tail")(view)
-    assert router.match("/users/me").name == "dynamic"  # type: ignore[union-attr]
-    assert router.match("/users/7").name == "dynamic"  # type: ignore[union-attr]
-    assert router.match("/users/7/x").name == "tail"  # type: ignore[union-attr]
-
-
-def test_static_wins_when_registered_first() -> None:
-    router = Router()
-    router.route("/users/me", name="static")(view)
-    router.route("/users/{id}", name="dynamic")(view)
-    assert router.match("/users/me").name == "static"  # type: ignore[union-attr]
-    assert router.match("/users/you").name == "dynamic"  # type: ignore[union-attr]
-
-
-def test_routes_added_later_are_live_at_once_and_lose_ties() -> None:
-    router = Router()
-    router.route("/a/{x}", name="first")(view)
-    assert router.match("/b/1") is None
-    assert router.match("/a/1").name == "first"  # type: ignore[union-attr]
-    router.route("/b/{x}", name="b")(view)
-    router.route("/a/{y}", name="second")(view)
-    router.route("/{t:.*}", name="tail")(view)
-    assert router.match("/b/1").name == "b"  # type: ignore[union-attr]
-    assert router.match("/a/1").name == "first"  # type: ignore[union-attr]
-    assert router.match("/c").name == "tail"  # type: ignore[union-attr]
-    early = Router()
-    early.route("/{t:.*}", name="tail")(view)
-    early.route("/a", name="static")(view)
-    assert early.match("/a").name == "tail"  # type: ignore[union-attr]
 
 
 def test_lookup_takes_a_path_without_query() -> None:
@@ -415,33 +311,6 @@ def test_close_unmatched_and_router_options_are_kept() -> None:
     assert router.subprotocols == ("a", "b")
     assert router.origins == (None,)
     assert "0 routes" in repr(router)
-
-
-def test_routed_path_made_by_hand_and_pickled() -> None:
-    import pickle
-
-    path = RoutedPath("/a/1?q=2", {"x": "1"}, name="a", template="/a/{x}", context={"k": 1})
-    assert (path.params, path.name, path.template, path.context, path.query) == (
-        {"x": "1"},
-        "a",
-        "/a/{x}",
-        {"k": 1},
-        "q=2",
-    )
-    bare = RoutedPath("/b")
-    assert (bare.params, bare.context, bare.route, bare.name, bare.query) == (
-        {},
-        {},
-        None,
-        None,
-        "",
-    )
-    bare.context = {"replaced": True}
-    assert bare.context == {"replaced": True}
-    copy = pickle.loads(pickle.dumps(path))
-    assert copy == path and copy.params == path.params and copy.context == {"k": 1}
-    assert copy.name == "a" and copy.query == "q=2"
-    assert "params={'x': '1'}" in repr(path)
 
 
 def test_a_function_view_object_is_shared_a_class_view_is_not() -> None:
