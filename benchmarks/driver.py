@@ -1,6 +1,6 @@
 """Per-message cost of the connection driver, in one process, no sockets.
 
-    .venv/bin/python benchmarks/driver.py
+    .venv/bin/python benchmarks/driver.py [--quick]
 
 One round = receive one masked client frame (bytes in), get the message, produce the
 echo frame (bytes out), as the issue's "Known cost to beat" measures it. Compared:
@@ -11,11 +11,13 @@ echo frame (bytes out), as the issue's "Known cost to beat" measures it. Compare
 - our driver (fast path), with the C speedup and with the pure-Python fallback;
 - websockets 17.4 sans-IO ``Protocol`` (C unmasking) for reference.
 
-Not collected by pytest (no ``test_`` prefix). Timings are the best of 5 repeats.
+Timings are the best of 5 repeats (``--quick``: one repeat of a twentieth of the
+rounds, to check that the script runs).
 """
 
 from __future__ import annotations
 
+import argparse
 import os
 import sys
 import timeit
@@ -66,12 +68,12 @@ class SlowOnly(driver.ServerConnection):
     _frame_reader = GeneralOnly
 
 
-def per_round(fn, n: int) -> float:
-    return min(timeit.repeat(fn, number=n, repeat=5)) / n * 1e6
+def per_round(fn, n: int, repeat: int) -> float:
+    return min(timeit.repeat(fn, number=n, repeat=repeat)) / n * 1e6
 
 
-def rounds(data: bytes, text: bool) -> dict[str, float]:
-    n = 20000 if len(data) < 1000 else 1000
+def rounds(data: bytes, text: bool, scale: int = 1, repeat: int = 5) -> dict[str, float]:
+    n = (20000 if len(data) < 1000 else 1000) // scale
     results = {}
 
     conn = Connection(ConnectionType.SERVER)
@@ -82,7 +84,7 @@ def rounds(data: bytes, text: bool) -> dict[str, float]:
             cls = TextMessage if text else BytesMessage
             conn.send(cls(data=event.data))
 
-    results["wsproto Connection (its masker)"] = per_round(wsproto_round, n)
+    results["wsproto Connection (its masker)"] = per_round(wsproto_round, n, repeat)
 
     for label, mask in (("C", apply_mask), ("pure Python", py_apply_mask)):
         frames.apply_mask = mask  # what the fast path calls
@@ -102,8 +104,8 @@ def rounds(data: bytes, text: bool) -> dict[str, float]:
                 for event in conn.receive_data(data):
                     conn.send(event.data)
 
-            results[f"wsproto decoders + our Masker ({label})"] = per_round(slow_round, n)
-            results[f"our driver, fast path ({label})"] = per_round(fast_round, n)
+            results[f"wsproto decoders + our Masker ({label})"] = per_round(slow_round, n, repeat)
+            results[f"our driver, fast path ({label})"] = per_round(fast_round, n, repeat)
         finally:
             masking.apply_mask = saved
             frames.apply_mask = saved
@@ -119,18 +121,24 @@ def rounds(data: bytes, text: bool) -> dict[str, float]:
                 proto.send_binary(event.data)
         proto.data_to_send()
 
-    results["websockets 17.4 Protocol (C)"] = per_round(websockets_round, n)
+    results["websockets 17.4 Protocol (C)"] = per_round(websockets_round, n, repeat)
     return results
 
 
-def main() -> None:
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument(
+        "--quick", action="store_true", help="one repeat of 1/20 of the rounds: a smoke run"
+    )
+    args = parser.parse_args(argv)
+    scale, repeat = (20, 1) if args.quick else (1, 5)
     cases = [
         ("32 B text", frame(0x1, b"x" * 32), True),
         ("64 KiB binary", frame(0x2, os.urandom(65536)), False),
     ]
     for name, data, text in cases:
-        print(f"\n{name}: µs per receive-and-echo round (best of 5)")
-        for label, value in rounds(data, text).items():
+        print(f"\n{name}: µs per receive-and-echo round (best of {repeat})")
+        for label, value in rounds(data, text, scale, repeat).items():
             print(f"  {label:48s} {value:8.2f}")
 
 
