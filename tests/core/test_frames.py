@@ -114,13 +114,14 @@ def expected(chunks: list[bytes]) -> list[Any]:
 
     Close code 1014 (Bad Gateway, in the IANA registry of RFC 6455 7.4) is not in
     wsproto 1.3's ``CloseReason``, so wsproto fails it as "unknown reserved code"; we
-    accept it, as our own close() may send it.
+    accept it, as our own close() may send it, and then check its reason as for any
+    code (not UTF-8: 1007, where wsproto stopped at the code).
     """
     theirs = wsproto(chunks)
     mine = ours(chunks)
     if (
         mine
-        and mine[-1][:2] == ("close", 1014)
+        and (mine[-1][:2] == ("close", 1014) or mine[-1] == ("fail", 1007, ""))
         and not _wsproto_knows(1014)
         and theirs[-1] == ("fail", 1002, "CLOSE with unknown reserved code")
     ):
