@@ -117,11 +117,12 @@ class WebSocket(SessionAttributes, asyncio.BufferedProtocol):
         view = self._server._read_buffer[:nbytes]
         # Small reads: a copy is cheaper than slicing views.
         data = bytes(view) if nbytes < _COPY_UNDER else view
-        actions = self.session.receive_data(data, self._loop.time())
+        now = self._loop.time()
+        actions = self.session.receive_data(data, now)
         if actions is WAKE_ONLY:  # a message, nothing else: the common case
             waiter = self._recv_waiter
             if waiter is not None and not waiter.done():
-                self._hand_over(waiter)
+                self._hand_over(waiter, now)
         elif self._carry_out(actions) and self._write_paused:
             # Our answers (pongs) wait for a peer that does not read them.
             self._carry_out(self.session.replies_blocked())
@@ -157,7 +158,7 @@ class WebSocket(SessionAttributes, asyncio.BufferedProtocol):
             if kind is WakeReceiver:
                 waiter = self._recv_waiter
                 if waiter is not None and not waiter.done():
-                    self._hand_over(waiter)
+                    self._hand_over(waiter, self._loop.time())
             elif kind is Write:
                 self.transport.write(action.data)  # type: ignore[attr-defined]
                 wrote = True
@@ -191,10 +192,10 @@ class WebSocket(SessionAttributes, asyncio.BufferedProtocol):
                     self._task.cancel()
         return wrote
 
-    def _hand_over(self, waiter: asyncio.Future[Any]) -> None:
+    def _hand_over(self, waiter: asyncio.Future[Any], now: float) -> None:
         """Give a waiting recv() its message at once: one look at the queue, not two."""
         if self.session.messages:
-            message, actions = self.session.next_message(self._loop.time())
+            message, actions = self.session.next_message(now)
             waiter.set_result(message)
             if actions:
                 self._carry_out(actions)
