@@ -1135,7 +1135,8 @@ def parse_args(argv: list[str] | None) -> tuple[Options, argparse.Namespace]:
     )
     if options.profile_dir:
         os.makedirs(options.profile_dir, exist_ok=True)
-    if options.baseline not in KINDS:
+    kind, _, tree = options.baseline.partition("@")
+    if kind not in KINDS or (tree and tree not in TREES):
         parser.error(f"unknown --baseline {options.baseline!r}")
     return options, args
 

@@ -90,8 +90,6 @@ class Session:
 
     __slots__ = (
         "conn",
-        "send",
-        "pong",
         "options",
         "request",
         "path",
@@ -120,11 +118,6 @@ class Session:
         linger: bool = False,
     ) -> None:
         self.conn = options.connection(remote_address)
-        # send(message) -> the frame of a text (str) or binary message; pong(payload)
-        # -> an unsolicited pong. ConnectionClosed unless open. The driver's own
-        # methods: sending is the driver's alone, with no policy to add.
-        self.send = self.conn.send
-        self.pong = self.conn.send_pong
         self.options = options
         self.request: Any = None
         self.path: Any = None
@@ -373,6 +366,17 @@ class Session:
         if self.messages is _NO_MESSAGES:
             self.messages = deque()
         self.messages.appendleft(message)
+
+    def send(self, message: str | bytes | bytearray | memoryview) -> bytes:
+        """The frame of a text (``str``) or binary message; ConnectionClosed unless open.
+
+        Sending has no policy to add: this is the driver's ``conn.send()``, which a
+        transport may call directly."""
+        return self.conn.send(message)
+
+    def pong(self, payload: bytes = b"") -> bytes:
+        """An unsolicited pong frame."""
+        return self.conn.send_pong(payload)
 
     def ping(self, payload: bytes | None, waiter: Any, now: float) -> bytes:
         """The ping frame to write; ``waiter`` comes back in ``CompletePing`` when its

@@ -86,8 +86,9 @@ class WebSocket(SessionAttributes, asyncio.BufferedProtocol):
         self.path: RoutedPath | None = None
         self._recv_waiter: asyncio.Future[Any] | None = None
         self._write_paused = False
-        self._drain_waiters: list[asyncio.Future[None]] = []
-        self._done: asyncio.Future[None] = self._loop.create_future()
+        # Made when first needed: an idle connection carries neither.
+        self._drain_waiters: list[asyncio.Future[None]] | None = None
+        self._done: asyncio.Future[None] | None = None
         self._task: asyncio.Task[None] | None = None
         self._timer: asyncio.TimerHandle | None = None
 
@@ -136,7 +137,7 @@ class WebSocket(SessionAttributes, asyncio.BufferedProtocol):
         if self._timer is not None:
             self._timer.cancel()
         self._wake_writers()
-        if not self._done.done():
+        if self._done is not None and not self._done.done():
             self._done.set_result(None)
         self._server._connection_lost(self)
 
@@ -211,7 +212,7 @@ class WebSocket(SessionAttributes, asyncio.BufferedProtocol):
                 future.set_exception(action.error)
                 future.exception()  # nobody has to await it: don't log it as lost
         self._wake_writers()
-        if not self._done.done():
+        if self._done is not None and not self._done.done():
             self._done.set_result(None)
 
     def _end_tcp(self, half: bool) -> None:
@@ -234,8 +235,8 @@ class WebSocket(SessionAttributes, asyncio.BufferedProtocol):
         self._carry_out(self.session.on_timer(self._loop.time()))
 
     def _wake_writers(self) -> None:
-        waiters, self._drain_waiters = self._drain_waiters, []
-        for waiter in waiters:
+        waiters, self._drain_waiters = self._drain_waiters, None
+        for waiter in waiters or ():
             if not waiter.done():
                 waiter.set_result(None)
 
@@ -304,13 +305,15 @@ class WebSocket(SessionAttributes, asyncio.BufferedProtocol):
 
     async def send(self, message: str | bytes | bytearray | memoryview) -> None:
         """Send a text (``str``) or binary (bytes-like) message."""
-        self.transport.write(self.session.send(message))
+        self.transport.write(self.session.conn.send(message))  # the driver's: no policy
         if self._write_paused:
             await self._drain()
 
     async def _drain(self) -> None:
         while self._write_paused and not self.transport.is_closing():
             waiter: asyncio.Future[None] = self._loop.create_future()
+            if self._drain_waiters is None:
+                self._drain_waiters = []
             self._drain_waiters.append(waiter)
             await waiter
         if self.session.state is State.CLOSED:
@@ -319,10 +322,14 @@ class WebSocket(SessionAttributes, asyncio.BufferedProtocol):
     async def close(self, code: int = 1000, reason: str = "") -> None:
         """Start the closing handshake and wait for it to end (or ``close_timeout``)."""
         self._carry_out(self.session.close(code, reason, self._loop.time()))
-        await asyncio.shield(self._done)
+        await self.wait_closed()
 
     async def wait_closed(self) -> None:
         """Wait until the connection is closed."""
+        if self.session.closed and self._done is None:
+            return
+        if self._done is None:
+            self._done = self._loop.create_future()
         await asyncio.shield(self._done)
 
     async def ping(self, data: str | bytes | None = None) -> asyncio.Future[float]:
