@@ -55,6 +55,10 @@ def serve(transport: str, **options: Any) -> Any:
         from websockets_routes.transports.asyncio import serve as serve_asyncio
 
         return serve_asyncio(echo_router(), "127.0.0.1", 0, **options)
+    if transport == "custom":
+        from examples.custom_transport import serve as serve_custom
+
+        return serve_custom(echo_router(), "127.0.0.1", 0, **options)
     from websockets_routes.transports.anyio import serve as serve_anyio
 
     return serve_anyio(echo_router(), "127.0.0.1", 0, **options)

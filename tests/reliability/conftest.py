@@ -1,5 +1,6 @@
-"""Every reliability test runs on each of our servers: the asyncio transport, and the
-anyio transport on asyncio and on trio.
+"""Every reliability test runs on each of our servers: the asyncio transport, the
+anyio transport on asyncio and on trio, and ``custom``: examples/custom_transport.py,
+the server written on the public core API alone (on asyncio).
 
 ``transport`` is the one parameter; ``anyio_backend`` follows it, so the server runs
 in the test's own event loop (as in tests/transports), and ``serve_router`` starts
@@ -14,7 +15,7 @@ from typing import Any
 
 import pytest
 
-TRANSPORTS = ["asyncio", "anyio-asyncio", "anyio-trio"]
+TRANSPORTS = ["asyncio", "anyio-asyncio", "anyio-trio", "custom"]
 
 
 @pytest.fixture(params=TRANSPORTS)
@@ -30,6 +31,8 @@ def anyio_backend(transport: str) -> str:
 def server_factory(transport: str) -> Callable[..., Any]:
     if transport == "asyncio":
         from websockets_routes.transports.asyncio import serve
+    elif transport == "custom":
+        from examples.custom_transport import serve
     else:
         from websockets_routes.transports.anyio import serve
 

@@ -7,7 +7,9 @@ The server under test comes from ONE fixture, ``serve_router``; the client side 
 - ``asyncio``: ``transports.asyncio`` (the test runs on asyncio),
 - ``anyio-asyncio``: ``transports.anyio`` with anyio on asyncio,
 - ``anyio-trio``: ``transports.anyio`` with anyio on trio (the test itself runs on
-  trio: the websockets trio client and anyio's RawClient, in the same event loop).
+  trio: the websockets trio client and anyio's RawClient, in the same event loop),
+- ``custom``: ``examples/custom_transport.py``, the server written on the public core
+  API alone (docs/custom-transport.md), on asyncio.
 
 One suite, not three copies: ``pytest_generate_tests`` below parametrizes the pair
 (transport, ``anyio_backend``) for those tests; tests that do not take
@@ -27,6 +29,7 @@ SERVERS = [
     ("asyncio", "asyncio", "asyncio"),
     ("anyio-asyncio", "anyio", "asyncio"),
     ("anyio-trio", "anyio", "trio"),
+    ("custom", "custom", "asyncio"),
 ]
 
 
@@ -46,6 +49,8 @@ def serve_router(transport: str) -> Callable[..., Any]:
     ``await server.wait_closed()``."""
     if transport == "asyncio":
         from websockets_routes.transports.asyncio import serve
+    elif transport == "custom":
+        from examples.custom_transport import serve
     else:
         from websockets_routes.transports.anyio import serve
 

@@ -24,6 +24,9 @@ connection, as calls::
     # ... receive_data / receive_eof / on_timer until CloseTCP or AbortTCP
 
 ``session.ended`` is True once TCP is over (after ``CloseTCP`` or ``AbortTCP``).
+``Session(..., linger=True)`` is for a transport whose close may discard what it has
+not sent yet (an anyio stream on asyncio): TCP then always ends by half-closing, and
+closes at the peer's EOF or ``close_timeout``.
 """
 
 from __future__ import annotations
