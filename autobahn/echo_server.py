@@ -6,8 +6,9 @@ message limit (the 9.* cases send up to 16 MiB). It prints ``READY <port>`` once
 listening and runs until SIGTERM/SIGINT or the end of its standard input.
 
 Transports: ``asyncio`` (ours), ``anyio-asyncio``, ``anyio-trio`` (ours on anyio),
-``websockets-hook`` (``router.serve()`` on the websockets library) and ``websockets``
-(a plain websockets 17 echo server, to check the harness against known results).
+``websockets-hook`` (``router.serve()`` on the websockets library), ``websockets``
+(a plain websockets 17 echo server, to check the harness against known results) and
+``custom`` (examples/custom_transport.py, the server written on the public core API).
 """
 
 from __future__ import annotations
@@ -22,8 +23,9 @@ import threading
 from typing import Any
 
 HOST = "127.0.0.1"
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 MAX_SIZE = 16 * 2**20
-TRANSPORTS = ["asyncio", "anyio-asyncio", "anyio-trio", "websockets-hook", "websockets"]
+TRANSPORTS = ["asyncio", "anyio-asyncio", "anyio-trio", "websockets-hook", "websockets", "custom"]
 
 
 def echo_router() -> Any:
@@ -63,6 +65,12 @@ async def serve(transport: str, port: int) -> Any:
         from websockets_routes.transports.anyio import serve as serve_anyio
 
         async with serve_anyio(echo_router(), HOST, port, max_size=MAX_SIZE) as server:
+            yield server.port
+    elif transport == "custom":
+        sys.path.insert(0, ROOT)  # examples/ is not installed
+        from examples.custom_transport import serve as serve_custom
+
+        async with serve_custom(echo_router(), HOST, port, max_size=MAX_SIZE) as server:
             yield server.port
     elif transport == "websockets-hook":
         async with echo_router().serve(HOST, port, max_size=MAX_SIZE) as server:

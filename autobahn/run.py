@@ -1,6 +1,6 @@
 """Run the Autobahn|Testsuite fuzzing client against an echo router on one transport.
 
-    python autobahn/run.py [--transport asyncio|anyio-asyncio|anyio-trio|websockets-hook|websockets]
+    python autobahn/run.py [--transport asyncio|anyio-asyncio|anyio-trio|websockets-hook|websockets|custom]
                            [--cases '1.*,2.*'] [--exclude '12.*,13.*'] [--fast]
     python autobahn/run.py --report .autobahn/reports/asyncio     # re-read a finished run
 
@@ -44,7 +44,7 @@ CONSTRAINTS = HERE / "constraints-py27.txt"
 TEMPLATE = HERE / "fuzzingclient.json.in"
 ECHO_SERVER = HERE / "echo_server.py"
 SUITE = "autobahntestsuite==25.10.1"
-TRANSPORTS = ["asyncio", "anyio-asyncio", "anyio-trio", "websockets-hook", "websockets"]
+TRANSPORTS = ["asyncio", "anyio-asyncio", "anyio-trio", "websockets-hook", "websockets", "custom"]
 BEHAVIORS = ["OK", "NON-STRICT", "FAILED", "INFORMATIONAL", "UNIMPLEMENTED"]
 BAD = ("FAILED", "NON-STRICT")
 SLOW_CASES = ["12.*", "13.*"]
