@@ -68,7 +68,7 @@ bench-quick: venv
 	$(PY) benchmarks/load.py --quick
 
 # Autobahn|Testsuite fuzzingclient, all 517 cases with permessage-deflate (12-15 min).
-# TRANSPORT=asyncio|anyio-asyncio|anyio-trio|websockets-hook, CASES='1.*,5.*', EXCLUDE=...
+# TRANSPORT=asyncio|anyio-asyncio|anyio-trio|websockets-hook|custom, CASES='1.*,5.*', EXCLUDE=...
 autobahn: venv
 	$(PY) autobahn/run.py
 
