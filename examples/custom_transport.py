@@ -87,7 +87,7 @@ class Connection(core.SessionAttributes):
                     self.arm(at)
                 case core.Resolve():
                     self.task = self.loop.create_task(self.resolve())
-                case core.CancelResolve() if self.task is not None:
+                case core.CancelResolve() | core.CancelHandler() if self.task is not None:
                     self.task.cancel()
                 case core.StartHandler(path):
                     self.path = path
@@ -139,7 +139,7 @@ class Connection(core.SessionAttributes):
             if any(type(action) is core.Write for action in actions):
                 with contextlib.suppress(OSError):  # replies (pongs) wait for a peer that reads
                     await self.writer.drain()
-        self.arm(None)
+        self.arm(self.session.next_deadline())  # None, unless a handler's shutdown grace
 
     async def resolve(self) -> None:
         router = self.server.router
@@ -151,6 +151,9 @@ class Connection(core.SessionAttributes):
     async def handle(self, path: Any) -> None:
         try:
             await path.route.handle(self, path)
+        except asyncio.CancelledError:  # CancelHandler: the shutdown grace ran out
+            self.act(self.session.handler_cancelled(self.loop.time()))  # 1001
+            raise
         except Exception as exc:
             self.act(self.session.handler_failed(exc, self.loop.time()))  # logs it; 1011
         else:
@@ -200,11 +203,10 @@ class Server:
             self.shutdown_task = asyncio.get_running_loop().create_task(self.shutdown())
 
     async def shutdown(self) -> None:
-        loop, grace = asyncio.get_running_loop(), self.options.close_timeout
+        loop = asyncio.get_running_loop()
         for connection in list(self.connections):
+            # 1001; a handler still running gets close_timeout, then CancelHandler.
             connection.act(connection.session.shutdown(loop.time()))
-            if connection.task is not None and grace is not None:  # ours (see the guide)
-                loop.call_later(grace, connection.task.cancel)  # a handler's grace period
         while self.connections:  # each session ends its TCP by itself
             await asyncio.wait(set(self.connections.values()))
         self.closed.set()

@@ -19,6 +19,7 @@ from websockets_routes.core.actions import (
     AbortTCP,
     Action,
     ArmTimer,
+    CancelHandler,
     CancelResolve,
     CloseTCP,
     CompletePing,
@@ -775,20 +776,59 @@ def test_shutdown_drops_a_request_still_arriving():
 
 def test_shutdown_while_deciding_answers_then_closes_1001():
     session = deciding(0.0, open_timeout=None, ping_interval=None, close_timeout=5)
-    assert session.shutdown(1.0) == ()
+    assert session.shutdown(1.0) == (ArmTimer(6.0),)  # the hook's grace
     actions = session.carry_out(session.resolve_now(router), 2.0)
     assert StartHandler not in kinds(actions)
     data = written(actions)
     head, _, frames = data.partition(b"\r\n\r\n")
     assert head.startswith(b"HTTP/1.1 101 ")
     assert close_code(frames) == 1001
-    assert timers(actions) == [7.0] and no_tcp_end(actions)
+    assert no_tcp_end(actions) and session.next_deadline() == 7.0  # the close's, no grace
+    assert session.on_timer(6.0) == (ArmTimer(7.0),)
     assert kinds(session.receive_data(close(1001), 3.0)) == [NotifyClosed, CloseTCP]
+
+
+def test_a_hook_still_deciding_at_shutdown_is_given_up_after_close_timeout():
+    session = deciding(0.0, open_timeout=None, ping_interval=None, close_timeout=5)
+    assert session.shutdown(1.0) == (ArmTimer(6.0),)
+    assert session.on_timer(5.9) == (ArmTimer(6.0),)
+    actions = session.on_timer(6.0)
+    assert kinds(actions) == [CancelResolve, NotifyClosed, AbortTCP]
+    assert session.ended and session.next_deadline() is None
+    assert session.carry_out(session.resolve_now(router), 7.0) == ()
+
+
+def test_a_handler_still_running_at_shutdown_is_cancelled_after_close_timeout():
+    session = new(0.0, open_timeout=None, ping_interval=None, close_timeout=5)
+    session.receive_data(handshake(), 0.0)
+    assert StartHandler in kinds(session.carry_out(session.resolve_now(router), 0.0))
+    actions = session.shutdown(1.0)
+    assert close_code(written(actions)) == 1001 and timers(actions) == [6.0]
+    # The peer answers at once: TCP is over, the handler still runs.
+    assert kinds(session.receive_data(close(1001), 2.0)) == [NotifyClosed, CloseTCP]
+    assert session.ended and session.next_deadline() == 6.0  # the handler's grace
+    assert session.on_timer(6.0) == (CancelHandler(),)
+    assert session.handler_cancelled(6.1) == () and session.next_deadline() is None
+
+
+def test_a_handler_that_returns_in_its_grace_is_not_cancelled():
+    session = new(0.0, open_timeout=None, ping_interval=None, close_timeout=5)
+    session.receive_data(handshake(), 0.0)
+    session.carry_out(session.resolve_now(router), 0.0)
+    session.shutdown(1.0)
+    session.handler_returned(2.0)
+    assert CancelHandler not in kinds(session.on_timer(6.0))
+
+
+def test_a_cancelled_handler_closes_with_1001():
+    session = opened(close_timeout=5)
+    actions = session.handler_cancelled(1.0)
+    assert close_code(written(actions)) == 1001
 
 
 def test_shutdown_while_deciding_then_an_http_answer():
     session = deciding(0.0, "/nope", open_timeout=None)
-    assert session.shutdown(1.0) == ()
+    assert session.shutdown(1.0) == (ArmTimer(11.0),)  # the grace of a hook
     actions = session.carry_out(session.resolve_now(router), 2.0)
     assert written(actions).startswith(b"HTTP/1.1 404 ") and HalfCloseTCP in kinds(actions)
 

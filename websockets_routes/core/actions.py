@@ -15,6 +15,8 @@ action             the transport ...
 ``CancelResolve``  cancels a resolve still awaiting a hook (open timeout)
 ``StartHandler``   runs ``path.route.handle(ws, path)``; when it ends, calls
                    ``session.handler_returned(now)`` or ``handler_failed(exc, now)``
+``CancelHandler``  cancels the handler (its shutdown grace ran out); when the
+                   cancellation ends it, calls ``session.handler_cancelled(now)``
 ``WakeReceiver``   wakes a ``recv()`` waiting for input: it asks
                    ``session.next_message(now)`` again
 ``PauseReading``   stops reading from the peer until ``ResumeReading``
@@ -47,8 +49,10 @@ __all__ = [
     "ABORT_TCP",
     "AbortTCP",
     "ArmTimer",
+    "CANCEL_HANDLER",
     "CANCEL_RESOLVE",
     "CLOSE_TCP",
+    "CancelHandler",
     "CancelResolve",
     "CloseTCP",
     "CompletePing",
@@ -70,12 +74,18 @@ __all__ = [
 
 
 class Action:
-    """Base class of every action."""
+    """Base class of every action. Actions without fields are equal by class."""
 
     __slots__ = ()
 
     def __repr__(self) -> str:
         return f"{type(self).__name__}()"
+
+    def __eq__(self, other: object) -> bool:
+        return type(self) is type(other)
+
+    def __hash__(self) -> int:
+        return hash(type(self))
 
 
 @dataclass(frozen=True, slots=True, repr=True)
@@ -103,6 +113,12 @@ class StartHandler(Action):
     """The handshake is accepted: run the view's handler for ``path``."""
 
     path: RoutedPath
+
+
+class CancelHandler(Action):
+    """The server shuts down and the handler outlived its grace (``close_timeout``)."""
+
+    __slots__ = ()
 
 
 class WakeReceiver(Action):
@@ -173,6 +189,7 @@ Actions = tuple[Action, ...]
 
 NO_ACTIONS: Actions = ()
 CANCEL_RESOLVE = CancelResolve()
+CANCEL_HANDLER = CancelHandler()
 WAKE_RECEIVER = WakeReceiver()
 # What a message that needs nothing else gives: the same object each time, so that a
 # transport may test for it with ``is`` before looping over the actions.

@@ -37,6 +37,7 @@ from typing import Any, cast
 
 from .actions import (
     ABORT_TCP,
+    CANCEL_HANDLER,
     CANCEL_RESOLVE,
     CLOSE_TCP,
     HALF_CLOSE_TCP,
@@ -110,6 +111,8 @@ class Session:
         "_going_away",
         "_decision",
         "_linger",
+        "_handler_running",
+        "_grace_deadline",
     )
 
     def __init__(
@@ -142,6 +145,9 @@ class Session:
         # The transport's close() may discard what it has not sent yet: end TCP by
         # half-closing, then close at the peer's EOF, always.
         self._linger = linger
+        self._handler_running = False
+        # At shutdown: when a handler (or a hook) still running is given up on.
+        self._grace_deadline: float | None = None
         # The deadline the transport's timer is armed for: the caller arms it now.
         self._armed: float | None = self._open_deadline
 
@@ -188,7 +194,7 @@ class Session:
         """When ``on_timer()`` is due next; None: no timer needed."""
         best = self._open_deadline
         keepalive = self._pings.deadline() if self.conn.state is _OPEN else None
-        for deadline in (self._close_deadline, self._fail_deadline, keepalive):
+        for deadline in (self._close_deadline, self._fail_deadline, keepalive, self._grace_deadline):
             if deadline is not None and (best is None or deadline < best):
                 best = deadline
         return best
@@ -258,20 +264,18 @@ class Session:
                     peer_name(conn.remote_address),
                     self.options.open_timeout,
                 )
-                if conn.state is _DECIDING:
-                    actions.append(CANCEL_RESOLVE)
-                conn.receive_eof()
-                self._closed_by(actions, now, aborting=True)
-                self._abort(actions)
-                return tuple(actions)
+                return self._drop(actions, now)
+        if self._grace_deadline is not None and now >= self._grace_deadline:
+            # Shutting down, and the handler (or the hook deciding) outlived its grace.
+            self._grace_deadline = None
+            if conn.state is _DECIDING:
+                return self._drop(actions, now)
+            if self._handler_running:
+                actions.append(CANCEL_HANDLER)
         if self._close_deadline is not None and now >= self._close_deadline:
             # The peer did not finish the closing handshake, or did not end TCP.
             self._close_deadline = None
-            if conn.state is not _CLOSED:
-                conn.receive_eof()
-                self._closed_by(actions, now, aborting=True)
-            self._abort(actions)
-            return tuple(actions)
+            return self._drop(actions, now)
         if self._fail_deadline is not None and now >= self._fail_deadline:
             # The handler did not read the messages ahead of the bad input in time.
             self._fail_deadline = None
@@ -310,7 +314,7 @@ class Session:
         conn = self.conn
         if conn.state is not _DECIDING:
             return NO_ACTIONS
-        self._open_deadline = None
+        self._open_deadline = self._grace_deadline = None
         self._decision = None
         events = conn.carry_out(decision)
         actions: list[Action] = []
@@ -334,6 +338,7 @@ class Session:
             if self._going_away:  # decided while the server shuts down
                 self._close(1001, "", now, actions)
             else:
+                self._handler_running = True
                 actions.append(StartHandler(conn.path))
         self._rearm(actions)
         return tuple(actions)
@@ -400,7 +405,17 @@ class Session:
 
     def handler_returned(self, now: float) -> Actions:
         """The handler returned: close with 1000 (nothing if already closing)."""
+        self._handler_done()
         return self.close(1000, "", now)
+
+    def handler_cancelled(self, now: float) -> Actions:
+        """The handler was cancelled (``CancelHandler``, or the whole server): 1001."""
+        self._handler_done()
+        return self.close(1001, "", now)
+
+    def _handler_done(self) -> None:
+        self._handler_running = False
+        self._grace_deadline = None
 
     def handler_failed(self, exc: BaseException, now: float) -> Actions:
         """The handler raised ``exc``: log it with route and peer, close with 1011.
@@ -408,6 +423,7 @@ class Session:
         ``ConnectionClosed`` (alone or in an exception group) is not a failure: the
         peer left; it is logged at debug level and the connection closes with 1000.
         """
+        self._handler_done()
         path = self.path
         peer = peer_name(self.conn.remote_address)
         if handler_error_is_close(exc):
@@ -424,19 +440,24 @@ class Session:
 
     def shutdown(self, now: float) -> Actions:
         """The server shuts down: a request still arriving is dropped, one being
-        decided gets its answer and then 1001, an open connection closes with 1001."""
+        decided gets its answer and then 1001, an open connection closes with 1001.
+        A handler still running, or a hook still deciding, gets ``close_timeout`` to
+        end: then ``CancelHandler`` (or ``CancelResolve`` and ``AbortTCP``)."""
         conn = self.conn
         state = conn.state
+        actions: list[Action] = []
         if state is _REQUEST:
-            conn.receive_eof()
-            actions: list[Action] = []
-            self._closed_by(actions, now, aborting=True)
-            self._abort(actions)
-            return tuple(actions)
+            return self._drop(actions, now)
         if state is _DECIDING:
             self._going_away = True
-            return NO_ACTIONS
-        return self.close(1001, "", now)
+        else:
+            self._close(1001, "", now, actions)
+        timeout = self.options.close_timeout
+        if timeout is not None and (state is _DECIDING or self._handler_running):
+            if self._grace_deadline is None:
+                self._grace_deadline = now + timeout
+                self._rearm(actions)
+        return tuple(actions)
 
     def replies_blocked(self) -> Actions:
         """The transport's write buffer is full after writing what reading produced
@@ -537,6 +558,16 @@ class Session:
             self.tcp = _TCP_ENDED
             self._close_deadline = None
             actions.append(CLOSE_TCP)
+
+    def _drop(self, actions: list[Action], now: float) -> Actions:
+        """Give up on the connection at once: cancel a resolve, abort TCP."""
+        if self.conn.state is _DECIDING:
+            actions.append(CANCEL_RESOLVE)
+        if self.conn.state is not _CLOSED:
+            self.conn.receive_eof()
+            self._closed_by(actions, now, aborting=True)
+        self._abort(actions)
+        return tuple(actions)
 
     def _abort(self, actions: list[Action]) -> None:
         if self.tcp != _TCP_ENDED:

@@ -29,6 +29,7 @@ from ..core.actions import (
     AbortTCP,
     Actions,
     ArmTimer,
+    CancelHandler,
     CancelResolve,
     CloseTCP,
     CompletePing,
@@ -134,8 +135,8 @@ class WebSocket(SessionAttributes, asyncio.BufferedProtocol):
 
     def connection_lost(self, exc: Exception | None) -> None:
         self._carry_out(self.session.receive_eof(self._loop.time()))
-        if self._timer is not None:
-            self._timer.cancel()
+        if self._timer is not None and self.session.next_deadline() is None:
+            self._timer.cancel()  # else a handler's shutdown grace still runs
         self._wake_writers()
         if self._done is not None and not self._done.done():
             self._done.set_result(None)
@@ -172,7 +173,7 @@ class WebSocket(SessionAttributes, asyncio.BufferedProtocol):
             elif kind is StartHandler:
                 self.path = action.path  # type: ignore[attr-defined]
                 if asyncio.current_task() is not self._task or self._task is None:
-                    self._task = self._server._spawn(self._handle())
+                    self._task = self._server._spawn(self._handle(), self)
             elif kind is PauseReading:
                 self.transport.pause_reading()
             elif kind is ResumeReading:
@@ -188,7 +189,7 @@ class WebSocket(SessionAttributes, asyncio.BufferedProtocol):
                 self._end_tcp(half=kind is HalfCloseTCP)
             elif kind is AbortTCP:
                 self.transport.abort()
-            elif kind is CancelResolve:
+            elif kind is CancelResolve or kind is CancelHandler:
                 if self._task is not None:
                     self._task.cancel()
         return wrote
@@ -247,7 +248,7 @@ class WebSocket(SessionAttributes, asyncio.BufferedProtocol):
         then runs the handler."""
         decision = self.session.resolve_now(self._server.router)
         if decision is None:
-            self._task = self._server._spawn(self._resolve_then_handle())
+            self._task = self._server._spawn(self._resolve_then_handle(), self)
         else:
             self._carry_out(self.session.carry_out(decision, self._loop.time()))
 
@@ -268,7 +269,7 @@ class WebSocket(SessionAttributes, asyncio.BufferedProtocol):
         try:
             await path.route.handle(self, path)
         except asyncio.CancelledError:
-            self._carry_out(session.shutdown(self._loop.time()))  # the server gave up waiting
+            self._carry_out(session.handler_cancelled(self._loop.time()))
             raise
         except Exception as exc:
             actions = session.handler_failed(exc, self._loop.time())
@@ -436,12 +437,17 @@ class Server:
         await server.wait_closed()
         raise OSError(errno.EADDRINUSE, f"no free port for every address of {self.host!r}")
 
-    def _spawn(self, coro: Any) -> asyncio.Task[None]:
-        """A task of this server's: ``close()`` waits for it, then cancels it."""
+    def _spawn(self, coro: Any, ws: WebSocket) -> asyncio.Task[None]:
+        """A task of this server's for ``ws``: ``close()`` waits for it."""
         task = self._loop.create_task(coro)
         self._tasks.add(task)
-        task.add_done_callback(self._tasks.discard)
+        task.add_done_callback(lambda task: self._task_done(task, ws))
         return task
+
+    def _task_done(self, task: asyncio.Task[None], ws: WebSocket) -> None:
+        self._tasks.discard(task)
+        if ws.transport.is_closing() and ws._task is task:
+            self._connection_lost(ws)
 
     def __await__(self) -> Generator[Any, None, Server]:
         return self.start().__await__()
@@ -488,13 +494,10 @@ class Server:
         now = self._loop.time()
         for ws in list(self._connections):
             ws._carry_out(ws.session.shutdown(now))
-        if self._tasks:
-            _, pending = await asyncio.wait(set(self._tasks), timeout=self.options.close_timeout)
-            for task in pending:
-                task.cancel()
-            if pending:
-                await asyncio.wait(pending)
-        # Connections end by themselves (closing handshake or close_timeout).
+        # Each session gives its handler (or hook) close_timeout, then cancels it,
+        # and ends its TCP connection: the handshake, or close_timeout.
+        while self._tasks:
+            await asyncio.wait(set(self._tasks))
         if self._connections:
             self._idle = self._loop.create_future()
             await self._idle
@@ -504,6 +507,9 @@ class Server:
         self._closed.set()
 
     def _connection_lost(self, ws: WebSocket) -> None:
+        """TCP is over, or the handler ended: ``ws`` leaves when both are."""
+        if ws._task is not None and not ws._task.done():
+            return  # its handler runs on: shutdown() must still reach its session
         self._connections.discard(ws)
         if not self._connections and self._idle is not None and not self._idle.done():
             self._idle.set_result(None)

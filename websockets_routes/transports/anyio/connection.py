@@ -22,6 +22,7 @@ from ...core.actions import (
     AbortTCP,
     Actions,
     ArmTimer,
+    CancelHandler,
     CancelResolve,
     CloseTCP,
     CompletePing,
@@ -113,7 +114,7 @@ class Connection(SessionAttributes):
         "_stream_closed",
         "_wake",
         "_resume",
-        "_resolve_scope",
+        "_task_scope",
         "_resolving",
         "_reader_started",
         "_reader_done",
@@ -153,7 +154,8 @@ class Connection(SessionAttributes):
         self._stream_closed = False
         self._wake: anyio.Event | None = None  # a recv() or wait_closed() waits on it
         self._resume: anyio.Event | None = None  # the reader waits for reading to resume
-        self._resolve_scope: anyio.CancelScope | None = None
+        # Around the resolve, then around the handler: what the session may cancel.
+        self._task_scope: anyio.CancelScope | None = None
         self._resolving = False
         self._reader_started = False
         self._reader_done: anyio.Event | None = None
@@ -268,9 +270,9 @@ class Connection(SessionAttributes):
                 self._resolving = True
             elif kind is StartHandler:
                 self.path = action.path  # type: ignore[attr-defined]
-            elif kind is CancelResolve:
-                if self._resolve_scope is not None:
-                    self._resolve_scope.cancel()
+            elif kind is CancelResolve or kind is CancelHandler:
+                if self._task_scope is not None:
+                    self._task_scope.cancel()
             # PauseReading: the reader looks at session.reading before each read.
         return flush
 

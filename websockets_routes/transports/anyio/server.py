@@ -243,8 +243,10 @@ class Server:
             if ws._act(ws.session.shutdown(now)):
                 ws._spawn(ws._flush)
         if self._all:
+            # Each session gives its handler close_timeout, cancels it, then ends its
+            # TCP within close_timeout: past twice that, the task group stops them.
             timeout = self.options.close_timeout
-            with anyio.move_on_after(math.inf if timeout is None else timeout):
+            with anyio.move_on_after(math.inf if timeout is None else 2 * timeout):
                 await self._idle.wait()
             if self._all:
                 logger.info("cancelling %d connection(s) still open at shutdown", len(self._all))
@@ -366,9 +368,9 @@ class Server:
         decision = session.resolve_now(self.router)
         if decision is None:
             with anyio.CancelScope() as scope:
-                ws._resolve_scope = scope
+                ws._task_scope = scope
                 decision = await session.resolve(self.router)
-            ws._resolve_scope = None
+            ws._task_scope = None
             if scope.cancelled_caught:
                 return  # open_timeout: the session aborted the connection
         if ws._act(session.carry_out(decision, ws._clock())):
@@ -384,13 +386,19 @@ class Server:
         else:
             ws._start_reader()
         try:
-            await ws.path.route.handle(ws, ws.path)
+            with anyio.CancelScope() as scope:
+                ws._task_scope = scope
+                await ws.path.route.handle(ws, ws.path)
         except Exception as exc:
             actions = session.handler_failed(exc, ws._clock())
             if self._on_handler_error is not None and not handler_error_is_close(exc):
                 self._on_handler_error(ws, exc)
         else:
-            actions = session.handler_returned(ws._clock())
+            ws._task_scope = None
+            if scope.cancelled_caught:  # CancelHandler: the shutdown grace ran out
+                actions = session.handler_cancelled(ws._clock())
+            else:
+                actions = session.handler_returned(ws._clock())
         if ws._act(actions):
             await ws._flush()
 

@@ -27,18 +27,24 @@ class SocketIO(anyio.abc.ByteStream):
         self._closed = False
 
     async def receive(self, max_bytes: int = 65536) -> bytes:
+        # A cancellation comes before the read or while it waits, never after bytes
+        # were taken from the socket: nothing read is ever lost.
+        await anyio.lowlevel.checkpoint_if_cancelled()
+        waited = False
         while True:
             try:
                 data = self.sock.recv(max_bytes)
             except BlockingIOError:
                 await anyio.wait_readable(self.sock)
+                waited = True
                 continue
             except OSError as exc:
                 raise self._error(exc) from exc
             if not data:
                 raise anyio.EndOfStream
-            # Bytes were waiting: let other tasks run, as a read that waited did.
-            await anyio.lowlevel.checkpoint()
+            if not waited:
+                # Bytes were waiting: let other tasks run, as a read that waited did.
+                await anyio.lowlevel.cancel_shielded_checkpoint()
             return data
 
     async def send(self, item: bytes) -> None:
