@@ -27,9 +27,8 @@ class SocketIO(anyio.abc.ByteStream):
         self._closed = False
 
     async def receive(self, max_bytes: int = 65536) -> bytes:
-        # A cancellation comes before the read or while it waits, never after bytes
-        # were taken from the socket: nothing read is ever lost.
-        await anyio.lowlevel.checkpoint_if_cancelled()
+        # A cancellation comes while the read waits, never after bytes were taken
+        # from the socket: nothing read is ever lost.
         waited = False
         while True:
             try:
