@@ -41,7 +41,7 @@ def _xor_tables() -> list[bytes]:
     ]
 
 
-_XOR_TABLES = _xor_tables()  # 64 KiB, built in a fraction of a millisecond
+_TRANSLATIONS = _xor_tables()  # 64 KiB, built in a fraction of a millisecond
 
 
 def py_apply_mask(data: bytes | bytearray | memoryview, mask: bytes) -> bytes:
@@ -59,7 +59,7 @@ def py_apply_mask(data: bytes | bytearray | memoryview, mask: bytes) -> bytes:
     # XOR every fourth byte through a translation table, as wsproto does.
     out = bytearray(data)
     for i in range(4):
-        out[i::4] = out[i::4].translate(_XOR_TABLES[mask[i]])
+        out[i::4] = out[i::4].translate(_TRANSLATIONS[mask[i]])
     return bytes(out)
 
 
@@ -79,7 +79,7 @@ def _load_speedups() -> Any:
                 if not os.path.isfile(path):
                     continue
                 # The init function is found from the last part of the name.
-                name = "websockets_routes._c.speedups"
+                name = "websockets_routes.core.speedups"
                 loader = importlib.machinery.ExtensionFileLoader(name, path)
                 module_spec = importlib.util.spec_from_file_location(name, path, loader=loader)
                 if module_spec is None:

@@ -332,7 +332,7 @@ def _extract_braces(source: str) -> tuple[str, dict[str, tuple[str, str | None]]
     return "".join(out), groups
 
 
-def _routes_pathkeys(path: str) -> list[Any]:
+def _routes_segments(path: str) -> list[Any]:
     """Routes' own parse of a template: the ``routelist`` of a ``routes.route.Route``.
 
     Only templates with Routes syntax left once braces are cut out (``:name``,
@@ -344,7 +344,7 @@ def _routes_pathkeys(path: str) -> list[Any]:
 def _parse(source: str, requirements: dict[str, str]) -> list[tuple[_Piece, ...]]:
     stripped, groups = _extract_braces(source)
     if _ROUTES_SYNTAX.search(stripped):
-        routelist = _routes_pathkeys(stripped)
+        routelist = _routes_segments(stripped)
     else:
         # Only text and our {_bN} placeholders are left: Routes would hand them back
         # as they are, so skip its character-by-character walk (big tables build faster).
