@@ -251,31 +251,4 @@ class Matcher(Generic[T]):
                 path, _ = split_target(target)
             except BadTarget:
                 return None
-        # match(path), inlined: this runs for every request.
-        if "%" not in path:
-            static = self._static_by_path.get(path)
-            if static is None:
-                best = _NEVER
-            elif static[1]:
-                return self._entries[static[0]][1], {}
-            else:
-                best = static[0]
-            segments = path[1:].split("/")
-        else:
-            decoded = split_path(path)
-            if decoded is None:
-                return None
-            segments = decoded
-            best = self._static_by_segments.get(tuple(segments), _NEVER)
-        root = self._root
-        if root.lowest < best:
-            best = _search(root, segments, 0, best)
-        if best == _NEVER:
-            return None
-        template, value = self._entries[best]
-        params = {}
-        for i, name in template.slots:
-            params[name] = segments[i]
-        if template.extras:
-            template.extract_extras(params, segments)
-        return value, params
+        return self.match(path)
