@@ -16,6 +16,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from wsproto.frame_protocol import CloseReason, FrameProtocol, Opcode, ParseFailed
 
+from tests.transports.helpers import frame
 from websockets_routes.core.deflate import NO_LIMIT
 from websockets_routes.core.events import Message, Ping, Pong
 from websockets_routes.core.frames import (
@@ -26,30 +27,13 @@ from websockets_routes.core.frames import (
     parse_close,
 )
 
+KEY = b"\x01\x02\x03\x04"
 
-def client_frame(
-    opcode: int,
-    payload: bytes = b"",
-    *,
-    key: bytes = b"\x01\x02\x03\x04",
-    fin: bool = True,
-    rsv: int = 0,
-    masked: bool = True,
-    long_form: int | None = None,
-) -> bytes:
-    """A client frame; ``long_form`` (2 or 8) forces an extended length field."""
-    n = len(payload)
-    b0 = (0x80 if fin else 0) | (rsv << 4) | opcode
-    mbit = 0x80 if masked else 0
-    if long_form == 8 or (long_form is None and n > 0xFFFF):
-        head = bytes((b0, mbit | 127)) + struct.pack("!Q", n)
-    elif long_form == 2 or (long_form is None and n > 125):
-        head = bytes((b0, mbit | 126)) + struct.pack("!H", n)
-    else:
-        head = bytes((b0, mbit | n))
-    if not masked:
-        return head + payload
-    return head + key + bytes(b ^ key[i % 4] for i, b in enumerate(payload))
+
+def client_frame(opcode: int, payload: bytes = b"", *, key: bytes = KEY, **kw: Any) -> bytes:
+    """A client frame (tests.transports.helpers.frame), with a fixed key by default:
+    hypothesis replays the same bytes."""
+    return frame(opcode, payload, key=key, **kw)
 
 
 def ours(chunks: list[bytes]) -> list[Any]:
