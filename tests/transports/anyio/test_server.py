@@ -13,6 +13,7 @@ import weakref
 import anyio
 import pytest
 
+from tests.reliability.support import echo_router
 from tests.transports.helpers import RawClient, frame
 from websockets_routes import ConnectionClosed, Router
 from websockets_routes.transports.anyio import Server, serve
@@ -24,17 +25,6 @@ if sys.version_info < (3, 11):
 pytestmark = pytest.mark.anyio
 
 TIMEOUT = 10
-
-
-def echo_router() -> Router:
-    router = Router()
-
-    @router.route("/echo")
-    async def echo(ws, path):
-        async for message in ws:
-            await ws.send(message)
-
-    return router
 
 
 def tasks() -> int:

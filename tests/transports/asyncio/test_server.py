@@ -11,21 +11,11 @@ import pytest
 from websockets.asyncio.client import connect
 from websockets.exceptions import ConnectionClosedOK
 
+from tests.reliability.support import echo_router
 from websockets_routes import Router
 from websockets_routes.transports.asyncio import Server, serve
 
 pytestmark = pytest.mark.anyio
-
-
-def echo_router() -> Router:
-    router = Router()
-
-    @router.route("/echo")
-    async def echo(ws, path):
-        async for message in ws:
-            await ws.send(message)
-
-    return router
 
 
 def url(server: Server, path: str = "/echo") -> str:
