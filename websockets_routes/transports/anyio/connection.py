@@ -201,7 +201,7 @@ class Connection(SessionAttributes):
 
     async def send(self, message: str | bytes | bytearray | memoryview) -> None:
         """Send one text (``str``) or binary (bytes-like) message."""
-        self._out.append(self.session.send(message))
+        self._out.append(self.session.conn.send(message))  # the driver's: no policy
         await self._flush()
         if self._end_tcp is AbortTCP:
             raise self.session.closed_error()
