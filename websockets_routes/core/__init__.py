@@ -26,6 +26,7 @@ from .actions import (
 )
 from .connection import ServerConnection, State
 from .decisions import Accept, Close, Decision, Respond, ServeHTTP
+from .drain import ServerShutdown, check_drain, drain_schedule
 from .errors import ConnectionClosed, ConnectionClosedError, ConnectionClosedOK
 from .handshake import accept_key, decide, resolve
 from .http import Headers, Request
@@ -68,6 +69,7 @@ __all__ = [
     "ServeHTTP",
     "ServerConnection",
     "ServerOptions",
+    "ServerShutdown",
     "Session",
     "SessionAttributes",
     "StartHandler",
@@ -75,7 +77,9 @@ __all__ = [
     "WakeReceiver",
     "Write",
     "accept_key",
+    "check_drain",
     "decide",
+    "drain_schedule",
     "peer_name",
     "resolve",
     "route_name",

@@ -109,6 +109,8 @@ class Session:
         "_close_deadline",
         "_fail_deadline",
         "_going_away",
+        "_drain_at",
+        "_drain_code",
         "_decision",
         "_linger",
         "_handler_running",
@@ -140,7 +142,10 @@ class Session:
         self._open_deadline: float | None = None if timeout is None else now + timeout
         self._close_deadline: float | None = None
         self._fail_deadline: float | None = None
-        self._going_away = False
+        self._going_away = 0  # the code to close with once decided, at shutdown
+        # A drain: when the server's shutdown reaches this connection, and its code.
+        self._drain_at: float | None = None
+        self._drain_code = 1012
         self._decision: Any = None
         # The transport's close() may discard what it has not sent yet: end TCP by
         # half-closing, then close at the peer's EOF, always.
@@ -194,7 +199,13 @@ class Session:
         """When ``on_timer()`` is due next; None: no timer needed."""
         best = self._open_deadline
         keepalive = self._pings.deadline() if self.conn.state is _OPEN else None
-        for deadline in (self._close_deadline, self._fail_deadline, keepalive, self._grace_deadline):
+        for deadline in (
+            self._close_deadline,
+            self._fail_deadline,
+            keepalive,
+            self._grace_deadline,
+            self._drain_at,
+        ):
             if deadline is not None and (best is None or deadline < best):
                 best = deadline
         return best
@@ -265,6 +276,9 @@ class Session:
                     self.options.open_timeout,
                 )
                 return self._drop(actions, now)
+        if self._drain_at is not None and now >= self._drain_at:
+            self._drain_at = None  # the server's drain reached this connection
+            self._shut_down(self._drain_code, now, actions)
         if self._grace_deadline is not None and now >= self._grace_deadline:
             # Shutting down, and the handler (or the hook deciding) outlived its grace.
             self._grace_deadline = None
@@ -336,7 +350,7 @@ class Session:
         self._dispatch(events, now, into=actions)
         if conn.state is _OPEN:
             if self._going_away:  # decided while the server shuts down
-                self._close(1001, "", now, actions)
+                self._close(self._going_away, "", now, actions)
             else:
                 self._handler_running = True
                 actions.append(StartHandler(conn.path))
@@ -416,6 +430,8 @@ class Session:
     def _handler_done(self) -> None:
         self._handler_running = False
         self._grace_deadline = None
+        if self.closed:
+            self._drain_at = None  # nothing left for a drain to close
 
     def handler_failed(self, exc: BaseException, now: float) -> Actions:
         """The handler raised ``exc``: log it with route and peer, close with 1011.
@@ -438,26 +454,44 @@ class Session:
         )
         return self.close(1011, "", now)
 
-    def shutdown(self, now: float) -> Actions:
+    def shutdown(self, now: float, *, code: int = 1001, at: float | None = None) -> Actions:
         """The server shuts down: a request still arriving is dropped, one being
-        decided gets its answer and then 1001, an open connection closes with 1001.
-        A handler still running, or a hook still deciding, gets ``close_timeout`` to
-        end: then ``CancelHandler`` (or ``CancelResolve`` and ``AbortTCP``)."""
-        conn = self.conn
-        state = conn.state
+        decided gets its answer and then ``code``, an open connection closes with
+        ``code`` (1001; 1012 in a drain). A handler still running, or a hook still
+        deciding, gets ``close_timeout`` to end: then ``CancelHandler`` (or
+        ``CancelResolve`` and ``AbortTCP``).
+
+        ``at`` after ``now`` (a drain, ``core.drain``): all that happens at ``at``,
+        from ``on_timer()``; until then the connection lives on as usual (a handler
+        that returns closes with 1000). A later call may only move ``at`` earlier."""
         actions: list[Action] = []
+        if at is not None and at > now:
+            pending = self._drain_at
+            if (self.closed and not self._handler_running) or (
+                pending is not None and pending <= at
+            ):
+                return NO_ACTIONS
+            self._drain_at, self._drain_code = at, code
+            self._rearm(actions)
+            return tuple(actions)
+        self._drain_at = None
+        self._shut_down(code, now, actions)
+        return tuple(actions)
+
+    def _shut_down(self, code: int, now: float, actions: list[Action]) -> None:
+        state = self.conn.state
         if state is _REQUEST:
-            return self._drop(actions, now)
+            self._drop(actions, now)
+            return
         if state is _DECIDING:
-            self._going_away = True
+            self._going_away = code
         else:
-            self._close(1001, "", now, actions)
+            self._close(code, "", now, actions)
         timeout = self.options.close_timeout
         if timeout is not None and (state is _DECIDING or self._handler_running):
             if self._grace_deadline is None:
                 self._grace_deadline = now + timeout
                 self._rearm(actions)
-        return tuple(actions)
 
     def replies_blocked(self) -> Actions:
         """The transport's write buffer is full after writing what reading produced
@@ -528,6 +562,8 @@ class Session:
         if self.closed:
             return
         self.closed = True
+        if not self._handler_running:
+            self._drain_at = None  # nothing left for a drain to close
         out = self.conn.data_to_send()
         if out:
             actions.append(Write(out))
