@@ -394,6 +394,16 @@ class ServerConnection:
             return self.send_text(data)
         raise TypeError(f"a message is str or bytes-like, not {type(data).__name__}")
 
+    def send_shared(self, data: str | bytes | bytearray | memoryview, frame: bytes) -> bytes:
+        """What to write for ``data`` when ``frame`` is its uncompressed frame, built
+        once for many connections (``core.frames.message_frame``): that frame, or,
+        with compression negotiated, one compressed by this connection's context."""
+        if self._deflate is not None:
+            return self.send(data)
+        if self.state is not OPEN:
+            raise self._not_open()
+        return frame
+
     def send_ping(self, payload: bytes = b"") -> bytes:
         """A ping frame (payload up to 125 bytes), to write now."""
         if self.state is not OPEN:

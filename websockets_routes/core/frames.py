@@ -49,6 +49,7 @@ __all__ = [
     "FrameReader",
     "VALID_CLOSE_CODES",
     "close_payload",
+    "message_frame",
     "encode_frame",
     "parse_close",
     "truncate_reason",
@@ -71,6 +72,15 @@ def encode_frame(b0: int, payload: bytes | bytearray | memoryview) -> bytes:
     if n < 65536:
         return _PACK_H(b0, 126, n) + payload
     return _PACK_Q(b0, 127, n) + payload
+
+
+def message_frame(message: str | bytes | bytearray | memoryview) -> bytes:
+    """The uncompressed frame of a whole message: text for ``str``, else binary. One
+    server frame serves every connection without compression (server frames are not
+    masked), which is what lets a broadcast encode once and write many times."""
+    if isinstance(message, str):
+        return encode_frame(0x81, message.encode("utf-8"))
+    return encode_frame(0x82, message)
 
 
 def close_payload(code: int | None, reason: str) -> bytes:
