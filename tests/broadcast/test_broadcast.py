@@ -134,3 +134,37 @@ async def test_publish_yields_to_the_loop(anyio_backend: str) -> None:
         for _ in range(3):
             await broadcast.publish("c", "x")
         assert ran.is_set()
+
+
+async def test_a_member_that_never_reads_is_closed_with_1013(
+    serve_router: Any, connect: Any
+) -> None:
+    """The publisher and a reading member go on at full speed; the member that reads
+    nothing is closed past max_backlog, after what was already queued for it."""
+    from tests.transports.helpers import RawClient
+
+    broadcast = Broadcast(max_backlog=256 * 1024)
+    chunk = b"x" * 4096
+    batches, batch = 256, 16  # 16 MiB in all: more than loopback's socket buffers
+    async with serve_router(room_router(broadcast)) as server:
+        async with connect(server, "/rooms/s") as fast, await RawClient.connect(server.port) as slow:
+            await slow.open("/rooms/s")
+            assert await slow.read_frame() == (0x81, b"joined")
+            assert await fast.recv() == "joined"
+            assert broadcast.members_here("room:s") == 2
+            for n in range(batches):
+                for i in range(batch):
+                    await broadcast.publish("room:s", chunk[:-2] + bytes([n % 256, i]))
+                for i in range(batch):  # the fast member keeps up, batch by batch
+                    assert await fast.recv() == chunk[:-2] + bytes([n % 256, i])
+            assert broadcast.members_here("room:s") == 1  # the slow one was dropped
+            received = 0
+            while True:
+                b0, payload = await slow.read_frame()
+                if b0 == 0x88:
+                    assert int.from_bytes(payload[:2], "big") == 1013
+                    break
+                assert b0 == 0x82 and len(payload) == len(chunk)
+                received += 1
+            assert 0 < received < batches * batch
+    await broadcast.aclose()

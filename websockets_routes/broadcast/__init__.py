@@ -138,6 +138,11 @@ class Broadcast:
         finally:
             self._remove(runtime, channel, subscription)
 
+    def members_here(self, channel: str) -> int:
+        """How many connections and subscriptions of this process are in ``channel``
+        (members in other processes are not counted)."""
+        return len(self._hub.channels.get(channel, ()))
+
     async def aclose(self) -> None:
         """Stop the background work and the Redis connection. Members stay open."""
         self._closed = True

@@ -34,9 +34,11 @@ from ...core.actions import (
     WakeReceiver,
     Write,
 )
+from ...core.connection import State
 from ...core.naming import peer_name
 from ...core.session import Session
 from ...core.websocket import SessionAttributes
+from .sockets import SocketIO
 
 __all__ = ["Connection", "PongWaiter", "STREAM_ERRORS"]
 
@@ -107,6 +109,8 @@ class Connection(SessionAttributes):
         "_schedule",
         "_timer",
         "_out",
+        "_shared",
+        "_flush_soon",
         "_writing",
         "_flushed",
         "_end_tcp",
@@ -147,6 +151,8 @@ class Connection(SessionAttributes):
         self._schedule = schedule  # the server's timers: (at, callback) -> entry
         self._timer: list[Any] | None = None
         self._out: list[bytes] = []
+        self._shared = 0  # bytes of broadcasts in _out or being written
+        self._flush_soon = False  # a _flush task is started and not yet running
         self._writing = False
         self._flushed: anyio.Event | None = None
         self._end_tcp: type | None = None  # CloseTCP, HalfCloseTCP or AbortTCP to do
@@ -233,6 +239,38 @@ class Connection(SessionAttributes):
         while not self.session.closed:
             await self._wait_for_input()
 
+    # What a Broadcast writes (websockets_routes.broadcast.members.FrameMember)
+
+    def write_shared(self, message: str | bytes, frame: bytes) -> int | None:
+        """Queue a broadcast message without waiting (``frame``: its uncompressed frame,
+        built once for every member). The broadcast bytes not yet handed to the kernel,
+        or None once the connection is not open."""
+        if self.session.state is not State.OPEN or self._end_tcp is not None:
+            return None
+        data = self.session.conn.send_shared(message, frame)
+        stream = self._stream
+        if not self._out and not self._writing and type(stream) is SocketIO:
+            try:
+                sent = stream.send_now(data)
+            except STREAM_ERRORS:
+                self._lost()
+                return None
+            if sent == len(data):
+                return 0
+            data = data[sent:]
+        self._out.append(data)
+        self._shared += len(data)
+        if not self._writing and not self._flush_soon:
+            self._flush_soon = True
+            self._spawn(self._flush)
+        return self._shared
+
+    def close_nowait(self, code: int, reason: str = "") -> None:
+        """Start the closing handshake without waiting for it (a broadcast member past
+        its backlog: the close frame goes after what is already queued)."""
+        if self._act(self.session.close(code, reason, self._clock())):
+            self._spawn(self._flush)
+
     # Carrying out the session's actions
 
     def _act(self, actions: Actions) -> bool:
@@ -286,12 +324,15 @@ class Connection(SessionAttributes):
             await flushed.wait()
             return
         self._writing = True
+        self._flush_soon = False
         try:
             out = self._out
             while out and self._end_tcp is not AbortTCP:
                 data = out[0] if len(out) == 1 else b"".join(out)
                 out.clear()
                 await self._stream.send(data)
+                if self._shared:
+                    self._shared = max(0, self._shared - len(data))
             if self._end_tcp is HalfCloseTCP and not self._eof_sent:
                 self._eof_sent = True
                 await self._eof_stream.send_eof()
@@ -312,6 +353,7 @@ class Connection(SessionAttributes):
     def _lost(self) -> None:
         self._end_tcp = AbortTCP
         self._out.clear()
+        self._shared = 0
         self._act(self.session.receive_eof(self._clock()))
         self._spawn(self._abort)
 

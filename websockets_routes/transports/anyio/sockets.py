@@ -58,6 +58,15 @@ class SocketIO(anyio.abc.ByteStream):
                 raise self._error(exc) from exc
             view = view[sent:]
 
+    def send_now(self, data: bytes) -> int:
+        """Write what the socket takes without waiting: how many bytes it took."""
+        try:
+            return self.sock.send(data)
+        except BlockingIOError:
+            return 0
+        except OSError as exc:
+            raise self._error(exc) from exc
+
     async def send_eof(self) -> None:
         try:
             self.sock.shutdown(socket.SHUT_WR)
