@@ -43,6 +43,7 @@ from ..core.actions import (
     Write,
 )
 from ..core.connection import State
+from ..core.drain import ServerShutdown, check_drain
 from ..core.options import ServerOptions
 from ..core.paths import RoutedPath
 from ..core.router import check_router
@@ -109,8 +110,8 @@ class WebSocket(SessionAttributes, asyncio.BufferedProtocol):
         deadline = session.next_deadline()
         if deadline is not None:
             self._timer = self._loop.call_at(deadline, self._on_timer)
-        if server._closing:
-            self._carry_out(session.shutdown(self._loop.time()))
+        if server._closing is not None:
+            self._carry_out(server._closing.late(session, self._loop.time()))
 
     def get_buffer(self, sizehint: int) -> memoryview:
         return self._server._read_buffer
@@ -379,7 +380,7 @@ class Server:
         self._read_buffer = memoryview(bytearray(_READ_BUFFER))
         self._connections: set[WebSocket] = set()
         self._tasks: set[asyncio.Task[None]] = set()
-        self._closing = False
+        self._closing: ServerShutdown | None = None
         self._closed: asyncio.Event | None = None
         self._shutdown_task: asyncio.Task[None] | None = None
         self._idle: asyncio.Future[None] | None = None
@@ -481,21 +482,29 @@ class Server:
             await self.wait_closed()
             raise
 
-    def close(self) -> None:
+    def close(self, *, drain: float | None = None) -> None:
         """Stop accepting, close open connections with 1001, cancel handlers that are
-        still running ``close_timeout`` later. ``wait_closed()`` waits for all that."""
-        if self._closing or self._server is None:
-            return
-        self._closing = True
-        self._server.close()
-        self._shutdown_task = self._loop.create_task(self._shutdown())
+        still running ``close_timeout`` later. ``wait_closed()`` waits for all that.
 
-    async def _shutdown(self) -> None:
-        now = self._loop.time()
-        for ws in list(self._connections):
-            ws._carry_out(ws.session.shutdown(now))
-        # Each session gives its handler (or hook) close_timeout, then cancels it,
-        # and ends its TCP connection: the handshake, or close_timeout.
+        ``drain=N`` (seconds): close them with 1012 instead, at moments spread evenly
+        over N seconds (see ``core.drain``); each handler's ``close_timeout`` starts
+        from its connection's close. ValueError unless N is finite and >= 0. Once
+        closing, a second call does nothing."""
+        check_drain(drain)
+        if self._closing is not None or self._server is None:
+            return
+        self._closing = ServerShutdown(drain, self._loop.time())
+        self._server.close()
+        self._shutdown_task = self._loop.create_task(self._shutdown(self._closing))
+
+    async def _shutdown(self, plan: ServerShutdown) -> None:
+        connections = list(self._connections)
+        sessions = [ws.session for ws in connections]
+        for ws, actions in zip(connections, plan.apply(sessions, self._loop.time()), strict=True):
+            ws._carry_out(actions)
+        # Each session closes its connection at its moment, gives its handler (or
+        # hook) close_timeout, then cancels it, and ends its TCP connection: the
+        # handshake, or close_timeout.
         while self._tasks:
             await asyncio.wait(set(self._tasks))
         if self._connections:

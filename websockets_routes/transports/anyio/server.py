@@ -4,7 +4,8 @@ Structured concurrency: one task group per server. It holds one accept loop per
 listening socket, one timer task for all connections (a heap of deadlines), one
 task per connection (the handshake, then the handler), and a connection's reader
 task when it needs one. ``server.close()`` stops accepting and lets each session
-decide what shutdown means for its connection (see ``core.session``); handlers get
+decide what shutdown means for its connection (see ``core.session``; with
+``drain=N``, each at its moment of the N seconds, see ``core.drain``); handlers get
 ``close_timeout`` to finish, then are cancelled; ``wait_closed()`` returns when no
 task of the server is left. Cancelling the ``async with serve(...)`` block cancels
 everything at once; an exception in the block comes out as it is.
@@ -28,6 +29,7 @@ import sniffio
 from anyio.abc import SocketAttribute
 from anyio.streams.tls import TLSStream
 
+from ...core.drain import ServerShutdown, check_drain
 from ...core.errors import handler_error_is_close
 from ...core.naming import peer_name
 from ...core.options import ACCEPT_RETRY_ERRNOS, ServerOptions
@@ -125,6 +127,7 @@ class Server:
         self._conn_tg: anyio.abc.TaskGroup | None = None
         self._timers: _Timers | None = None
         self._closing = False
+        self._plan: ServerShutdown | None = None
         self._idle: anyio.Event | None = None
         self._stop: anyio.Event | None = None
         self._closed: anyio.Event | None = None
@@ -196,14 +199,23 @@ class Server:
             raise RuntimeError("use serve_forever() inside `async with serve(...)`")
         await self._closed.wait()
 
-    def close(self) -> None:
+    def close(self, *, drain: float | None = None) -> None:
         """Stop accepting, close open connections with 1001, then (after
-        ``close_timeout``) cancel the handlers still running. Does not wait."""
+        ``close_timeout``) cancel the handlers still running. Does not wait.
+
+        ``drain=N`` (seconds): close them with 1012 instead, at moments spread evenly
+        over N seconds (see ``core.drain``); each handler's ``close_timeout`` starts
+        from its connection's close. ValueError unless N is finite and >= 0. Once
+        closing, a second call does nothing."""
+        check_drain(drain)
         if self._closing or self._conn_tg is None:
             self._closing = True
             return
         self._closing = True
-        self._conn_tg.start_soon(self._shutdown)
+        self._stop_listening()  # connects are refused from now on, not accepted late
+        assert self._timers is not None
+        self._plan = ServerShutdown(drain, self._timers.clock())
+        self._conn_tg.start_soon(self._shutdown, self._plan)
 
     async def wait_closed(self) -> None:
         """Wait until every connection and task of the server has ended."""
@@ -229,24 +241,34 @@ class Server:
             await self._close_listeners()
             self._closed.set()
 
-    async def _close_listeners(self) -> None:
+    def _stop_listening(self) -> None:
         for listener in self.listeners:
-            anyio.notify_closing(listener.extra(SocketAttribute.raw_socket))
+            sock = listener.extra(SocketAttribute.raw_socket)
+            if sock.fileno() != -1:
+                anyio.notify_closing(sock)  # the accept loop waiting on it ends
+                sock.close()
+
+    async def _close_listeners(self) -> None:
+        self._stop_listening()
+        for listener in self.listeners:
             await anyio.aclose_forcefully(listener)
 
-    async def _shutdown(self) -> None:
+    async def _shutdown(self, plan: ServerShutdown) -> None:
         assert self._idle is not None and self._stop is not None
         await self._close_listeners()
         assert self._timers is not None
-        now = self._timers.clock()
-        for ws in list(self._all):
-            if ws._act(ws.session.shutdown(now)):
+        clock = self._timers.clock
+        connections = list(self._all)
+        sessions = [ws.session for ws in connections]
+        for ws, actions in zip(connections, plan.apply(sessions, clock()), strict=True):
+            if ws._act(actions):
                 ws._spawn(ws._flush)
         if self._all:
-            # Each session gives its handler close_timeout, cancels it, then ends its
-            # TCP within close_timeout: past twice that, the task group stops them.
-            timeout = self.options.close_timeout
-            with anyio.move_on_after(math.inf if timeout is None else 2 * timeout):
+            # Each session closes at its moment, gives its handler close_timeout,
+            # cancels it, then ends its TCP within close_timeout: past the last
+            # moment and twice that, the task group stops them.
+            give_up = plan.give_up_at(self.options.close_timeout)
+            with anyio.move_on_after(math.inf if give_up is None else give_up - clock()):
                 await self._idle.wait()
             if self._all:
                 logger.info("cancelling %d connection(s) still open at shutdown", len(self._all))
@@ -338,7 +360,8 @@ class Server:
         self._all.add(ws)
         try:
             if self._closing:
-                ws._act(session.shutdown(timers.clock()))
+                plan = self._plan or ServerShutdown(None, timers.clock())
+                ws._act(plan.late(session, timers.clock()))
             if self.options.ssl is not None:
                 try:
                     tls = await TLSStream.wrap(
