@@ -105,6 +105,37 @@ def test_serve_each_transport_and_shut_down_on_sigint(transport: str) -> None:
         assert proc.wait(timeout=15) == 0
 
 
+@pytest.mark.parametrize(
+    ("transport", "code"), [("asyncio", 1012), ("trio", 1012), ("websockets", 1001)]
+)
+def test_serve_sigterm_drains_where_the_transport_can(transport: str, code: int) -> None:
+    import signal
+    import time
+
+    from websockets.exceptions import ConnectionClosed
+    from websockets.sync.client import connect
+
+    from tests.serving import cli_server
+
+    drain = [] if transport == "websockets" else ["--drain", "0.5"]
+    with cli_server(APP, "--transport", transport, *drain) as (base, proc):
+        ws_url = base.replace("http://", "ws://")
+        with connect(ws_url + "/rooms/drain-test", open_timeout=10) as ws:
+            ws.recv(timeout=10)  # joined
+            signalled = time.monotonic()
+            # Twice, as when a signal reaches a whole process group and is forwarded
+            # too: the second changes nothing.
+            proc.send_signal(signal.SIGTERM)
+            proc.send_signal(signal.SIGTERM)
+            with pytest.raises(ConnectionClosed) as closed:
+                ws.recv(timeout=10)
+            assert closed.value.rcvd is not None and closed.value.rcvd.code == code
+        assert proc.wait(timeout=15) == 0
+        assert time.monotonic() - signalled < 10
+        assert proc.stderr is not None
+        assert "Traceback" not in proc.stderr.read()
+
+
 def test_serve_port_in_use_is_one_line() -> None:
     import socket
 

@@ -2,6 +2,11 @@
 
 Bad arguments, an unimportable module or an attribute that is not a Router give one
 clear line on stderr and exit status 2, never a traceback.
+
+``serve`` stops on SIGINT (connections closed with 1001 at once) and on SIGTERM (with
+the asyncio, trio and anyio transports: connections closed with 1012 spread over
+``--drain`` seconds), and exits 0 either way; a repeat of either signal while it stops
+is ignored. ``serve --workers N`` runs N processes on one port (``workers.py``).
 """
 
 from __future__ import annotations
@@ -12,14 +17,18 @@ import importlib
 import logging
 import os
 import signal
+import socket
 import sys
-from collections.abc import Sequence
+from collections.abc import AsyncIterator, Sequence
+from contextlib import asynccontextmanager
 from typing import Any, NoReturn
 
 from .core import Accept, Close, Decision, Request, Respond, Router, ServeHTTP
 from .core.naming import host_port
 
 TRANSPORTS = ("asyncio", "trio", "anyio", "websockets")
+DRAINING = ("asyncio", "trio", "anyio")  # transports whose server has close(drain=)
+DEFAULT_DRAIN = 10.0
 BODY_SHOWN = 400
 SAMPLE_KEY = base64.b64encode(b"websockets-route").decode()
 
@@ -156,6 +165,22 @@ def _make_parser() -> _Parser:
     serve.add_argument("--transport", choices=TRANSPORTS, default="asyncio")
     serve.add_argument("--uvloop", action="store_true", help="run asyncio on uvloop")
     serve.add_argument("--log-level", default="info", choices=["debug", "info", "warning", "error"])
+    serve.add_argument(
+        "--workers",
+        type=int,
+        metavar="N",
+        help="run N worker processes on the port (SO_REUSEPORT on Linux); needs a fixed --port",
+    )
+    serve.add_argument(
+        "--drain",
+        type=float,
+        metavar="SECONDS",
+        help=f"on SIGTERM, close connections with 1012 spread over SECONDS "
+        f"(default {DEFAULT_DRAIN:g}); SIGINT closes them at once with 1001",
+    )
+    # How a worker started by --workers hears from its parent (see workers.py).
+    serve.add_argument("--worker-control", type=int, help=argparse.SUPPRESS)
+    serve.add_argument("--worker-socket", type=int, help=argparse.SUPPRESS)
 
     routes = commands.add_parser("routes", help="print the route table")
     routes.add_argument("router", help="MODULE:ATTRIBUTE of a websockets_routes.Router")
@@ -188,28 +213,35 @@ def _check(args: argparse.Namespace) -> int:
 
 
 def _serve(args: argparse.Namespace) -> int:
+    _check_serve_args(args)
     router = load_router(args.router)
-    if not 0 <= args.port <= 65535:
-        raise UsageError(f"port {args.port} is out of range")
     logging.basicConfig(
-        level=args.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s"
+        level=args.log_level.upper(),
+        format="%(asctime)s %(levelname)s "
+        + ("[%(process)d] " if args.workers or args.worker_control is not None else "")
+        + "%(name)s: %(message)s",
     )
+    if args.workers:
+        return _serve_workers(router, args)
     backend = "trio" if args.transport == "trio" else "asyncio"
-    options: dict[str, Any] = {}
-    if args.uvloop:
-        if backend != "asyncio":
-            raise UsageError("--uvloop needs an asyncio transport")
-        try:
-            import uvloop  # noqa: F401
-        except ImportError:
-            raise UsageError(
-                "--uvloop needs uvloop: pip install websockets-routes[uvloop]"
-            ) from None
-        options["use_uvloop"] = True
+    options: dict[str, Any] = {"use_uvloop": True} if args.uvloop else {}
     import anyio
 
+    link = None
+    if args.worker_control is not None:
+        from .workers import ParentLink
+
+        link = ParentLink(args.worker_control)
+        link.start()
+    sock = None
+    if args.worker_socket is not None:
+        sock = socket.socket(fileno=args.worker_socket)
+        sock.set_inheritable(False)
     try:
-        anyio.run(_run_server, router, args, backend=backend, backend_options=options)
+        anyio.run(_run_server, router, args, link, sock, backend=backend, backend_options=options)
+        # Closed: a late repeat of the signal must not turn exit status 0 into a kill.
+        for signum in (signal.SIGINT, signal.SIGTERM):
+            signal.signal(signum, signal.SIG_IGN)
     except ImportError as exc:
         raise UsageError(f"transport {args.transport!r} is not available: {exc}") from None
     except OSError as exc:
@@ -217,43 +249,175 @@ def _serve(args: argparse.Namespace) -> int:
     return 0
 
 
-async def _run_server(router: Router, args: argparse.Namespace) -> None:
-    import anyio
+def _check_serve_args(args: argparse.Namespace) -> None:
+    if not 0 <= args.port <= 65535:
+        raise UsageError(f"port {args.port} is out of range")
+    if args.drain is not None:
+        if not args.drain >= 0:
+            raise UsageError(f"--drain {args.drain:g}: the drain is 0 seconds or more")
+        if args.transport not in DRAINING:
+            raise UsageError(f"--drain needs a transport that can drain ({', '.join(DRAINING)})")
+    if args.workers is not None:
+        if args.workers < 1:
+            raise UsageError(f"--workers {args.workers}: at least 1")
+        if args.transport not in DRAINING:
+            raise UsageError(
+                f"--workers needs a transport that can drain ({', '.join(DRAINING)}), "
+                f"not {args.transport}"
+            )
+        if args.port == 0:
+            raise UsageError("--workers needs a fixed --port: every worker listens on it")
+        if os.name != "posix":
+            raise UsageError("--workers needs a POSIX system")
+    if args.uvloop:
+        if args.transport == "trio":
+            raise UsageError("--uvloop needs an asyncio transport")
+        try:
+            import uvloop  # noqa: F401
+        except ImportError:
+            raise UsageError(
+                "--uvloop needs uvloop: pip install websockets-routes[uvloop]"
+            ) from None
 
-    server_cm = _open_server(router, args.transport, args.host, args.port)
-    async with server_cm as server:
-        where = host_port(args.host, _bound_port(server))
+
+def _drain_of(args: argparse.Namespace) -> float | None:
+    """Seconds to drain over on SIGTERM; None: the transport closes at once."""
+    if args.transport not in DRAINING:
+        return None
+    return DEFAULT_DRAIN if args.drain is None else float(args.drain)
+
+
+def _serve_workers(router: Router, args: argparse.Namespace) -> int:
+    from . import workers
+
+    drain = _drain_of(args)
+    worker_args = ["serve", args.router, "--host", args.host, "--port", str(args.port)]
+    worker_args += ["--transport", args.transport, "--log-level", args.log_level]
+    worker_args += ["--drain", repr(drain)]
+    if args.uvloop:
+        worker_args.append("--uvloop")
+    where = host_port(args.host, args.port)
+    try:
+        if workers.REUSE_PORT:
+            held, shared = workers.reserve_port(args.host, args.port), None
+        else:
+            shared = workers.listening_socket(args.host, args.port)
+            held = [shared]
+    except OSError as exc:
+        raise UsageError(f"cannot serve on {where}: {exc}") from None
+
+    def worker_ready(index: int, pid: int) -> None:
+        print(f"Worker {index} started (pid {pid})", flush=True)
+
+    def all_ready() -> None:
         print(
             f"Serving {len(router.routes)} routes on http://{where}/ "
-            f"(ws://{where}/, transport {args.transport}); Ctrl+C to stop",
+            f"(ws://{where}/, transport {args.transport}, {args.workers} workers); "
+            "Ctrl+C to stop",
             flush=True,
         )
-        with anyio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as signals:
-            async for signum in signals:
-                logging.getLogger("websockets_routes").info(
-                    "%s received: closing connections with 1001", signal.Signals(signum).name
+
+    supervisor = workers.Supervisor(
+        worker_args,
+        args.workers,
+        sock=shared,
+        drain=drain,
+        on_worker_ready=worker_ready,
+        on_all_ready=all_ready,
+    )
+    try:
+        status = supervisor.run()
+    finally:
+        for sock in held:
+            sock.close()
+    for signum in (signal.SIGINT, signal.SIGTERM):  # as in _serve()
+        signal.signal(signum, signal.SIG_IGN)
+    return status
+
+
+async def _run_server(
+    router: Router, args: argparse.Namespace, link: Any = None, sock: socket.socket | None = None
+) -> None:
+    """Serve until SIGINT or SIGTERM, then close as that signal asks and wait."""
+    import anyio
+
+    log = logging.getLogger("websockets_routes")
+    drain = _drain_of(args)
+    with anyio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as signals:
+        reuse_port = link is not None and sock is None
+        async with _open_server(router, args, reuse_port, sock) as server:
+            if link is not None:
+                link.ready()
+            else:
+                where = host_port(args.host, _bound_port(server))
+                print(
+                    f"Serving {len(router.routes)} routes on http://{where}/ "
+                    f"(ws://{where}/, transport {args.transport}); Ctrl+C to stop",
+                    flush=True,
                 )
+            first = signal.SIGINT
+            async for signum in signals:
+                first = signum
                 break
-        server.close()
-        await server.wait_closed()
+            name = signal.Signals(first).name
+            if first == signal.SIGTERM and drain is not None:
+                log.info("%s received: closing connections with 1012 over %g s", name, drain)
+                server.close(drain=drain)
+            else:
+                log.info("%s received: closing connections with 1001", name)
+                server.close()
+            async with anyio.create_task_group() as tg:
+                tg.start_soon(_ignore_repeats, signals, name)
+                await server.wait_closed()
+                tg.cancel_scope.cancel()
 
 
-def _open_server(router: Router, transport: str, host: str, port: int) -> Any:
+async def _ignore_repeats(signals: AsyncIterator[int], first: str) -> None:
+    """While the server closes, a second signal changes nothing: a drain runs to its end."""
+    async for signum in signals:
+        logging.getLogger("websockets_routes").warning(
+            "%s received while closing after %s: ignored", signal.Signals(signum).name, first
+        )
+
+
+def _open_server(
+    router: Router, args: argparse.Namespace, reuse_port: bool, sock: socket.socket | None
+) -> Any:
+    transport, host, port = args.transport, args.host, args.port
     if transport == "asyncio":
         from .transports.asyncio import serve
-    elif transport in ("trio", "anyio"):
-        from .transports.anyio import serve  # type: ignore[no-redef,assignment]
-    else:
-        from . import Router as PublicRouter
-        from .transports.websockets import serve as serve_websockets
 
-        if not isinstance(router, PublicRouter):
-            raise UsageError(
-                "--transport websockets needs a websockets_routes.Router "
-                "(not a websockets_routes.core.Router)"
-            )
-        return serve_websockets(router, host, port)
-    return serve(router, host, port)
+        if sock is not None:
+            return serve(router, sock=sock)
+        return serve(router, host, port, reuse_port=reuse_port)
+    if transport in ("trio", "anyio"):
+        from .transports import anyio as anyio_transport
+
+        if sock is not None:
+            return _anyio_on_socket(router, host, sock)
+        return anyio_transport.serve(router, host, port, reuse_port=reuse_port)
+    from . import Router as PublicRouter
+    from .transports.websockets import serve as serve_websockets
+
+    if not isinstance(router, PublicRouter):
+        raise UsageError(
+            "--transport websockets needs a websockets_routes.Router "
+            "(not a websockets_routes.core.Router)"
+        )
+    return serve_websockets(router, host, port)
+
+
+@asynccontextmanager
+async def _anyio_on_socket(router: Router, host: str, sock: socket.socket) -> AsyncIterator[Any]:
+    """The anyio server accepting on a listening socket it is given."""
+    import anyio.abc
+
+    from .transports.anyio import Server
+
+    server = Server(router, host, None)
+    server.listeners = [await anyio.abc.SocketListener.from_socket(sock)]
+    async with server:
+        yield server
 
 
 def _bound_port(server: Any) -> int:

@@ -1,0 +1,32 @@
+"""The app ``tests/test_workers.py`` serves with ``--workers``.
+
+- ``/echo`` sends back every message.
+- ``/pid`` sends the worker's process id first, then echoes: a test sees which worker
+  took each connection.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+from typing import Any
+
+from websockets_routes import RoutedPath, Router
+
+if os.environ.get("WORKERS_APP_BROKEN") and "--worker-control" in sys.argv:
+    raise RuntimeError("broken on purpose")
+
+router = Router()
+
+
+@router.route("/echo", name="echo")
+async def echo(ws: Any, path: RoutedPath) -> None:
+    async for message in ws:
+        await ws.send(message)
+
+
+@router.route("/pid", name="pid")
+async def pid(ws: Any, path: RoutedPath) -> None:
+    await ws.send(str(os.getpid()))
+    async for message in ws:
+        await ws.send(message)
