@@ -63,7 +63,7 @@ def test_check_unknown_path_and_headers() -> None:
     [
         (("routes", "no_such_module_xyz:router"), "cannot import module 'no_such_module_xyz'"),
         (("routes", "examples.chat.app:nothing"), "has no attribute 'nothing'"),
-        (("routes", "examples.chat.app:rooms"), "is a dict, not a websockets_routes.Router"),
+        (("routes", "examples.chat.app:broadcast"), "is a Broadcast, not a websockets_routes.Router"),
         (("routes", "examples.chat.app"), "expected MODULE:ATTRIBUTE"),
         (("check", APP, "/x", "-H", "no colon"), "must look like 'Name: value'"),
         (("serve", APP, "--transport", "carrier-pigeon"), "invalid choice"),
@@ -95,7 +95,7 @@ def test_serve_each_transport_and_shut_down_on_sigint(transport: str) -> None:
     with cli_server(APP, "--transport", transport) as (base, proc):
         ws_url = base.replace("http://", "ws://")
         with connect(ws_url + "/rooms/cli-test", open_timeout=10) as ws:
-            assert json.loads(ws.recv(timeout=10)) == {"type": "join", "count": 1}
+            assert json.loads(ws.recv(timeout=10)) == {"type": "join"}
             ws.send(json.dumps({"user": "u", "text": "t"}))
             assert json.loads(ws.recv(timeout=10))["text"] == "t"
             proc.send_signal(signal.SIGINT)

@@ -3,35 +3,43 @@
 - ``GET /`` is a plain-HTTP route that serves the page (``index.html`` beside this file).
 - ``/rooms/{room}`` is a WebSocket route. Its ``process_request`` hook rejects room
   names that are not 1-32 lowercase letters, digits or dashes with HTTP 400, before the
-  handshake completes. Messages fan out to everyone in the room as JSON.
+  handshake completes. Messages fan out to everyone in the room as JSON, through a
+  ``Broadcast``: in this process by default, across processes and machines with
+  ``BROADCAST_URL=redis://host:port/db``. A member too slow to keep up is closed
+  with 1013 instead of slowing the room down.
 - Any other path answers HTTP 404: the router is built with the default
   ``close_unmatched=False``. With ``Router(close_unmatched=True)`` a WebSocket client
   would instead connect and be closed at once with code 4040.
 
-Run it with any transport::
+Run it with any transport, in one process or several sharing a Redis::
 
     python -m websockets_routes serve examples.chat.app:router --port 8765
     python -m websockets_routes serve examples.chat.app:router --transport trio
+    BROADCAST_URL=redis://127.0.0.1:6379/0 \
+        python -m websockets_routes serve examples.chat.app:router --workers 4
+
+The page reconnects by itself, with backoff, when the server goes away (1001), is
+restarting (1012: a drain, see docs/deploy.md) or the connection drops (1006).
 """
 
 from __future__ import annotations
 
 import json
+import os
 import re
 from http import HTTPStatus
 from pathlib import Path
 from typing import Any
 
-from websockets_routes import ConnectionClosed, Headers, Request, RoutedPath, Router
+from websockets_routes import Headers, Request, RoutedPath, Router
+from websockets_routes.broadcast import Broadcast, BroadcastError
 
 router = Router()
+broadcast = Broadcast(os.environ.get("BROADCAST_URL", "memory://"))
 
 PAGE = (Path(__file__).parent / "index.html").read_bytes()
 ROOM_NAME = re.compile(r"[a-z0-9-]{1,32}")
 MAX_TEXT = 2000
-
-# room name -> connections in it. One process, one event loop: no lock needed.
-rooms: dict[str, set[Any]] = {}
 
 
 @router.http("/", name="index")
@@ -56,37 +64,32 @@ class Room:
         return None
 
     async def handle(self, ws: Any, path: RoutedPath) -> None:
-        room = path.params["room"]
-        members = rooms.setdefault(room, set())
-        members.add(ws)
+        channel = f"room:{path.params['room']}"
         try:
-            await broadcast(room, {"type": "join", "count": len(members)})
-            async for message in ws:
-                if not isinstance(message, str):
-                    continue
+            async with broadcast.join(channel, ws):
+                await publish(channel, {"type": "join"})
                 try:
-                    data = json.loads(message)
-                except ValueError:
-                    await ws.close(1003, "send JSON text")
-                    return
-                if not isinstance(data, dict):
-                    continue
-                text = str(data.get("text", ""))[:MAX_TEXT]
-                user = str(data.get("user", "anonymous"))[:40]
-                await broadcast(room, {"type": "message", "user": user, "text": text})
-        finally:
-            members.discard(ws)
-            if members:
-                await broadcast(room, {"type": "leave", "count": len(members)})
-            else:
-                rooms.pop(room, None)
+                    await self.relay(ws, channel)
+                finally:
+                    await publish(channel, {"type": "leave"})
+        except BroadcastError as exc:  # Redis unreachable: say so, try again later
+            await ws.close(1013, str(exc)[:120])
+
+    async def relay(self, ws: Any, channel: str) -> None:
+        async for message in ws:
+            if not isinstance(message, str):
+                continue
+            try:
+                data = json.loads(message)
+            except ValueError:
+                await ws.close(1003, "send JSON text")
+                return
+            if not isinstance(data, dict):
+                continue
+            text = str(data.get("text", ""))[:MAX_TEXT]
+            user = str(data.get("user", "anonymous"))[:40]
+            await publish(channel, {"type": "message", "user": user, "text": text})
 
 
-async def broadcast(room: str, event: dict[str, Any]) -> None:
-    """Send to everyone in the room; a member that left meanwhile is skipped."""
-    payload = json.dumps(event)
-    for member in list(rooms.get(room, ())):
-        try:
-            await member.send(payload)
-        except ConnectionClosed:
-            rooms.get(room, set()).discard(member)
+async def publish(channel: str, event: dict[str, Any]) -> None:
+    await broadcast.publish(channel, json.dumps(event))
