@@ -18,14 +18,16 @@ from websockets_routes.broadcast import Broadcast
 
 __all__ = ["connect", "serve_router"]
 
+BACKENDS = ("asyncio", "trio")
+
 
 def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
     """Tests with a server: once per server (each on its backend); the others that
-    take ``anyio_backend``: on asyncio and trio."""
+    take ``anyio_backend``: on the module's ``BACKENDS`` (asyncio and trio)."""
     if "serve_router" in metafunc.fixturenames:
         transports.pytest_generate_tests(metafunc)
     elif "anyio_backend" in metafunc.fixturenames:
-        metafunc.parametrize("anyio_backend", ["asyncio", "trio"])
+        metafunc.parametrize("anyio_backend", getattr(metafunc.module, "BACKENDS", BACKENDS))
 
 
 # coredis (6.9) leaves the memory streams of a connection that failed to connect
