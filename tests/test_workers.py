@@ -416,6 +416,7 @@ def run_cli(*args: str) -> subprocess.CompletedProcess[str]:
         (("--workers", "2", "--transport", "websockets"), "--workers needs a transport that"),
         (("--workers", "0"), "--workers 0: at least 1"),
         (("--drain", "-1"), "--drain -1: the drain is 0 seconds or more"),
+        (("--drain", "inf"), "--drain inf: the drain is 0 seconds or more"),
         (("--drain", "5", "--transport", "websockets"), "--drain needs a transport that"),
     ],
 )

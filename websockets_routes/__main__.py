@@ -15,6 +15,7 @@ import argparse
 import base64
 import importlib
 import logging
+import math
 import os
 import signal
 import socket
@@ -253,7 +254,7 @@ def _check_serve_args(args: argparse.Namespace) -> None:
     if not 0 <= args.port <= 65535:
         raise UsageError(f"port {args.port} is out of range")
     if args.drain is not None:
-        if not args.drain >= 0:
+        if not 0 <= args.drain < math.inf:
             raise UsageError(f"--drain {args.drain:g}: the drain is 0 seconds or more")
         if args.transport not in DRAINING:
             raise UsageError(f"--drain needs a transport that can drain ({', '.join(DRAINING)})")
@@ -312,7 +313,8 @@ def _serve_workers(router: Router, args: argparse.Namespace) -> int:
     def all_ready() -> None:
         print(
             f"Serving {len(router.routes)} routes on http://{where}/ "
-            f"(ws://{where}/, transport {args.transport}, {args.workers} workers); "
+            f"(ws://{where}/, transport {args.transport}, "
+            f"{args.workers} worker{'s' if args.workers > 1 else ''}); "
             "Ctrl+C to stop",
             flush=True,
         )

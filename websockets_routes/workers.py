@@ -299,7 +299,7 @@ class Supervisor:
                 log = logger.info if status == 0 else logger.warning
                 log("worker %d (pid %d) stopped: %s", slot.index, pid, describe_status(status))
                 continue
-            self._schedule_restart(slot, lived)
+            delay = self._schedule_restart(slot, lived)
             log = logger.info if status == 0 else logger.error
             log(
                 "worker %d (pid %d) exited (%s) after %.1f s; restarting it in %.1f s",
@@ -307,14 +307,17 @@ class Supervisor:
                 pid,
                 describe_status(status),
                 lived,
-                (slot.restart_at or 0.0) - time.monotonic(),
+                delay,
             )
 
-    def _schedule_restart(self, slot: _Slot, lived: float) -> None:
+    def _schedule_restart(self, slot: _Slot, lived: float) -> float:
+        """Start ``slot`` again later; the delay, in seconds."""
         if lived >= STABLE_AFTER:
             slot.delay = FIRST_DELAY
-        slot.restart_at = time.monotonic() + slot.delay
-        slot.delay = min(2 * slot.delay, MAX_DELAY)
+        delay = slot.delay
+        slot.restart_at = time.monotonic() + delay
+        slot.delay = min(2 * delay, MAX_DELAY)
+        return delay
 
     def _stop(self, signum: int) -> None:
         name = signal.Signals(signum).name
