@@ -168,3 +168,24 @@ async def test_a_member_that_never_reads_is_closed_with_1013(
                 received += 1
             assert 0 < received < batches * batch
     await broadcast.aclose()
+
+
+async def test_members_with_and_without_compression_get_the_same_message(
+    serve_router: Any, connect: Any
+) -> None:
+    """One frame is shared by the members without compression; a member that
+    negotiated permessage-deflate gets the message compressed by its own context."""
+    broadcast = Broadcast()
+    text = "compressible " * 200
+    async with serve_router(room_router(broadcast), compression="deflate") as server:
+        async with (
+            connect(server, "/rooms/z", compression="deflate") as deflating,
+            connect(server, "/rooms/z", compression=None) as plain,
+        ):
+            assert await deflating.recv() == "joined" and await plain.recv() == "joined"
+            assert deflating.protocol.extensions and not plain.protocol.extensions
+            for _ in range(3):  # the compression context carries over between messages
+                await broadcast.publish("room:z", text)
+            for ws in (deflating, plain):
+                assert [await ws.recv() for _ in range(3)] == [text] * 3
+    await broadcast.aclose()

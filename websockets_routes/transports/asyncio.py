@@ -321,6 +321,24 @@ class WebSocket(SessionAttributes, asyncio.BufferedProtocol):
         if self.session.state is State.CLOSED:
             raise self.session.closed_error()
 
+    # What a Broadcast writes (websockets_routes.broadcast.members.FrameMember)
+
+    def write_shared(self, message: str | bytes, frame: bytes) -> int | None:
+        """Write a broadcast message without waiting (``frame``: its uncompressed frame,
+        built once for every member). The bytes the transport holds unsent, or None
+        once the connection is not open."""
+        if self.session.state is not State.OPEN or self.transport.is_closing():
+            return None
+        self.transport.write(self.session.conn.send_shared(message, frame))
+        # Counted only past the high-water mark (asyncio's default: 64 KiB), where
+        # asyncio pauses us: below it, nothing to act on, and no count to pay for.
+        return self.transport.get_write_buffer_size() if self._write_paused else 0
+
+    def close_nowait(self, code: int, reason: str = "") -> None:
+        """Start the closing handshake without waiting for it (a broadcast member past
+        its backlog: the close frame goes after what is already queued)."""
+        self._carry_out(self.session.close(code, reason, self._loop.time()))
+
     async def close(self, code: int = 1000, reason: str = "") -> None:
         """Start the closing handshake and wait for it to end (or ``close_timeout``)."""
         self._carry_out(self.session.close(code, reason, self._loop.time()))
