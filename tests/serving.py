@@ -18,10 +18,11 @@ URL_LINE = re.compile(r"on http://([\d.]+):(\d+)/")
 
 @contextmanager
 def cli_server(
-    app: str, *args: str, timeout: float = 30.0
+    app: str, *args: str, timeout: float = 30.0, env: dict[str, str] | None = None
 ) -> Iterator[tuple[str, subprocess.Popen[str]]]:
-    """Start the CLI on port 0; yield (base http URL, process); stop it with SIGINT."""
-    env = dict(os.environ, PYTHONUNBUFFERED="1")
+    """Start the CLI on port 0 (``env``: variables to add); yield (base http URL,
+    process); stop it with SIGINT."""
+    env = dict(os.environ, PYTHONUNBUFFERED="1", **(env or {}))
     proc = subprocess.Popen(
         [sys.executable, "-m", "websockets_routes", "serve", app, "--port", "0", *args],
         cwd=ROOT,

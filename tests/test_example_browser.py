@@ -1,4 +1,5 @@
-"""End to end: the chat example in headless Chromium, two pages in one room.
+"""End to end: the chat example in headless Chromium, two pages in one room, on one
+server; then on two servers sharing a real redis-server, one of which drains.
 
 Chromium is Debian's (/usr/bin/chromium, installed by .ci/run when missing), driven by
 Playwright with its executable_path, so nothing downloads a browser. Without Chromium
@@ -9,12 +10,15 @@ from __future__ import annotations
 
 import os
 import shutil
+import signal
 import urllib.error
 import urllib.request
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
+from tests.redis_server import RedisServer, running_redis
 from tests.serving import cli_server
 
 CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
@@ -82,5 +86,61 @@ def test_two_pages_chat_in_one_room(chromium: str, tmp_path: Path) -> None:
                 shot = tmp_path / "chat.png"
                 alice.screenshot(path=str(shot))
                 assert shot.stat().st_size > 1000
+            finally:
+                browser.close()
+
+
+@pytest.fixture
+def redis() -> Iterator[RedisServer]:
+    yield from running_redis()
+
+
+def test_two_servers_share_a_room_and_a_drained_page_moves_over(
+    chromium: str, redis: RedisServer, tmp_path: Path
+) -> None:
+    """Pages on two servers chat through Redis; when one server drains (SIGTERM,
+    --drain 1) its page sees 1012 and reconnects by itself to the other one."""
+    sync_api = pytest.importorskip("playwright.sync_api")
+    env = {"BROADCAST_URL": redis.url}
+    with (
+        cli_server("examples.chat.app:router", "--drain", "1", env=env) as (base_a, proc_a),
+        cli_server("examples.chat.app:router", env=env) as (base_b, _proc_b),
+    ):
+        host_b = base_b.removeprefix("http://")
+        with sync_api.sync_playwright() as pw:
+            browser = pw.chromium.launch_persistent_context(
+                str(tmp_path / "profile"), executable_path=chromium, args=CHROMIUM_ARGS
+            )
+            try:
+                alice, bob = browser.new_page(), browser.new_page()
+                # ?server=: where alice's page goes next, as a load balancer would send it.
+                for page, url, name in ((alice, f"{base_a}/?server={host_b}", "alice"),
+                                        (bob, base_b + "/", "bob")):
+                    page.goto(url)
+                    page.fill("#user", name)
+                    page.fill("#room", "scale-out")
+                    page.click("#join button")
+                    page.wait_for_selector("body[data-state=joined]", timeout=10_000)
+
+                alice.fill("#text", "from server a")
+                alice.click("#send-button")
+                bob.wait_for_selector("#log p:has-text('alice: from server a')", timeout=10_000)
+                bob.fill("#text", "from server b")
+                bob.click("#send-button")
+                alice.wait_for_selector("#log p:has-text('bob: from server b')", timeout=10_000)
+
+                proc_a.send_signal(signal.SIGTERM)
+                alice.wait_for_selector(
+                    "#log p:has-text('connection closed (1012')", timeout=10_000
+                )
+                alice.wait_for_selector(
+                    f"#log p:has-text('joined scale-out on {host_b}')", timeout=15_000
+                )
+                alice.wait_for_selector("body[data-state=joined]", timeout=10_000)
+                assert proc_a.wait(timeout=15) == 0
+
+                alice.fill("#text", "moved over")
+                alice.click("#send-button")
+                bob.wait_for_selector("#log p:has-text('alice: moved over')", timeout=10_000)
             finally:
                 browser.close()
