@@ -194,7 +194,7 @@ async def test_a_handler_that_ends_before_its_moment_closes_1000(serve_router, c
 async def test_a_stuck_handler_gets_close_timeout_from_its_close(serve_router, connect, draining):
     router, seen = make_router()
     results: list[tuple[float, int | None]] = []
-    close_timeout = 0.3
+    close_timeout = 0.2  # twice that is shorter than the drain: no give-up before it ends
     with anyio.fail_after(TIMEOUT):
         async with serve_router(router, close_timeout=close_timeout) as server:
             async with connect(server, "/stuck") as ws:
