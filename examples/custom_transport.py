@@ -188,25 +188,30 @@ class Server:
         self.connections[connection] = asyncio.current_task()
         try:
             if not self.server.is_serving():  # accepted as the server closed
-                connection.act(connection.session.shutdown(connection.loop.time()))
+                connection.act(self.plan.late(connection.session, connection.loop.time()))
             await connection.read_until_ended()
             if connection.task is not None:  # the handler may outlive TCP
                 await asyncio.wait([connection.task])
         finally:
             del self.connections[connection]
 
-    def close(self) -> None:
-        """Stop accepting, let each session shut its connection down (1001), give
-        handlers ``close_timeout`` to return, then cancel them."""
+    def close(self, drain: float | None = None) -> None:
+        """Stop accepting, let each session shut its connection down (1001; with
+        ``drain=N``, 1012 at moments spread over N seconds), give handlers
+        ``close_timeout`` from their close to return, then cancel them."""
+        plan = core.ServerShutdown(drain, asyncio.get_running_loop().time())  # checks drain
         if self.server.is_serving():
+            self.plan = plan
             self.server.close()
             self.shutdown_task = asyncio.get_running_loop().create_task(self.shutdown())
 
     async def shutdown(self) -> None:
-        loop = asyncio.get_running_loop()
-        for connection in list(self.connections):
-            # 1001; a handler still running gets close_timeout, then CancelHandler.
-            connection.act(connection.session.shutdown(loop.time()))
+        connections = list(self.connections)
+        now = asyncio.get_running_loop().time()
+        # Each session closes at its moment; a handler gets close_timeout, then CancelHandler.
+        plans = self.plan.apply([connection.session for connection in connections], now)
+        for connection, actions in zip(connections, plans, strict=True):
+            connection.act(actions)
         while self.connections:  # each session ends its TCP by itself
             await asyncio.wait(set(self.connections.values()))
         self.closed.set()

@@ -26,12 +26,6 @@ DRAIN = 0.6
 CLIENTS = 4
 
 
-@pytest.fixture
-def draining(transport: str) -> None:
-    if transport == "custom":
-        pytest.skip("examples/custom_transport.py has no drain")
-
-
 def make_router() -> tuple[Router, dict[str, Any]]:
     seen: dict[str, Any] = {
         "cancelled_at": None,
@@ -99,7 +93,7 @@ async def refused(port: int, connect: Any) -> None:
             pass  # pragma: no cover - a failure
 
 
-async def test_drain_closes_with_1012_spread_over_the_drain(serve_router, connect, draining):
+async def test_drain_closes_with_1012_spread_over_the_drain(serve_router, connect):
     router, _ = make_router()
     results: list[tuple[float, int | None]] = []
     with anyio.fail_after(TIMEOUT):
@@ -126,7 +120,7 @@ async def test_drain_closes_with_1012_spread_over_the_drain(serve_router, connec
     assert done - start >= DRAIN * 0.9  # wait_closed() waited for the last one
 
 
-async def test_new_connections_are_refused_while_draining(serve_router, connect, draining):
+async def test_new_connections_are_refused_while_draining(serve_router, connect):
     router, _ = make_router()
     results: list[tuple[float, int | None]] = []
     with anyio.fail_after(TIMEOUT):
@@ -144,7 +138,7 @@ async def test_new_connections_are_refused_while_draining(serve_router, connect,
     assert [code for _, code in results] == [1012]
 
 
-async def test_close_without_drain_is_1001_to_all_at_once(serve_router, connect, draining):
+async def test_close_without_drain_is_1001_to_all_at_once(serve_router, connect):
     router, _ = make_router()
     results: list[tuple[float, int | None]] = []
     with anyio.fail_after(TIMEOUT):
@@ -161,7 +155,7 @@ async def test_close_without_drain_is_1001_to_all_at_once(serve_router, connect,
     assert moments[-1] - moments[0] < DRAIN / 2  # together, not spread
 
 
-async def test_a_drain_of_zero_is_1012_to_all_at_once(serve_router, connect, draining):
+async def test_a_drain_of_zero_is_1012_to_all_at_once(serve_router, connect):
     router, _ = make_router()
     results: list[tuple[float, int | None]] = []
     with anyio.fail_after(TIMEOUT):
@@ -177,7 +171,7 @@ async def test_a_drain_of_zero_is_1012_to_all_at_once(serve_router, connect, dra
     assert moments[-1] - moments[0] < DRAIN / 2
 
 
-async def test_a_handler_that_ends_before_its_moment_closes_1000(serve_router, connect, draining):
+async def test_a_handler_that_ends_before_its_moment_closes_1000(serve_router, connect):
     router, _ = make_router()
     results: list[tuple[float, int | None]] = []
     with anyio.fail_after(TIMEOUT):
@@ -191,7 +185,7 @@ async def test_a_handler_that_ends_before_its_moment_closes_1000(serve_router, c
     assert code == 1000 and at - start < DRAIN
 
 
-async def test_a_stuck_handler_gets_close_timeout_from_its_close(serve_router, connect, draining):
+async def test_a_stuck_handler_gets_close_timeout_from_its_close(serve_router, connect):
     router, seen = make_router()
     results: list[tuple[float, int | None]] = []
     close_timeout = 0.2  # twice that is shorter than the drain: no give-up before it ends
@@ -211,7 +205,7 @@ async def test_a_stuck_handler_gets_close_timeout_from_its_close(serve_router, c
 
 
 async def test_a_handshake_decided_during_the_drain_is_served_until_its_moment(
-    serve_router, connect, draining
+    serve_router, connect
 ):
     router, seen = make_router()
     results: list[tuple[float, int | None]] = []
@@ -236,7 +230,7 @@ async def test_a_handshake_decided_during_the_drain_is_served_until_its_moment(
 
 @pytest.mark.parametrize("drain", [-1, -0.5, math.inf, math.nan])
 async def test_a_bad_drain_is_refused_and_the_server_serves_on(
-    serve_router, connect, draining, drain
+    serve_router, connect, drain
 ):
     router, _ = make_router()
     with anyio.fail_after(TIMEOUT):
