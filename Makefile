@@ -62,10 +62,12 @@ bench: venv
 	$(PY) benchmarks/load.py --uvloop
 	$(PY) benchmarks/load.py --servers ours-anyio-trio,websockets-trio-router,trio-websocket \
 		--baseline websockets-trio-router
+	$(PY) benchmarks/fanout.py
 
 bench-quick: venv
 	$(PY) benchmarks/match.py --quick
 	$(PY) benchmarks/load.py --quick
+	$(PY) benchmarks/fanout.py --quick
 
 # Autobahn|Testsuite fuzzingclient, all 517 cases with permessage-deflate (12-15 min).
 # TRANSPORT=asyncio|anyio-asyncio|anyio-trio|websockets-hook|custom, CASES='1.*,5.*', EXCLUDE=...
