@@ -353,7 +353,8 @@ async def test_sigterm_to_every_process_is_acted_on_once(start: Callable[..., Cl
     assert [await close_code(ws) for ws, _ in connections] == [1012] * len(connections)
     assert time.monotonic() - signalled >= drain / 2
     assert await wait_exit(cluster.proc, drain + 10) == 0
-    assert "SIGTERM received while closing after SIGTERM: ignored" in cluster.stderr
+    # One drain per worker (the kernel may merge the two copies of a signal into one).
+    assert cluster.stderr.count("SIGTERM received: closing connections with 1012") == 2
     assert "restarting" not in cluster.stderr
 
 
