@@ -25,6 +25,8 @@ import pytest
 from websockets.asyncio.client import ClientConnection, connect
 from websockets.exceptions import ConnectionClosed
 
+from tests.redis_server import RedisServer, running_redis
+
 ROOT = Path(__file__).resolve().parent.parent
 APP = "tests.workers_app:router"
 START_TIMEOUT = 30.0
@@ -229,6 +231,34 @@ async def test_two_workers_share_the_port(start: Callable[..., Cluster], transpo
     # The kernel spreads connections over the workers' sockets by their addresses.
     served = await echoes(cluster, 20)
     assert served == set(workers.values())
+
+
+@pytest.fixture
+def redis() -> Iterator[RedisServer]:
+    yield from running_redis()
+
+
+@pytest.mark.anyio
+async def test_workers_share_a_room_through_redis(
+    start: Callable[..., Cluster], redis: RedisServer
+) -> None:
+    """Every member of one room gets every message, whichever worker holds it."""
+    cluster = start(BROADCAST_URL=redis.url)
+    members = []
+    try:
+        for _ in range(16):  # the kernel spreads them: all on one worker is 1 in 2**15
+            ws = await connect(cluster.url("/room"), open_timeout=10)
+            members.append((ws, int(await ws.recv())))
+        assert {pid for _, pid in members} == set(cluster.workers().values())
+        for index, (ws, _) in enumerate(members):
+            await ws.send(f"from member {index}")
+        expected = {f"from member {index}" for index in range(len(members))}
+        for ws, _ in members:
+            with anyio.fail_after(10):
+                assert {await ws.recv() for _ in expected} == expected
+    finally:
+        for ws, _ in members:
+            await ws.close()
 
 
 @pytest.mark.anyio
