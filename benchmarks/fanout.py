@@ -1164,6 +1164,16 @@ def to_json(run_: Run, meta: dict[str, Any]) -> dict[str, Any]:
         if value is not None:
             ratios[f"{top} / {bottom}"] = {
                 "value": value,
+                # each round's own ratio: how much the noise moved it
+                "rounds": [
+                    a / b
+                    for a, b in zip(
+                        results[top]["deliveries_per_s"]["rounds"],
+                        results[bottom]["deliveries_per_s"]["rounds"],
+                        strict=False,  # a configuration dropped mid-run has fewer
+                    )
+                    if a and b
+                ],
                 # lower is better: top's server CPU per delivery over bottom's
                 "cpu_per_delivery": ratio(results, top, bottom, "server_cpu_us_per_delivery"),
                 "target": target,
@@ -1241,6 +1251,8 @@ def format_table(report: dict[str, Any]) -> str:
     ]
     for label, r in report["ratios"].items():
         line = f"ratio {label}: {r['value']:.2f}x deliveries/s"
+        if len(r["rounds"]) > 1:
+            line += f" (rounds {min(r['rounds']):.2f}-{max(r['rounds']):.2f})"
         if r["target"] is not None:
             line += f" (target >= {r['target']}x: {'met' if r['met'] else 'NOT met'})"
         if r.get("cpu_per_delivery") is not None:
@@ -1260,7 +1272,12 @@ def format_table(report: dict[str, Any]) -> str:
             )
         )
     out.append(f"{meta['pinning']}; servers on {meta['servers_loop']}; clients: {meta['client']}")
-    out.append(f"commit {meta['commit']}, Python {meta['python']}, {meta['cpus']} CPUs")
+    changed = meta["uncommitted_in_websockets_routes"]
+    out.append(
+        f"commit {meta['commit']}"
+        + (f" with {len(changed)} uncommitted file(s) in websockets_routes" if changed else "")
+        + f", Python {meta['python']}, {meta['cpus']} CPUs"
+    )
     return "\n".join(out)
 
 
@@ -1353,10 +1370,10 @@ def parse_args(argv: list[str] | None) -> tuple[Options, argparse.Namespace]:
     return options, args
 
 
-def git_commit() -> str | None:
+def git(*args: str) -> str | None:
     try:
         done = subprocess.run(
-            ["git", "describe", "--always", "--dirty", "--abbrev=7"],
+            ["git", *args],
             cwd=ROOT,
             capture_output=True,
             text=True,
@@ -1365,7 +1382,16 @@ def git_commit() -> str | None:
         )
     except (OSError, subprocess.TimeoutExpired):
         return None
-    return done.stdout.strip() or None
+    return done.stdout.strip() if done.returncode == 0 else None
+
+
+def source_state() -> dict[str, Any]:
+    """The commit measured, and the files of the measured package that differ from it."""
+    changed = git("status", "--porcelain", "--", "websockets_routes")
+    return {
+        "commit": git("rev-parse", "--short=7", "HEAD"),
+        "uncommitted_in_websockets_routes": changed.splitlines() if changed else [],
+    }
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -1387,7 +1413,7 @@ def main(argv: list[str] | None = None) -> int:
         if argv is None
         else "fanout.main(" + repr(argv) + ")",
         "date": time.strftime("%Y-%m-%d %H:%M:%S"),
-        "commit": git_commit(),
+        **source_state(),
         "python": platform.python_version(),
         "cpus": os.cpu_count(),
         "servers_loop": "uvloop" if options.uvloop else "asyncio",
