@@ -1306,8 +1306,9 @@ def parse_args(argv: list[str] | None) -> tuple[Options, argparse.Namespace]:
     parser.add_argument(
         "--slow-max-backlog",
         type=int,
-        default=16 * 1024,
-        help="max_backlog of the slow-member server, bytes (16384)",
+        default=64 * 1024,
+        help="max_backlog of the slow-member server, bytes (65536: the asyncio server "
+        "looks at a backlog once past asyncio's 64 KiB high-water mark)",
     )
     parser.add_argument(
         "--slow-close-timeout",
