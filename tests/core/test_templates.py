@@ -137,3 +137,30 @@ def test_build_percent_encodes_every_value() -> None:
     t = compile_template("/t/{id}/f/*rest")
     assert t.build({"id": "a/b c", "rest": "x y/z"}) == "/t/a%2Fb%20c/f/x%20y/z"
     assert compile_template("/café/{x}").build({"x": "é"}) == "/caf%C3%A9/%C3%A9"
+
+
+@pytest.mark.parametrize(
+    ("template", "fix"),
+    [
+        ("/t/{id:int}", '{id:\\d+} and int(path.params["id"])'),
+        ("/t/{x:float}", 'float(path.params["x"])'),
+        ("/t/{name:str}", "{name}"),
+        ("/t/{key:uuid}", 'uuid.UUID(path.params["key"])'),
+        ("/t/{rest:path}", "{rest:.*}"),
+        ("/t/file-{id:int}.json", '{id:\\d+} and int(path.params["id"])'),
+    ],
+)
+def test_a_converter_name_as_the_regex_raises_naming_the_fix(template: str, fix: str) -> None:
+    # Starlette's and FastAPI's {id:int} is the regex "int" in Routes syntax: /t/42
+    # would not match and /t/int would.
+    with pytest.raises(ValueError) as info:
+        compile_template(template)
+    message = str(info.value)
+    assert repr(template) in message and "converter" in message
+    assert fix in message
+
+
+@pytest.mark.parametrize("regex", ["integer", "ints", "(int)", "int|float", "Int", "paths"])
+def test_other_regexes_stay_regexes(regex: str) -> None:
+    compiled = compile_template(f"/t/{{v:{regex}}}")
+    assert compiled.names == ("v",)

@@ -35,6 +35,15 @@ _SIMPLE = re.compile(r"(?:/(?:[^/{}:*\\]*|\{[A-Za-z_][A-Za-z0-9_]*\}))+")
 _ORDINARY = re.compile(r"[^{}:\\]+")  # text _extract_braces copies as it is
 _ROUTES_SYNTAX = re.compile(r"[:*\\]")  # what is left for Routes once braces are cut out
 _PLACEHOLDER = re.compile(r"\{(_b\d+)\}")
+# Starlette's and FastAPI's converters: in Routes syntax {id:int} is the regex "int",
+# which would match only the text "int". What to write instead, and how to convert.
+_CONVERTERS = {
+    "int": ("{%s:\\d+}", 'int(path.params["%s"])'),
+    "float": ("{%s:-?\\d+(?:\\.\\d+)?}", 'float(path.params["%s"])'),
+    "str": ("{%s}", None),
+    "uuid": ("{%s:[0-9a-f]{8}(?:-[0-9a-f]{4}){3}-[0-9a-f]{12}}", 'uuid.UUID(path.params["%s"])'),
+    "path": ("{%s:.*}", None),
+}
 
 
 @dataclass(frozen=True, slots=True)
@@ -364,6 +373,8 @@ def _parse(source: str, requirements: dict[str, str]) -> list[tuple[_Piece, ...]
         elif item["name"] in groups:
             name, regex = groups[item["name"]]
             tail = False
+            if regex in _CONVERTERS:
+                raise ValueError(_converter_advice(name, regex))
         else:  # Routes' ':name' form
             name, regex, tail = item["name"], None, False
         if not _NAME.match(name):
@@ -396,6 +407,22 @@ def _parse(source: str, requirements: dict[str, str]) -> list[tuple[_Piece, ...]
     if segments[0]:
         raise ValueError("must start with '/'")
     return [tuple(s) for s in segments[1:]]
+
+
+def _converter_advice(name: str, converter: str) -> str:
+    template, conversion = _CONVERTERS[converter]
+    fix = template % name
+    if conversion is not None:
+        fix += f" and {conversion % name} in the view (params are str)"
+    elif converter == "str":
+        fix += " (any non-empty segment; params are str)"
+    else:
+        fix += f" (the rest of the path, slashes included; {{{name}:.+}} if not empty)"
+    return (
+        f"{{{name}:{converter}}} is the regex {converter!r} in Routes syntax (it matches "
+        f"only the text {converter!r}), not the {converter!r} converter of Starlette or "
+        f"FastAPI. Write {fix}"
+    )
 
 
 def _compile_segment(pieces: tuple[_Piece, ...], last: bool) -> Segment:
