@@ -44,8 +44,8 @@ def test_check_accept_shows_route_params_and_accept_header() -> None:
 def test_check_runs_the_view_hook() -> None:
     result = run_cli("check", APP, "/rooms/Bad!Room")
     assert result.returncode == 0, result.stderr
-    assert result.stdout.startswith("Respond  HTTP 400")
-    assert "bad room name" in result.stdout
+    assert result.stdout.startswith("Close    accept, then close with 4400")
+    assert "use 1-32 of a-z" in result.stdout
     # --no-hooks shows what decide() alone says
     assert run_cli("check", APP, "/rooms/Bad!Room", "--no-hooks").stdout.startswith("Accept")
 
