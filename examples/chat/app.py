@@ -1,12 +1,15 @@
 """A chat with rooms: what ``make run`` serves on http://127.0.0.1:8765/.
 
 - ``GET /`` is a plain-HTTP route that serves the page (``index.html`` beside this file).
-- ``/rooms/{room}`` is a WebSocket route. Its ``process_request`` hook rejects room
-  names that are not 1-32 lowercase letters, digits or dashes with HTTP 400, before the
-  handshake completes. Messages fan out to everyone in the room as JSON, through a
-  ``Broadcast``: in this process by default, across processes and machines with
-  ``BROADCAST_URL=redis://host:port/db``. A member too slow to keep up is closed
-  with 1013 instead of slowing the room down.
+- ``/rooms/{room}`` is a WebSocket route. Its ``process_request`` hook refuses room
+  names that are not 1-32 lowercase letters, digits or dashes with ``Close(4400,
+  reason)``: the handshake completes, then the connection closes at once with code
+  4400 and the reason, which the page's script can read and show (a browser hides the
+  status of a refused handshake from scripts: an HTTP 400 would show as 1006).
+  Messages fan out to everyone in the room as JSON, through a ``Broadcast``: in this
+  process by default, across processes and machines with
+  ``BROADCAST_URL=redis://host:port/db``. A member too slow to keep up is closed with
+  1013 instead of slowing the room down.
 - Any other path answers HTTP 404: the router is built with the default
   ``close_unmatched=False``. With ``Router(close_unmatched=True)`` a WebSocket client
   would instead connect and be closed at once with code 4040.
@@ -27,11 +30,10 @@ from __future__ import annotations
 import json
 import os
 import re
-from http import HTTPStatus
 from pathlib import Path
 from typing import Any
 
-from websockets_routes import Headers, Request, RoutedPath, Router
+from websockets_routes import Close, Headers, Request, RoutedPath, Router
 from websockets_routes.broadcast import Broadcast, BroadcastError
 
 router = Router()
@@ -54,13 +56,13 @@ async def health(request: Request) -> str:
 
 @router.route("/rooms/{room}", name="room")
 class Room:
-    async def process_request(
-        self, path: RoutedPath, headers: Headers
-    ) -> tuple[int, list[tuple[str, str]], bytes] | None:
+    async def process_request(self, path: RoutedPath, headers: Headers) -> Close | None:
         room = path.params["room"]
         if not ROOM_NAME.fullmatch(room):
-            body = f"bad room name {room!r}: use 1-32 of a-z, 0-9 and '-'\n"
-            return HTTPStatus.BAD_REQUEST, [("Content-Type", "text/plain")], body.encode()
+            shown = room if len(room) <= 40 else room[:40] + "..."
+            reason = f"use 1-32 of a-z, 0-9 and -, not {shown!r}"
+            # A close reason is at most 123 bytes of UTF-8: cut a long one short.
+            return Close(4400, reason.encode()[:123].decode(errors="ignore"))
         return None
 
     async def handle(self, ws: Any, path: RoutedPath) -> None:
