@@ -312,6 +312,30 @@ async def test_http_route_str_or_bytes_answer(result: Any, content_type: str, bo
 
 
 @pytest.mark.anyio
+@pytest.mark.parametrize(
+    ("result", "body"),
+    [
+        ({"ok": True, "n": [1, 2.5, None]}, b'{"ok":true,"n":[1,2.5,null]}'),
+        ([], b"[]"),
+        (["caf\u00e9", {"k": "\u2603"}], '["caf\u00e9",{"k":"\u2603"}]'.encode()),
+    ],
+)
+async def test_http_route_dict_or_list_answer_is_json(result: Any, body: bytes) -> None:
+    decision = await http_router(result).resolve(Request("GET", "/health/x", []))
+    assert decision == Respond(200, [("Content-Type", "application/json")], body)
+
+
+@pytest.mark.anyio
+async def test_http_route_json_that_does_not_serialize_is_500(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    with caplog.at_level(logging.ERROR, logger="websockets_routes"):
+        decision = await http_router({"when": object()}).resolve(Request("GET", "/health/x", []))
+    assert isinstance(decision, Respond) and decision.status == 500
+    assert "'health'" in caplog.text
+
+
+@pytest.mark.anyio
 async def test_http_route_other_method_is_405() -> None:
     decision = await http_router("ok").resolve(Request("POST", "/health/x", []))
     assert isinstance(decision, Respond) and decision.status == 405

@@ -328,3 +328,144 @@ def test_a_function_view_object_is_shared_a_class_view_is_not() -> None:
     assert first.params is not second.params  # but params and context are per match
     c1, c2 = router.match("/c"), router.match("/c")
     assert c1 is not None and c2 is not None and c1.route is not c2.route
+
+
+# Route-definition traps, caught when the route is defined
+
+
+@pytest.mark.parametrize("converter", ["int", "float", "str", "uuid", "path"])
+def test_a_starlette_converter_fails_at_definition_naming_the_fix(converter: str) -> None:
+    router = Router()
+    with pytest.raises(ValueError, match=rf"'/t/\{{v:{converter}\}}'.*Write \{{v"):
+        router.route(f"/t/{{v:{converter}}}")
+    with pytest.raises(ValueError, match=rf"'/h/\{{v:{converter}\}}'.*Write \{{v"):
+        router.http(f"/h/{{v:{converter}}}")
+    assert router.routes == []
+
+
+def test_the_same_template_twice_for_the_same_kind_names_the_first() -> None:
+    router = Router()
+    router.route("/room/{id}", name="room")(view)
+    with pytest.raises(ValueError) as info:
+        router.route("/room/{id}")(other_view)
+    message = str(info.value)
+    assert "'/room/{id}'" in message and "view" in message and "'room'" in message
+    assert "other_view" not in message
+
+    router.http("/health")(lambda request: "ok")
+    with pytest.raises(ValueError, match=r"'/health'.*<lambda>"):
+        router.http("/health")(lambda request: "again")
+    assert [r.endpoint for r in router.routes][0] is view and len(router.routes) == 2
+
+
+def test_a_websocket_and_an_http_route_may_share_a_template() -> None:
+    # Different kinds: both are kept, and the first registered answers (as for any two
+    # routes that match the same path).
+    router = Router()
+    router.route("/x")(view)
+    router.http("/x")(lambda request: "page")
+    assert [r.kind for r in router.routes] == ["websocket", "http"]
+    assert router.match("/x").route.handle is view  # type: ignore[union-attr]
+
+
+def test_an_included_route_on_a_template_already_registered_is_refused() -> None:
+    api = Router()
+    api.route("/users/{id}")(other_view)
+    api.route("/other")(other_view)
+    root = Router()
+    root.route("/api/users/{id}", name="users")(view)
+    with pytest.raises(ValueError, match=r"'/api/users/\{id\}'.*view.*'users'"):
+        root.include("/api", api)
+    assert [r.template.source for r in root.routes] == ["/api/users/{id}"]  # nothing added
+    root.include("/v2", api)  # another prefix is another template
+    assert len(root.routes) == 3
+
+
+def test_a_route_added_later_to_an_included_router_is_checked_against_its_parents() -> None:
+    leaf, root = Router(), Router()
+    root.include("/leaf", leaf)
+    root.route("/leaf/late")(view)
+    with pytest.raises(ValueError, match="'/leaf/late'"):
+        leaf.route("/late")(other_view)
+    assert leaf.routes == [] and len(root.routes) == 1
+
+
+async def one_arg(ws: Any) -> None:
+    await ws.send(str(ws.path))
+
+
+@pytest.mark.anyio
+async def test_a_view_of_ws_alone_is_called_with_the_connection_only() -> None:
+    router = Router()
+    assert router.route("/new/{id}")(one_arg) is one_arg
+    found = router.match("/new/7")
+    assert found is not None
+
+    class WS:
+        path = found
+        sent: list[str] = []
+
+        async def send(self, message: str) -> None:
+            self.sent.append(message)
+
+    await found.route.handle(WS(), found)
+    assert WS.sent == ["/new/7"]
+    assert [r.endpoint for r in router.routes] == [one_arg]
+
+
+async def takes_nothing() -> None:
+    pass
+
+
+async def takes_three(ws: Any, path: Any, extra: Any) -> None:
+    pass
+
+
+async def keyword_only(ws: Any, *, key: Any) -> None:
+    pass
+
+
+@pytest.mark.parametrize("bad", [takes_nothing, takes_three, keyword_only])
+def test_a_view_taking_neither_ws_nor_ws_and_path_fails_at_decoration(bad: Any) -> None:
+    router = Router()
+    with pytest.raises(TypeError) as info:
+        router.route("/bad")(bad)
+    message = str(info.value)
+    assert "'/bad'" in message and bad.__qualname__ in message
+    assert "(ws)" in message and "(ws, path)" in message
+    assert router.routes == []
+
+
+def test_views_taking_ws_and_path_in_other_shapes_are_accepted() -> None:
+    async def defaulted(ws: Any, path: Any = None) -> None:
+        pass
+
+    async def star(*args: Any) -> None:
+        pass
+
+    async def ws_star(ws: Any, *args: Any, **kwargs: Any) -> None:
+        pass
+
+    router = Router()
+    for i, endpoint in enumerate([view, defaulted, star, ws_star]):
+        router.route(f"/v{i}")(endpoint)
+        found = router.match(f"/v{i}")
+        assert found is not None and found.route.handle is endpoint  # called as (ws, path)
+
+
+def test_a_class_view_handle_must_take_ws_and_path() -> None:
+    class NoArgs:
+        async def handle(self) -> None:
+            pass
+
+    class Three:
+        async def handle(self, ws: Any, path: Any, extra: Any) -> None:
+            pass
+
+    router = Router()
+    for cls in (NoArgs, Three):
+        with pytest.raises(
+            TypeError, match=rf"'/room'.*{cls.__qualname__}.*handle\(self, ws, path\)"
+        ):
+            router.route("/room")(cls)
+    assert router.routes == []

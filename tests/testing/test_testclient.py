@@ -342,6 +342,24 @@ async def test_plain_http_requests(no_sockets):
             assert plain.status == 426
 
 
+async def test_a_view_of_ws_alone_and_an_http_view_returning_json(no_sockets):
+    router = Router()
+
+    @router.route("/room/{name}", name="room")
+    async def room(ws):  # websockets 14+ handler style
+        await ws.send(f"{type(ws.path).__name__} {ws.path} {ws.path.params} {ws.path.name}")
+
+    router.http("/items")(lambda request: [1, "caf\u00e9"])
+    with anyio.fail_after(TIMEOUT):
+        async with TestClient(router) as client:
+            async with client.connect("/room/a%20b?x=1") as ws:
+                assert await ws.recv() == "RoutedPath /room/a%20b?x=1 {'name': 'a b'} room"
+            response = await client.get("/items")
+    assert response.status == 200
+    assert response.header("content-type") == "application/json"
+    assert response.body == '[1,"caf\u00e9"]'.encode()
+
+
 async def test_many_connections_at_once_and_the_server_side_object():
     router = Router()
     members: list = []

@@ -149,6 +149,33 @@ async def test_connection_attributes(serve_router, connect):
     }
 
 
+async def test_a_view_of_ws_alone_reads_the_routed_path_as_ws_path(serve_router, connect):
+    router = Router()
+
+    @router.route("/room/{name}", name="room")
+    async def room(ws):  # websockets 14+ handler style
+        path = ws.path
+        await ws.send(f"{type(path).__name__} {path} {path.params} {path.name}")
+
+    with anyio.fail_after(TIMEOUT):
+        async with serve_router(router) as server:
+            async with connect(server, "/room/a%20b?x=1") as ws:
+                assert await ws.recv() == "RoutedPath /room/a%20b?x=1 {'name': 'a b'} room"
+
+
+async def test_an_http_view_returning_a_dict_is_json(serve_router):
+    router = Router()
+    router.http("/status")(lambda request: {"ok": True, "name": "caf\u00e9"})
+    with anyio.fail_after(TIMEOUT):
+        async with serve_router(router) as server:
+            async with await RawClient.connect(server.port) as raw:
+                await raw.send(b"GET /status HTTP/1.1\r\nHost: x\r\n\r\n")
+                head = await raw.read_head()
+                assert head.startswith("HTTP/1.1 200 ")
+                assert "content-type: application/json" in head.lower()
+                assert json.loads(await raw.read_to_eof()) == {"ok": True, "name": "caf\u00e9"}
+
+
 async def test_unknown_path_is_404(serve_router, connect):
     with anyio.fail_after(TIMEOUT):
         async with serve_router(make_router()) as server:

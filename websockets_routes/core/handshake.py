@@ -14,6 +14,7 @@ from __future__ import annotations
 import binascii
 import hashlib
 import inspect
+import json
 import logging
 import re
 from collections.abc import Iterable, Sequence
@@ -392,8 +393,11 @@ async def _serve_http(path: RoutedPath, request: Request) -> Respond:
         if isinstance(result, tuple) and len(result) == 3:
             status, headers, body = result
             return Respond(int(status), header_pairs(_header_items(headers)), body)
+        if isinstance(result, (dict, list)):
+            text = json.dumps(result, ensure_ascii=False, separators=(",", ":"))
+            return Respond(200, [("Content-Type", "application/json")], text.encode())
         raise TypeError(
-            "an HTTP view must return (status, headers, body), bytes or str, "
+            "an HTTP view must return (status, headers, body), bytes, str, dict or list, "
             f"not {type(result).__name__}"
         )
     except Exception:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import inspect
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -52,6 +53,9 @@ class Route:
     subprotocols: tuple[str, ...] | None
     origins: tuple[str | None, ...] | None
     requirements: dict[str, str] | None
+    # What a transport's ``route.handle(ws, path)`` calls for a function view: the view
+    # itself, or an adapter for a view of ``(ws)`` alone. None: the endpoint itself.
+    handle: Callable[..., Any] | None = field(default=None, compare=False, repr=False)
     # (shared view, view class, name, template source), read together for every match.
     # A function view holds nothing per connection, so one FunctionView serves them all;
     # a class view (shared None) gets a new instance per connection, made by RoutedPath
@@ -66,7 +70,8 @@ class Route:
         if isinstance(endpoint, type):
             routing = (None, endpoint, self.name, self.template.source)
         else:
-            routing = (FunctionView(endpoint), None, self.name, self.template.source)
+            handle = endpoint if self.handle is None else self.handle
+            routing = (FunctionView(handle), None, self.name, self.template.source)
         object.__setattr__(self, "routing", routing)
 
     def view(self) -> Any:
@@ -89,14 +94,63 @@ class Route:
             self.subprotocols if self.subprotocols is not None else owner.subprotocols,
             self.origins if self.origins is not None else owner.origins,
             self.requirements,
+            self.handle,
         )
 
 
-def _check_view(endpoint: Any, template: str, kind: RouteKind) -> None:
+def _describe(endpoint: Any) -> str:
+    """A view as an error message names it: module.qualname, else its repr."""
+    qualname = getattr(endpoint, "__qualname__", None)
+    if not isinstance(qualname, str):
+        return repr(endpoint)
+    module = getattr(endpoint, "__module__", None)
+    return f"{module}.{qualname}" if isinstance(module, str) else qualname
+
+
+def _positional_args(func: Any, choices: tuple[int, ...]) -> int | None:
+    """The first of ``choices`` (a number of positional arguments) that ``func`` can
+    be called with, None if none; the largest when its signature cannot be read."""
+    try:
+        signature = inspect.signature(func)
+    except (TypeError, ValueError):  # a builtin, say: nothing to check
+        return choices[0]
+    for count in choices:
+        try:
+            signature.bind(*range(count))
+        except TypeError:
+            continue
+        return count
+    return None
+
+
+def _signature(func: Any) -> str:
+    try:
+        return str(inspect.signature(func))
+    except (TypeError, ValueError):  # pragma: no cover - only called after a bind failed
+        return "(?)"
+
+
+def _ws_only(view: Callable[..., Any]) -> Callable[..., Any]:
+    """``handle(ws, path)`` for a view of ``(ws)`` alone (websockets 14+ style), which
+    reads the path as ``ws.path``."""
+
+    def handle(ws: Any, path: Any, /) -> Any:
+        return view(ws)
+
+    try:
+        functools.update_wrapper(handle, view)
+    except (AttributeError, TypeError):  # pragma: no cover - an object without a __dict__
+        pass
+    return handle
+
+
+def _check_view(endpoint: Any, template: str, kind: RouteKind) -> Callable[..., Any] | None:
+    """Check a view when it is decorated; for a function view of ``(ws)`` alone, the
+    ``handle(ws, path)`` that calls it."""
     if kind == "http":
         if not callable(endpoint) or isinstance(endpoint, type):
             raise TypeError(f"HTTP route {template!r}: the view must be a function of (request)")
-        return
+        return None
     if isinstance(endpoint, type):
         handle = getattr(endpoint, "handle", None)
         if handle is None or not _is_async(handle):
@@ -104,15 +158,31 @@ def _check_view(endpoint: Any, template: str, kind: RouteKind) -> None:
                 f"route {template!r}: class view {endpoint.__qualname__} needs an "
                 "'async def handle(self, ws, path)' method"
             )
+        # A plain function in the class is called through an instance: self comes first.
+        plain = inspect.isfunction(inspect.getattr_static(endpoint, "handle", None))
+        if _positional_args(handle, (3,) if plain else (2,)) is None:
+            raise TypeError(
+                f"route {template!r}: class view {endpoint.__qualname__} has "
+                f"handle{_signature(handle)}; it is called as handle(self, ws, path)"
+            )
         hook = getattr(endpoint, "process_request", None)
         if hook is not None and not callable(hook):
             raise TypeError(f"route {template!r}: process_request must be a method")
-        return
+        return None
     if not _is_async(endpoint):
         raise TypeError(
-            f"route {template!r}: the view must be an 'async def view(ws, path)' function "
-            f"or a class with an async handle(), not {endpoint!r}"
+            f"route {template!r}: the view must be an 'async def view(ws, path)' "
+            "(or 'view(ws)') function or a class with an async handle(), "
+            f"not {endpoint!r}"
         )
+    count = _positional_args(endpoint, (2, 1))
+    if count is None:
+        raise TypeError(
+            f"route {template!r}: view {_describe(endpoint)} takes "
+            f"{_signature(endpoint)}; a view takes (ws, path) or (ws), where ws.path is "
+            "the RoutedPath"
+        )
+    return _ws_only(endpoint) if count == 1 else None
 
 
 def _strings(values: Sequence[Any] | None, what: str, template: str) -> tuple[Any, ...] | None:
@@ -143,6 +213,10 @@ class Router:
         self.origins = _strings(origins, "origins", "<router>")
         self._matcher: Matcher[Route] = Matcher()
         self._names: dict[str, Route] = {}
+        self._templates: dict[tuple[str, str], Route] = {}  # by (kind, template text)
+        # Views already checked, by id (with the view, so that a reused id never
+        # matches): one view on many routes has its signature read once.
+        self._checked: dict[int, tuple[Any, Callable[..., Any] | None]] = {}
         self._mounts: list[tuple[Router, str]] = []
 
     # Registration
@@ -163,8 +237,16 @@ class Router:
         self._check_name(name, template)
 
         def decorator(endpoint: V) -> V:
-            _check_view(endpoint, template, "websocket")
-            self._add(Route(compiled, endpoint, name, "websocket", subs, allowed, requirements))
+            checked = self._checked.get(id(endpoint))
+            if checked is not None and checked[0] is endpoint:
+                handle = checked[1]
+            else:
+                handle = _check_view(endpoint, template, "websocket")
+                self._checked[id(endpoint)] = (endpoint, handle)
+            self._check_free("websocket", template, name)
+            self._add(
+                Route(compiled, endpoint, name, "websocket", subs, allowed, requirements, handle)
+            )
             return endpoint
 
         return decorator
@@ -177,6 +259,7 @@ class Router:
 
         def decorator(endpoint: V) -> V:
             _check_view(endpoint, template, "http")
+            self._check_free("http", template, name)
             self._add(Route(compiled, endpoint, name, "http", None, None, None))
             return endpoint
 
@@ -195,7 +278,7 @@ class Router:
             raise ValueError(f"mount prefix {prefix!r} must start with '/'")
         prefix = prefix.rstrip("/")
         for route in other.routes:
-            self._check_name(route.name, prefix + route.template.source)
+            self._check_free(route.kind, prefix + route.template.source, route.name)
         other._mounts.append((self, prefix))
         for route in other.routes:
             self._add(route.mounted(prefix, other))
@@ -218,10 +301,26 @@ class Router:
                 f"{self._names[name].template.source!r}"
             )
 
+    def _check_free(self, kind: RouteKind, template: str, name: str | None) -> None:
+        """Refuse a route whose name, or template for its kind, is already used here or,
+        under the mount prefix, in a router that includes this one."""
+        self._check_name(name, template)
+        first = self._templates.get((kind, template))
+        if first is not None:
+            named = f" (name {first.name!r})" if first.name is not None else ""
+            raise ValueError(
+                f"{kind} route {template!r} is already registered, for "
+                f"{_describe(first.endpoint)}{named}: a second view on the same "
+                "template would never be reached; give it another template"
+            )
+        for parent, prefix in self._mounts:
+            parent._check_free(kind, prefix + template, name)
+
     def _add(self, route: Route) -> None:
+        """Add a route that _check_free() let through, here and in every parent."""
         if route.name is not None:
-            self._check_name(route.name, route.template.source)
             self._names[route.name] = route
+        self._templates[(route.kind, route.template.source)] = route
         self._matcher.add(route.template, route)
         for parent, prefix in self._mounts:
             parent._add(route.mounted(prefix, self))

@@ -7,7 +7,7 @@ onto the ``websockets`` library:
   legacy API: a ``(HTTPStatus, headers, body)`` tuple).
 - ``Accept``: let ``websockets`` complete the handshake, with the route's subprotocol
   made effective, and hand the resolved ``RoutedPath`` (the hook's ``path.context``
-  included) to the view without running the hook again.
+  included) to the view without running the hook again, as ``path`` and as ``ws.path``.
 - ``Close``: let the handshake complete, then close with the code.
 
 The decision taken during the handshake reaches ``handle()`` on the connection object
@@ -287,6 +287,12 @@ async def handle(router: Router, ws: Any, path: str | None = None) -> None:
         routed = await _routed_path(router, ws, path)
         if routed is None:
             return
+    # The RoutedPath as ws.path, for a view of (ws) alone (websockets 14+ style): new
+    # websockets connections have no .path; the legacy ones hold the raw target there.
+    try:
+        ws.path = routed
+    except AttributeError:  # pragma: no cover - a connection class that refuses it
+        pass
     try:
         await routed.route.handle(ws, routed)
     except (_WSConnectionClosed, ConnectionClosed) as exc:

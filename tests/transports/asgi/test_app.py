@@ -196,6 +196,21 @@ async def test_accept_echo_then_client_close() -> None:
     ]
 
 
+async def test_a_view_of_ws_alone_reads_the_routed_path_as_ws_path() -> None:
+    app_router = Router()
+
+    @app_router.route("/room/{name}", name="room")
+    async def room(ws: Any) -> None:  # websockets 14+ handler style
+        path = ws.path
+        await ws.send(f"{type(path).__name__} {path} {path.params} {path.name}")
+
+    server = await run(app_router.asgi, ws_scope("/room/a%20b", b"x=1"), CONNECT)
+    assert server.sent[1] == {
+        "type": "websocket.send",
+        "text": "RoutedPath /room/a%20b?x=1 {'name': 'a b'} room",
+    }
+
+
 async def test_messages_before_the_peer_closed_are_still_received() -> None:
     # A handler that reads only after the disconnect arrived still gets the messages.
     got: list[Any] = []

@@ -565,3 +565,29 @@ async def test_plain_http_routes_through_the_hook():
         assert body == b""
         got = await http_exchange(server.port, b"POST /echo/x HTTP/1.1\r\nHost: x\r\n\r\n")
         assert got.startswith(b"HTTP/1.1 405 Method Not Allowed\r\n") and b"Allow: GET\r\n" in got
+
+
+def ws_only_router():
+    """A view of (ws) alone, websockets 14+ style: it reads the RoutedPath as ws.path."""
+    router = Router()
+
+    @router.route("/room/{name}", name="room")
+    async def room(ws):
+        path = ws.path
+        await ws.send(f"{type(path).__name__} {path} {path.params} {path.name} {path.query}")
+
+    return router
+
+
+@pytest.mark.parametrize("install", [*INSTALLS, "handler-only"])
+async def test_a_view_of_ws_alone_gets_the_routed_path_as_ws_path(
+    serve_routed, start_server, install
+):
+    router = ws_only_router()
+    if install == "handler-only":  # no hook: the handler routes after the handshake
+        served = start_server(router.handle)
+    else:
+        served = serve_routed(router, install)
+    async with served as url:
+        async with connect(f"{url}/room/a%20b?x=1") as ws:
+            assert await ws.recv() == "RoutedPath /room/a%20b?x=1 {'name': 'a b'} room x=1"

@@ -97,3 +97,15 @@ async def test_trio_server_router_as_handler(caplog):
     assert [r.getMessage().split(" failed")[0] for r in caplog.records] == [
         "handler of route '/fail'"
     ]
+
+
+async def test_a_view_of_ws_alone_gets_the_routed_path_as_ws_path():
+    router = Router()
+
+    @router.route("/room/{name}", name="room")
+    async def room(ws):
+        await ws.send(f"{type(ws.path).__name__} {ws.path} {ws.path.params}")
+
+    async with trio_server(router.handle, process_request=router.process_request) as url:
+        async with connect(f"{url}/room/a%20b") as ws:
+            assert await ws.recv() == "RoutedPath /room/a%20b {'name': 'a b'}"
