@@ -99,3 +99,31 @@ async def test_unreachable_host_names_the_url(anyio_backend: str) -> None:
         with pytest.raises(BroadcastError, match="cannot join channel 'c'"):
             async with broadcast.subscribe("c"):
                 pass
+
+
+async def test_joined_connections_stay_open_while_redis_is_down(
+    serve_router: Any, connect: Any, redis: RedisServer, anyio_backend_name: str
+) -> None:
+    broadcast, publisher = Broadcast(redis.url), Broadcast(redis.url, timeout=1.0)
+    async with serve_router(room_router(broadcast)) as server, connect(server, "/rooms/o") as ws:
+        assert await ws.recv() == "joined"
+        redis.stop()
+        try:
+            with pytest.raises(BroadcastError):
+                await publisher.publish("room:o", "lost")
+            pong = await ws.ping()
+            with anyio.fail_after(5):  # the connection is open and served
+                await (pong.wait() if anyio_backend_name == "trio" else pong)
+        finally:
+            redis.start()
+        with anyio.fail_after(15):  # re-subscribed by itself: publishes reach it again
+            while True:
+                try:
+                    await publisher.publish("room:o", "back")
+                except BroadcastError:
+                    continue
+                with anyio.move_on_after(0.2):
+                    assert await ws.recv() == "back"
+                    break
+    await broadcast.aclose()
+    await publisher.aclose()
