@@ -91,37 +91,68 @@ class FrameMember(Member):
             self.ws.close_nowait(OVERFLOW_CODE, OVERFLOW_REASON)
 
 
-class TaskMember(Member):
-    """Any connection with ``async send()``: a queue, and a task that drains it."""
+class _Queue(Member):
+    """Messages waiting for a consumer that takes them in its own time."""
 
-    __slots__ = ("ws", "max_backlog", "queue", "queued", "wake", "scope", "done")
+    __slots__ = ("max_backlog", "queue", "queued", "wake")
 
-    def __init__(self, hub: Hub, ws: Any, max_backlog: int) -> None:
+    def __init__(self, hub: Hub, max_backlog: int) -> None:
         super().__init__(hub)
-        self.ws = ws
         self.max_backlog = max_backlog
         self.queue: deque[tuple[Message, int]] = deque()
         self.queued = 0
         self.wake = anyio.Event()
-        self.scope = anyio.CancelScope()
-        self.done = False
 
-    def deliver(self, message: Message, frame: bytes) -> None:
-        if self.done:
-            return
+    def push(self, message: Message, frame: bytes) -> bool:
+        """Queue ``message``; False (and nothing queued) once past ``max_backlog``."""
         size = len(frame)
         self.queued += size
         if self.queued > self.max_backlog:
-            logger.warning(
-                "%s: %d bytes queued, over max_backlog: closing with %d",
-                _describe(self.ws), self.queued, OVERFLOW_CODE,
-            )
-            self.stop()
             self.queue.clear()
-            self.hub.spawn(self._close_overflowed)
-            return
+            self.leave_all()
+            return False
         self.queue.append((message, size))
         self.wake.set()
+        return True
+
+    async def pop(self) -> Message | None:
+        """The next message, waiting for one; None once ``stopped()``."""
+        while not self.queue:
+            if self.stopped():
+                return None
+            self.wake = anyio.Event()
+            await self.wake.wait()
+        message, size = self.queue.popleft()
+        self.queued -= size
+        return message
+
+    def stopped(self) -> bool:
+        raise NotImplementedError
+
+
+class TaskMember(_Queue):
+    """Any connection with ``async send()``: a queue, and a task that drains it."""
+
+    __slots__ = ("ws", "scope", "done")
+
+    def __init__(self, hub: Hub, ws: Any, max_backlog: int) -> None:
+        super().__init__(hub, max_backlog)
+        self.ws = ws
+        self.scope = anyio.CancelScope()
+        self.done = False
+
+    def stopped(self) -> bool:
+        return self.done
+
+    def deliver(self, message: Message, frame: bytes) -> None:
+        if self.done or self.push(message, frame):
+            return
+        logger.warning(
+            "%s: %d bytes queued, over max_backlog: closing with %d",
+            _describe(self.ws), self.queued, OVERFLOW_CODE,
+        )
+        self.stop()
+        self.hub.spawn(self._close_overflowed)
 
     def stop(self) -> None:
         self.done = True
@@ -138,59 +169,42 @@ class TaskMember(Member):
         """Send what is queued, in order, until stopped or the connection fails."""
         with self.scope:
             try:
-                while True:
-                    while self.queue:
-                        message, size = self.queue.popleft()
-                        await self.ws.send(message)
-                        self.queued -= size
-                    self.wake = anyio.Event()
-                    await self.wake.wait()
+                while (message := await self.pop()) is not None:
+                    await self.ws.send(message)
             except Exception as exc:  # ConnectionClosed, or a transport's own error
                 logger.debug("%s left the broadcast: %r", _describe(self.ws), exc)
                 self.done = True
                 self.leave_all()
 
 
-class Subscription(Member):
+class Subscription(_Queue):
     """``async for message in subscription``: what ``Broadcast.subscribe()`` yields."""
 
-    __slots__ = ("max_backlog", "queue", "queued", "wake", "error")
+    __slots__ = ("error",)
 
     def __init__(self, hub: Hub, max_backlog: int) -> None:
-        super().__init__(hub)
-        self.max_backlog = max_backlog
-        self.queue: deque[tuple[Message, int]] = deque()
-        self.queued = 0
-        self.wake = anyio.Event()
+        super().__init__(hub, max_backlog)
         self.error: BroadcastError | None = None
 
+    def stopped(self) -> bool:
+        return self.error is not None
+
     def deliver(self, message: Message, frame: bytes) -> None:
-        if self.error is not None:
-            return
-        size = len(frame)
-        self.queued += size
-        if self.queued > self.max_backlog:
+        if self.error is None and not self.push(message, frame):
             self.error = BroadcastError(
                 f"subscriber of {sorted(self.channels)} fell more than "
                 f"{self.max_backlog} bytes behind"
             )
-            self.queue.clear()
-            self.leave_all()
-        else:
-            self.queue.append((message, size))
-        self.wake.set()
+            self.wake.set()
 
     def __aiter__(self) -> Subscription:
         return self
 
     async def __anext__(self) -> Message:
-        while not self.queue:
-            if self.error is not None:
-                raise self.error
-            self.wake = anyio.Event()
-            await self.wake.wait()
-        message, size = self.queue.popleft()
-        self.queued -= size
+        message = await self.pop()
+        if message is None:
+            assert self.error is not None
+            raise self.error
         return message
 
 
