@@ -355,6 +355,23 @@ class Router:
         attributes["template"] = source
         return routed
 
+    def asyncapi(
+        self,
+        title: str = "WebSocket API",
+        version: str = "1.0.0",
+        servers: dict[str, Any] | list[str] | None = None,
+    ) -> dict[str, Any]:
+        """An AsyncAPI 3.0.0 document of the WebSocket routes, as a JSON-ready dict.
+
+        One channel per WebSocket route (id: the route's name, else one made from its
+        template; ``address``: the template with ``{param}`` placeholders), its params
+        with their patterns, ``receive`` and ``send`` operations, the subprotocols and
+        the view's docstring. ``servers``: AsyncAPI Server Objects by name, or a list of
+        ``ws://``/``wss://`` URLs."""
+        from .asyncapi import asyncapi_document
+
+        return asyncapi_document(self, title, version, servers)
+
     def url_for(self, name: str, /, **params: Any) -> str:
         """The path of the named route with these params, each percent-encoded."""
         route = self._names.get(name)

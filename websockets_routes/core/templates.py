@@ -14,6 +14,7 @@ into segments. Each segment is one of:
 from __future__ import annotations
 
 import re
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, Literal
 from urllib.parse import quote
@@ -162,6 +163,37 @@ class Template:
         missing = [n for n in self.names if n not in params]
         if missing:
             raise KeyError(f"template {self.source!r} needs param(s) {', '.join(missing)}")
+
+        def value(piece: _Piece) -> str:
+            text = str(params[piece.name])  # type: ignore[index]
+            if piece.tail:
+                return "/".join(encode_param(v) for v in text.split("/"))
+            return encode_param(text)
+
+        path = self._render(value)
+        found = _match_built(self, path)
+        if found is None or found != {n: str(params[n]) for n in self.names}:
+            raise ValueError(
+                f"params {params!r} do not fit template {self.source!r}"
+                " (a value does not match its pattern)"
+            )
+        return path
+
+    def address(self) -> str:
+        """The path with ``{name}`` in place of each param, whatever its pattern: the
+        form of an AsyncAPI channel address (and of an OpenAPI path)."""
+        return self._render(lambda piece: "{" + str(piece.name) + "}")
+
+    def patterns(self) -> dict[str, str | None]:
+        """Each param's regex (``.*`` for a tail); None for a plain one-segment param."""
+        found: dict[str, str | None] = dict.fromkeys(self.names)
+        for pieces in self._pieces or ():
+            for piece in pieces:
+                if piece.name is not None:
+                    found[piece.name] = ".*" if piece.tail else piece.regex
+        return found
+
+    def _render(self, value: Callable[[_Piece], str]) -> str:
         out = []
         all_pieces = self._pieces
         if all_pieces is None:
@@ -174,21 +206,10 @@ class Template:
             for piece in pieces:
                 if piece.name is None:
                     parts.append(quote(piece.text, safe="/:@!$&'()*+,;=-._~"))
-                    continue
-                value = str(params[piece.name])
-                if piece.tail:
-                    parts.append("/".join(encode_param(v) for v in value.split("/")))
                 else:
-                    parts.append(encode_param(value))
+                    parts.append(value(piece))
             out.append("".join(parts))
-        path = "/" + "/".join(out)
-        found = _match_built(self, path)
-        if found is None or found != {n: str(params[n]) for n in self.names}:
-            raise ValueError(
-                f"params {params!r} do not fit template {self.source!r}"
-                " (a value does not match its pattern)"
-            )
-        return path
+        return "/" + "/".join(out)
 
 
 def encode_param(value: str) -> str:
