@@ -46,8 +46,11 @@ def chromium() -> str:
 
 
 def test_two_pages_chat_in_one_room(chromium: str, tmp_path: Path) -> None:
+    """Two pages chat; a bad room name is refused with 4400 and the page says why in
+    words, for good; a server going away (1001), then gone (1006), is shown in words
+    and retried."""
     sync_api = pytest.importorskip("playwright.sync_api")
-    with cli_server("examples.chat.app:router") as (base, _proc):
+    with cli_server("examples.chat.app:router") as (base, proc):
         # The page and an unknown path over plain HTTP on the same port.
         with urllib.request.urlopen(base + "/", timeout=10) as page:
             assert page.status == 200
@@ -64,30 +67,55 @@ def test_two_pages_chat_in_one_room(chromium: str, tmp_path: Path) -> None:
                 alice, bob = browser.new_page(), browser.new_page()
                 for page, name in ((alice, "alice"), (bob, "bob")):
                     page.goto(base + "/")
-                    page.fill("#user", name)
-                    page.fill("#room", "e2e-room")
-                    page.click("#join button")
+                    # Every input has a label.
+                    page.get_by_label("Name").fill(name)
+                    page.get_by_label("Room").fill("e2e-room")
+                    page.get_by_role("button", name="Join").click()
                     page.wait_for_selector("body[data-state=joined]", timeout=10_000)
+                    assert "joined e2e-room on" in page.inner_text("#log")
 
-                alice.fill("#text", "hello from alice")
-                alice.click("#send-button")
+                alice.get_by_label("Message").fill("hello from alice")
+                alice.get_by_role("button", name="Send").click()
                 bob.wait_for_selector("#log p:has-text('alice: hello from alice')", timeout=10_000)
-                bob.fill("#text", "hi alice")
-                bob.click("#send-button")
+                bob.get_by_label("Message").fill("hi alice")
+                bob.get_by_role("button", name="Send").click()
                 alice.wait_for_selector("#log p:has-text('bob: hi alice')", timeout=10_000)
                 assert "alice: hello from alice" in alice.inner_text("#log")
 
-                # A bad room name is refused by the view's hook: Close(4400, reason),
-                # which the page's script can read (an HTTP 400 would show as 1006).
-                bob.fill("#room", "Not A Room!")
-                bob.click("#join button")
-                bob.wait_for_selector("body[data-state=closed]", timeout=10_000)
-                assert "4400" in bob.inner_text("#log")
-                assert "use 1-32 of a-z" in bob.inner_text("#log")
+                # A bad room name is refused by the view's hook with Close(4400, reason),
+                # which the page's script can read (an HTTP 400 would show as 1006),
+                # and shows in words. It is final: no reconnecting.
+                bob.get_by_label("Room").fill("Not A Room!")
+                bob.get_by_role("button", name="Join").click()
+                bob.wait_for_selector("body[data-close-code='4400']", timeout=10_000)
+                assert bob.get_attribute("body", "data-state") == "closed"
+                refused = (
+                    "room name refused: use 1-32 of a-z, 0-9 and -, not 'Not A Room!' "
+                    "(code 4400)"
+                )
+                bob.wait_for_selector(f"#log p:text-is({refused!r})", timeout=10_000)
+                bob.wait_for_timeout(1500)  # longer than the first reconnect delay
+                log = bob.inner_text("#log")
+                assert "reconnecting" not in log and "joined Not A Room!" not in log
+                assert bob.get_attribute("body", "data-state") == "closed"
+                assert bob.is_disabled("#text")
 
                 shot = tmp_path / "chat.png"
                 alice.screenshot(path=str(shot))
                 assert shot.stat().st_size > 1000
+
+                # The server stops (SIGINT: 1001 to every connection); the page says
+                # so in words, then retries, and says it cannot connect (1006).
+                proc.send_signal(signal.SIGINT)
+                alice.wait_for_selector(
+                    "#log p:has-text('server going away (code 1001): reconnecting in')",
+                    timeout=10_000,
+                )
+                assert alice.get_attribute("body", "data-state") == "reconnecting"
+                alice.wait_for_selector(
+                    "#log p:has-text('could not connect (code 1006): reconnecting in')",
+                    timeout=15_000,
+                )
             finally:
                 browser.close()
 
@@ -133,7 +161,8 @@ def test_two_servers_share_a_room_and_a_drained_page_moves_over(
 
                 proc_a.send_signal(signal.SIGTERM)
                 alice.wait_for_selector(
-                    "#log p:has-text('connection closed (1012')", timeout=10_000
+                    "#log p:has-text('server restarting (code 1012): reconnecting in')",
+                    timeout=10_000,
                 )
                 alice.wait_for_selector(
                     f"#log p:has-text('joined scale-out on {host_b}')", timeout=15_000

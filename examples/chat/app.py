@@ -6,10 +6,10 @@
   reason)``: the handshake completes, then the connection closes at once with code
   4400 and the reason, which the page's script can read and show (a browser hides the
   status of a refused handshake from scripts: an HTTP 400 would show as 1006).
-  Messages fan out to everyone in the room as JSON, through a ``Broadcast``: in this
-  process by default, across processes and machines with
-  ``BROADCAST_URL=redis://host:port/db``. A member too slow to keep up is closed with
-  1013 instead of slowing the room down.
+  Everyone in a room gets its ``join``, ``leave`` and ``message`` events as JSON (a
+  new member its own ``join`` too), through a ``Broadcast``: in this process by default,
+  across processes and machines with ``BROADCAST_URL=redis://host:port/db``. A member
+  too slow to keep up is closed with 1013 instead of slowing the room down.
 - Any other path answers HTTP 404: the router is built with the default
   ``close_unmatched=False``. With ``Router(close_unmatched=True)`` a WebSocket client
   would instead connect and be closed at once with code 4040.
@@ -21,8 +21,10 @@ Run it with any transport, in one process or several sharing a Redis::
     BROADCAST_URL=redis://127.0.0.1:6379/0 \
         python -m websockets_routes serve examples.chat.app:router --workers 4
 
-The page reconnects by itself, with backoff, when the server goes away (1001), is
-restarting (1012: a drain, see docs/deploy.md) or the connection drops (1006).
+The page shows each close code in words, with the reason (``room name refused: ...``
+for 4400), and reconnects by itself, with backoff, when the server goes away (1001),
+is restarting (1012: a drain, see docs/deploy.md), fails (1011), or closes it as too
+slow or busy (1013), and when the connection drops (1006); any other close is final.
 """
 
 from __future__ import annotations
