@@ -4,6 +4,16 @@ PYTHON ?= python3
 
 .PHONY: venv test test-floor run bench bench-quick lint stress autobahn clean
 
+# Two install sets in one .venv, each with its stamp: `make run` needs only the package
+# (the example runs on the asyncio transport with the in-memory broadcast, no extras);
+# `make test` and the other targets need the dev set, which a .venv made by `make run`
+# gets on its first `make test`.
+$(VENV)/.installed-run: pyproject.toml
+	test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install -q --upgrade pip
+	$(PY) -m pip install -q -e .
+	touch $@
+
 $(VENV)/.installed: pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install -q --upgrade pip
@@ -53,7 +63,7 @@ test-floor: $(FLOOR)/.installed
 	$(FLOOR_PY) -m pytest -q tests/core tests/transports tests/testing tests/compat \
 		tests/benchmarks/test_match_smoke.py --ignore tests/transports/asgi
 
-run: venv
+run: $(VENV)/.installed-run
 	$(PY) -m websockets_routes serve examples.chat.app:router --host 127.0.0.1 --port 8765
 
 bench: venv
