@@ -233,6 +233,20 @@ async def test_two_workers_share_the_port(start: Callable[..., Cluster], transpo
     assert served == set(workers.values())
 
 
+@pytest.mark.anyio
+async def test_serve_options_reach_every_worker(start: Callable[..., Cluster]) -> None:
+    cluster = start("--max-size", "10", "--ping-interval", "none", "--no-access-log")
+    connections = [await open_pid(cluster) for _ in range(12)]
+    assert {pid for _, pid in connections} == set(cluster.workers().values())
+    for ws, _ in connections:
+        await ws.send("x" * 11)
+    assert [await close_code(ws) for ws, _ in connections] == [1009] * len(connections)
+    cluster.proc.send_signal(signal.SIGTERM)
+    assert await wait_exit(cluster.proc, 20) == 0
+    assert cluster.wait_for(lambda: "all workers have stopped" in cluster.stderr)
+    assert "websockets_routes.access" not in cluster.stderr
+
+
 @pytest.fixture
 def redis() -> Iterator[RedisServer]:
     yield from running_redis()
@@ -341,31 +355,110 @@ async def test_sigint_closes_at_once_with_1001(
 
 
 @pytest.mark.anyio
-async def test_a_second_signal_does_not_cut_the_drain(start: Callable[..., Cluster]) -> None:
+async def test_a_repeated_sigterm_or_one_ctrl_c_does_not_cut_the_drain(
+    start: Callable[..., Cluster],
+) -> None:
     drain = 2.0
     cluster = start("--drain", str(drain))
     connections = [await open_pid(cluster) for _ in range(6)]
     signalled = time.monotonic()
     cluster.proc.send_signal(signal.SIGTERM)
     assert cluster.wait_for(lambda: any("drain their connections" in e for e in cluster.err))
-    # Ctrl-C now, twice, as an impatient user would.
-    cluster.proc.send_signal(signal.SIGINT)
+    # SIGTERM again, as a process manager may send; then one Ctrl-C.
+    cluster.proc.send_signal(signal.SIGTERM)
+    assert cluster.wait_for(lambda: "SIGTERM received while stopping" in cluster.stderr)
     cluster.proc.send_signal(signal.SIGINT)
     assert [await close_code(ws) for ws, _ in connections] == [1012] * len(connections)
     assert time.monotonic() - signalled >= drain * 0.75
     assert await wait_exit(cluster.proc, drain + 10) == 0
-    assert "SIGINT received while stopping" in cluster.stderr
+    assert "SIGTERM received while stopping after SIGTERM" in cluster.stderr
+    assert "ignored" in cluster.stderr
+    line = next(e for e in cluster.err if "SIGINT received while stopping" in e)
+    assert "Ctrl+C again kills them at once" in line
 
 
 @pytest.mark.anyio
 async def test_ctrl_c_to_the_process_group(start: Callable[..., Cluster]) -> None:
-    # The parent leads a process group of its own here, as a shell's job does.
+    # The parent leads a process group of its own here, as a shell's job does; the
+    # workers, in sessions of their own, get the parent's copy only.
     cluster = start(new_session=True)
     connections = [await open_pid(cluster) for _ in range(4)]
     os.killpg(cluster.proc.pid, signal.SIGINT)
-    os.killpg(cluster.proc.pid, signal.SIGINT)
     assert [await close_code(ws) for ws, _ in connections] == [1001] * len(connections)
     assert await wait_exit(cluster.proc, 10) == 0
+    assert cluster.stderr.count("SIGINT received: closing connections with 1001") == 2
+    assert "Ctrl+C again kills them at once" in cluster.stderr
+    assert "quitting at once" not in cluster.stderr
+
+
+STUBBORN_APP = '''
+import os
+
+import anyio
+from websockets_routes import Router
+
+router = Router()
+
+
+@router.route("/stubborn")
+async def stubborn(ws, path):
+    """Ignores its connection's close: a graceful stop waits close_timeout for it."""
+    await ws.send(str(os.getpid()))
+    try:
+        async for _ in ws:
+            pass
+    except Exception:
+        pass
+    await anyio.sleep(3600)
+'''
+
+
+@pytest.fixture
+def stubborn_path(tmp_path: Path) -> str:
+    """A PYTHONPATH with the module ``stubborn_app`` (``STUBBORN_APP``) on it."""
+    (tmp_path / "stubborn_app.py").write_text(STUBBORN_APP)
+    return os.pathsep.join([str(tmp_path), str(ROOT)])
+
+
+@pytest.mark.anyio
+@pytest.mark.parametrize("transport", TRANSPORTS)
+@pytest.mark.parametrize("first", ["SIGINT", "SIGTERM"])
+async def test_a_second_ctrl_c_kills_the_workers(
+    start: Callable[..., Cluster], stubborn_path: str, transport: str, first: str
+) -> None:
+    cluster = start(
+        "--transport",
+        transport,
+        "--drain",
+        "60",
+        app="stubborn_app:router",
+        new_session=True,
+        PYTHONPATH=stubborn_path,
+    )
+    connections = []
+    for _ in range(4):
+        ws = await connect(cluster.url("/stubborn"), open_timeout=10)
+        connections.append((ws, int(await ws.recv())))
+    pids = set(cluster.workers().values())
+    os.killpg(cluster.proc.pid, signal.Signals[first])
+    if first == "SIGINT":
+        # The first Ctrl-C closes gracefully; the handlers keep the workers up.
+        assert [await close_code(ws) for ws, _ in connections] == [1001] * len(connections)
+        expected = "SIGINT received: workers close their connections with 1001"
+    else:
+        expected = "drain their connections"
+    assert cluster.wait_for(lambda: expected in cluster.stderr), cluster.stderr
+    os.killpg(cluster.proc.pid, signal.SIGINT)
+    if first == "SIGTERM":  # that was the first Ctrl-C: the drain goes on
+        assert cluster.wait_for(lambda: "Ctrl+C again kills them at once" in cluster.stderr)
+        assert cluster.proc.poll() is None
+        os.killpg(cluster.proc.pid, signal.SIGINT)
+    signalled = time.monotonic()
+    assert await wait_exit(cluster.proc, 10) == 130
+    assert time.monotonic() - signalled < 5
+    await wait_gone(pids, 5)
+    assert "SIGINT received again: killing the workers" in cluster.stderr
+    assert "Traceback" not in cluster.stderr
 
 
 @pytest.mark.anyio

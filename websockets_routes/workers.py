@@ -14,10 +14,13 @@ or SIGINT to every worker, once:
 
 - SIGTERM: each worker calls ``server.close(drain=SECONDS)`` (close code 1012 spread
   over the drain) and ``await server.wait_closed()``; the parent exits 0 when all have.
-- SIGINT: each worker calls ``server.close()`` (1001 to every connection at once).
-- A SIGTERM or SIGINT while stopping is logged and ignored, so a second Ctrl-C never
-  cuts a drain short. SIGQUIT (Ctrl-\\) stops at once: the parent kills the workers
-  with SIGKILL (connections are cut without a close frame) and exits 131.
+- SIGINT: each worker calls ``server.close()`` (1001 to every connection at once,
+  handlers given up to ``close_timeout``).
+- A SIGTERM while stopping is logged and ignored: a process manager that signals every
+  process of the service (systemd's ``KillMode=control-group``) never cuts a drain.
+- A second SIGINT (a person's second Ctrl-C, also when the first came during a SIGTERM
+  drain) stops at once: the parent kills the workers with SIGKILL (connections are cut
+  without a close frame) and exits 130. So does SIGQUIT (Ctrl-\\), with status 131.
 
 A worker that dies is started again after a delay that doubles from 0.5 s to 30 s
 while workers keep dying young; a worker that served 10 s or more resets the delay of
@@ -56,6 +59,7 @@ FIRST_DELAY = 0.5  # seconds before the first restart of a worker that died
 MAX_DELAY = 30.0  # the delay doubles up to this while workers keep dying young
 STABLE_AFTER = 10.0  # a worker that lived this long resets the delay of its slot
 QUIT_STATUS = 128 + signal.SIGQUIT  # the parent's exit status after SIGQUIT
+INTERRUPTED_STATUS = 128 + signal.SIGINT  # the parent's exit status after a second SIGINT
 
 READY = b"ready\n"  # a worker's message to its parent once it listens
 _PR_SET_PDEATHSIG = 1  # from <linux/prctl.h>
@@ -171,6 +175,7 @@ class Supervisor:
         self._pending: deque[int] = deque()
         self._stopping: int | None = None
         self._stop_started = 0.0
+        self._interrupts = 0  # SIGINTs received: the second one kills the workers
         self._announced = False
 
     def run(self) -> int:
@@ -201,7 +206,11 @@ class Supervisor:
         while True:
             for signum in self._take_signals():
                 if signum == signal.SIGQUIT:
-                    return self._quit()
+                    return self._quit("SIGQUIT received", QUIT_STATUS)
+                if signum == signal.SIGINT:
+                    self._interrupts += 1
+                    if self._interrupts >= 2:
+                        return self._quit("SIGINT received again", INTERRUPTED_STATUS)
                 self._stop(signum)
             self._reap()
             if self._stopping is not None and not self._running():
@@ -323,24 +332,39 @@ class Supervisor:
         name = signal.Signals(signum).name
         if self._stopping is not None:
             waited = time.monotonic() - self._stop_started
-            logger.warning(
-                "%s received while stopping (%.1f s ago): ignored, %d worker(s) still "
-                "closing their connections; Ctrl-\\ (SIGQUIT) stops them at once",
-                name,
-                waited,
-                len(self._running()),
-            )
+            first = signal.Signals(self._stopping).name
+            if signum == signal.SIGINT:
+                logger.warning(
+                    "SIGINT received while stopping after %s (%.1f s ago): %d worker(s) "
+                    "still closing their connections; Ctrl+C again kills them at once",
+                    first,
+                    waited,
+                    len(self._running()),
+                )
+            else:
+                logger.warning(
+                    "%s received while stopping after %s (%.1f s ago): ignored, %d "
+                    "worker(s) still closing their connections",
+                    name,
+                    first,
+                    waited,
+                    len(self._running()),
+                )
             return
         self._stopping, self._stop_started = signum, time.monotonic()
         if signum == signal.SIGTERM and self.drain is not None:
             logger.info(
                 "SIGTERM received: %d worker(s) drain their connections (close code 1012) "
-                "over %g s",
+                "over %g s; a repeated SIGTERM is ignored",
                 len(self._running()),
                 self.drain,
             )
         else:
-            logger.info("%s received: workers close their connections with 1001", name)
+            logger.info(
+                "%s received: workers close their connections with 1001; "
+                "Ctrl+C again kills them at once",
+                name,
+            )
         for slot in self._slots:
             slot.restart_at = None
             self._signal(slot, signum)
@@ -349,15 +373,15 @@ class Supervisor:
         if slot.proc is not None and slot.proc.poll() is None:
             slot.proc.send_signal(signum)
 
-    def _quit(self) -> int:
-        logger.warning("SIGQUIT received: killing the workers")
+    def _quit(self, why: str, status: int) -> int:
+        logger.warning("%s: killing the workers", why)
         for slot in self._slots:
             self._signal(slot, signal.SIGKILL)
         for slot in self._slots:
             if slot.proc is not None:
                 slot.proc.wait()
                 slot.proc = None
-        return QUIT_STATUS
+        return status
 
 
 def _drain_socket(sock: socket.socket) -> None:
