@@ -58,7 +58,7 @@ def server_log(caplog: pytest.LogCaptureFixture) -> pytest.LogCaptureFixture:
 @pytest.fixture
 def xfail_on(request: pytest.FixtureRequest, transport: str) -> Callable[..., None]:
     """``xfail_on({"anyio-trio", ...}, "finding Fn: ...")``: a strict xfail for the
-    transports where a property is known not to hold (see reliability-findings.md)."""
+    transports where a property is known not to hold (docs/reliability.md)."""
 
     def mark(transports: set[str] | frozenset[str], reason: str) -> None:
         if transport in transports:

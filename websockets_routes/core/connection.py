@@ -34,7 +34,9 @@ API (every method is synchronous and cheap):
 - ``state``: a ``State``. ``request``, ``path`` (RoutedPath), ``subprotocol``,
   ``extensions`` (the Sec-WebSocket-Extensions value sent, or None), ``close_code`` /
   ``close_reason`` (set once CLOSED), ``close_sent`` / ``close_received``
-  (``(code, reason)`` or None).
+  (``(code, reason)`` or None). ``status``: the HTTP status the request was answered
+  with (101 for an upgrade, 400/431 for a request that could not be read), None
+  before. ``messages_out``: the data messages sent (``send*``), for the access log.
 - ``receive_data(data: bytes) -> list[Event]``: bytes read from the peer. Data after
   the request, received while DECIDING, is kept until ``carry_out()``; data in CLOSED
   is ignored. Never raises on peer input: errors become a close frame and ``Closed``.
@@ -128,6 +130,8 @@ class ServerConnection:
         "close_reason",
         "close_sent",
         "close_received",
+        "status",
+        "messages_out",
         "failure_pending",
         "defer_failure",
         "unanswered",
@@ -166,6 +170,8 @@ class ServerConnection:
         self.close_reason = ""
         self.close_sent: tuple[int, str] | None = None
         self.close_received: tuple[int, str] | None = None
+        self.status: int | None = None
+        self.messages_out = 0
         self.failure_pending: tuple[int, str] | None = None
         self.defer_failure = defer_failure
         self.unanswered = False
@@ -238,6 +244,7 @@ class ServerConnection:
         try:
             head = reader.receive(data)
         except BadRequest as exc:
+            self.status = exc.status
             self._out.append(plain_response(exc.status, exc.message))
             events: list[Event] = []
             self._closed(events)
@@ -261,6 +268,7 @@ class ServerConnection:
         if isinstance(decision, Respond):
             reader = self._head
             assert reader is not None
+            self.status = decision.status
             self._out.append(reader.response(decision, request.method))
             events: list[Event] = []
             self._closed(events)
@@ -270,6 +278,7 @@ class ServerConnection:
                 f"carry_out() takes Accept, Respond or Close, not {type(decision).__name__}"
             )
         self.path = decision.path
+        self.status = 101
         headers = list(decision.headers)
         if isinstance(decision, Accept):
             self.subprotocol = decision.subprotocol
@@ -369,6 +378,7 @@ class ServerConnection:
         """A text message frame, to write now."""
         if self.state is not OPEN:
             raise self._not_open()
+        self.messages_out += 1
         payload = data.encode("utf-8")
         deflate = self._deflate
         if deflate is not None and len(payload) >= MIN_COMPRESS:
@@ -379,6 +389,7 @@ class ServerConnection:
         """A binary message frame, to write now."""
         if self.state is not OPEN:
             raise self._not_open()
+        self.messages_out += 1
         deflate = self._deflate
         if deflate is not None and len(data) >= MIN_COMPRESS:
             return encode_frame(0xC2, deflate.compress(bytes(data)))
@@ -402,6 +413,7 @@ class ServerConnection:
             return self.send(data)
         if self.state is not OPEN:
             raise self._not_open()
+        self.messages_out += 1
         return frame
 
     def send_ping(self, payload: bytes = b"") -> bytes:

@@ -27,6 +27,8 @@ connection, as calls::
 ``Session(..., linger=True)`` is for a transport whose close may discard what it has
 not sent yet (an anyio stream on asyncio): TCP then always ends by half-closing, and
 closes at the peer's EOF or ``close_timeout``.
+
+The access log (``core.access``) is written from here, at the answer and at the close.
 """
 
 from __future__ import annotations
@@ -35,6 +37,7 @@ import logging
 from collections import deque
 from typing import Any, cast
 
+from . import access
 from .actions import (
     ABORT_TCP,
     CANCEL_HANDLER,
@@ -115,6 +118,8 @@ class Session:
         "_linger",
         "_handler_running",
         "_grace_deadline",
+        "messages_in",
+        "_opened",
     )
 
     def __init__(
@@ -153,6 +158,8 @@ class Session:
         self._handler_running = False
         # At shutdown: when a handler (or a hook) still running is given up on.
         self._grace_deadline: float | None = None
+        self.messages_in = 0
+        self._opened: float | None = None  # when the 101 went out, if the access log is on
         # The deadline the transport's timer is armed for: the caller arms it now.
         self._armed: float | None = self._open_deadline
 
@@ -237,6 +244,7 @@ class Session:
                 if messages is _NO_MESSAGES:
                     messages = self.messages = deque()
                 messages.append(events[0][0])
+                self.messages_in += 1
                 conn.unanswered = True
                 if self._max_queue and len(messages) >= self._max_queue:
                     return self._pause_with_wake(_QUEUE_FULL)
@@ -331,6 +339,7 @@ class Session:
         self._open_deadline = self._grace_deadline = None
         self._decision = None
         events = conn.carry_out(decision)
+        self._opened = access.log_answer(self, now)
         actions: list[Action] = []
         out = conn.data_to_send()
         if out:
@@ -525,6 +534,7 @@ class Session:
         for event in events:
             kind = type(event)
             if kind is Message:
+                self.messages_in += 1
                 if closing:
                     continue
                 if self.messages is _NO_MESSAGES:
@@ -562,6 +572,10 @@ class Session:
         if self.closed:
             return
         self.closed = True
+        if self._opened is not None:
+            access.log_closed(self, self._opened, now)
+        elif self.request is None and self.conn.status is not None:
+            access.log_answer(self, now)  # a request that could not be read: 400, 431
         if not self._handler_running:
             self._drain_at = None  # nothing left for a drain to close
         out = self.conn.data_to_send()
