@@ -1,5 +1,4 @@
-"""Every code example of README.md and docs/*.md runs as written (docs/measurements/ is
-not read).
+"""Every code example of README.md and docs/*.md runs as written.
 
 How a fenced block is taken:
 
