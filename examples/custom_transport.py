@@ -146,7 +146,8 @@ class Connection(core.SessionAttributes):
         decision = self.session.resolve_now(router)  # None: a hook must be awaited
         if decision is None:
             decision = await self.session.resolve(router)
-        self.act(self.session.carry_out(decision, self.loop.time()))
+        # Past max_connections, the session answers an Accept with 503.
+        self.act(self.session.carry_out(decision, self.loop.time(), self.server.limit))
 
     async def handle(self, path: Any) -> None:
         try:
@@ -167,6 +168,7 @@ class Server:
     def __init__(self, router: Any, host: str | None, port: int, **options: Any) -> None:
         self.router, self.host, self.wanted_port = router, host, port
         self.options = core.ServerOptions(**options)  # checked once, here
+        self.limit = self.options.connection_limit()  # open connections, max_connections
         self.connections: dict[Connection, Any] = {}  # each with its task (accept's)
         self.closed = asyncio.Event()
 
@@ -206,8 +208,7 @@ class Server:
             self.shutdown_task = asyncio.get_running_loop().create_task(self.shutdown())
 
     async def shutdown(self) -> None:
-        connections = list(self.connections)
-        now = asyncio.get_running_loop().time()
+        connections, now = list(self.connections), asyncio.get_running_loop().time()
         # Each session closes at its moment; a handler gets close_timeout, then CancelHandler.
         plans = self.plan.apply([connection.session for connection in connections], now)
         for connection, actions in zip(connections, plans, strict=True):
@@ -225,5 +226,5 @@ class Server:
 def serve(router: Any, host: str | None = None, port: int = 0, **options: Any) -> Server:
     """Serve ``router``; the options are ``core.ServerOptions``' (max_size, max_queue,
     open_timeout, ping_interval, ping_timeout, close_timeout, max_header_bytes,
-    compression, ssl)."""
+    compression, ssl, max_connections)."""
     return Server(router, host, port, **options)

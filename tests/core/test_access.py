@@ -9,6 +9,7 @@ import pytest
 
 from tests.transports.helpers import close, handshake, text
 from websockets_routes import Router
+from websockets_routes.core import ConnectionLimit
 from websockets_routes.core.access import (
     CLOSED,
     HANDSHAKE,
@@ -150,6 +151,16 @@ def test_a_close_decision_is_a_101_and_a_close(access):
     session.receive_data(close(4001), 0.5)
     answer, closed = access()
     assert (answer.args[3], closed.args[2]) == (101, 4001)
+
+
+def test_a_503_past_max_connections_is_logged(access):
+    limit = ConnectionLimit(1)
+    first = deciding("/rooms/1")
+    first.carry_out(first.resolve_now(router), 0.0, limit)
+    second = deciding("/rooms/2")
+    second.carry_out(second.resolve_now(router), 0.0, limit)
+    assert [record.args[3] for record in access()] == [101, 503]
+    assert access()[1].args[4] == "room"
 
 
 def test_a_peer_gone_before_its_request_logs_nothing(access):

@@ -30,6 +30,7 @@ from .drain import ServerShutdown, check_drain, drain_schedule
 from .errors import ConnectionClosed, ConnectionClosedError, ConnectionClosedOK
 from .handshake import accept_key, decide, resolve
 from .http import Headers, Request
+from .limits import ConnectionLimit
 from .naming import peer_name, route_name
 from .options import ServerOptions
 from .paths import RoutedPath
@@ -48,6 +49,7 @@ __all__ = [
     "CancelResolve",
     "Close",
     "CloseTCP",
+    "ConnectionLimit",
     "CompletePing",
     "ConnectionClosed",
     "ConnectionClosedError",

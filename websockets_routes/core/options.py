@@ -7,6 +7,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from .connection import DEFAULT_MAX_HEADER_BYTES, DEFAULT_MAX_SIZE, ServerConnection
+from .limits import ConnectionLimit, check_max_connections
 
 __all__ = ["ACCEPT_RETRY_ERRNOS", "ServerOptions"]
 
@@ -38,6 +39,8 @@ class ServerOptions:
     - ``compression``: ``"deflate"`` (permessage-deflate when the client offers it,
       the default) or None.
     - ``ssl``: an ``ssl.SSLContext`` to serve TLS, or None.
+    - ``max_connections``: open WebSocket connections per server (None: no limit);
+      past it a handshake gets 503 with ``Retry-After`` (``core.limits``).
     """
 
     max_size: int | None = DEFAULT_MAX_SIZE
@@ -49,6 +52,7 @@ class ServerOptions:
     max_header_bytes: int = DEFAULT_MAX_HEADER_BYTES
     compression: str | None = "deflate"
     ssl: Any = None
+    max_connections: int | None = None
 
     def __post_init__(self) -> None:
         _positive_or_none("max_size", self.max_size, integer=True)
@@ -71,6 +75,7 @@ class ServerOptions:
             raise ValueError(f"compression must be 'deflate' or None, not {self.compression!r}")
         if self.ssl is not None and not hasattr(self.ssl, "wrap_bio"):
             raise TypeError(f"ssl must be an ssl.SSLContext or None, not {type(self.ssl).__name__}")
+        check_max_connections(self.max_connections)
 
     def connection(self, remote_address: Any = None) -> ServerConnection:
         """A new sans-IO connection for one accepted TCP (or in-memory) stream."""
@@ -82,6 +87,11 @@ class ServerOptions:
             # Session carries out a failure once the messages before it are answered.
             defer_failure=True,
         )
+
+    def connection_limit(self) -> ConnectionLimit:
+        """A new count of open connections against ``max_connections``: one per server,
+        given to every ``Session.carry_out()``."""
+        return ConnectionLimit(self.max_connections)
 
 
 # accept() failures that pass with time (out of descriptors, buffers or memory): a

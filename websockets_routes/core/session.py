@@ -16,7 +16,7 @@ connection, as calls::
     session = Session(options, remote_address, now)   # arm the timer at next_deadline()
     actions = session.receive_data(data, now)          # ... until Resolve(request)
     decision = session.resolve_now(router) or await session.resolve(router)
-    actions = session.carry_out(decision, now)         # Write(101), StartHandler(path)
+    actions = session.carry_out(decision, now, limit)  # Write(101), StartHandler(path)
     # the handler runs: send() / ping() return frames to write;
     # recv() is: message, actions = session.next_message(now) (None: wait for
     # WakeReceiver; ConnectionClosed raised once nothing more will come)
@@ -28,7 +28,8 @@ connection, as calls::
 not sent yet (an anyio stream on asyncio): TCP then always ends by half-closing, and
 closes at the peer's EOF or ``close_timeout``.
 
-The access log (``core.access``) is written from here, at the answer and at the close.
+``limit``: the server's ``core.limits.ConnectionLimit`` (``max_connections``). The
+access log (``core.access``) is written from here, at the answer and at the close.
 """
 
 from __future__ import annotations
@@ -59,9 +60,11 @@ from .actions import (
     Write,
 )
 from .connection import State
+from .decisions import Accept
 from .errors import ConnectionClosed, handler_error_is_close
 from .events import Closed, Event, Message, Pong, RequestReceived
 from .handshake import Decision, resolve_pending, resolve_rest, resolve_start
+from .limits import FULL, ConnectionLimit
 from .naming import peer_name, route_name
 from .options import ServerOptions
 from .paths import without_query
@@ -120,6 +123,7 @@ class Session:
         "_grace_deadline",
         "messages_in",
         "_opened",
+        "_limit",
     )
 
     def __init__(
@@ -160,6 +164,7 @@ class Session:
         self._grace_deadline: float | None = None
         self.messages_in = 0
         self._opened: float | None = None  # when the 101 went out, if the access log is on
+        self._limit: ConnectionLimit | None = None  # the limit a place was taken from
         # The deadline the transport's timer is armed for: the caller arms it now.
         self._armed: float | None = self._open_deadline
 
@@ -331,13 +336,19 @@ class Session:
         decision = await router.resolve(self.request)
         return decision  # type: ignore[no-any-return]
 
-    def carry_out(self, decision: Any, now: float) -> Actions:
-        """Answer the request as decided (nothing if the peer left or time ran out)."""
+    def carry_out(self, decision: Any, now: float, limit: ConnectionLimit | None = None) -> Actions:
+        """Answer the request as decided (nothing if the peer left or time ran out).
+        ``limit``: the server's ``ConnectionLimit``; an ``Accept`` past it gets 503."""
         conn = self.conn
         if conn.state is not _DECIDING:
             return NO_ACTIONS
         self._open_deadline = self._grace_deadline = None
         self._decision = None
+        if limit is not None and type(decision) is Accept:
+            if limit.take():
+                self._limit = limit  # given back in _closed_by()
+            else:
+                decision = FULL
         events = conn.carry_out(decision)
         self._opened = access.log_answer(self, now)
         actions: list[Action] = []
@@ -572,6 +583,9 @@ class Session:
         if self.closed:
             return
         self.closed = True
+        limit, self._limit = self._limit, None
+        if limit is not None:
+            limit.release()
         if self._opened is not None:
             access.log_closed(self, self._opened, now)
         elif self.request is None and self.conn.status is not None:

@@ -251,7 +251,7 @@ class WebSocket(SessionAttributes, asyncio.BufferedProtocol):
         if decision is None:
             self._task = self._server._spawn(self._resolve_then_handle(), self)
         else:
-            self._carry_out(self.session.carry_out(decision, self._loop.time()))
+            self._carry_out(self.session.carry_out(decision, self._loop.time(), self._server.limit))
 
     async def _resolve_then_handle(self) -> None:
         try:
@@ -259,7 +259,7 @@ class WebSocket(SessionAttributes, asyncio.BufferedProtocol):
         except asyncio.CancelledError:  # open_timeout or shutdown during a slow hook
             self.transport.abort()
             raise
-        self._carry_out(self.session.carry_out(decision, self._loop.time()))
+        self._carry_out(self.session.carry_out(decision, self._loop.time(), self._server.limit))
         if self.path is not None and self.session.state is State.OPEN:
             await self._handle()
 
@@ -390,6 +390,7 @@ class Server:
         self.host = host
         self._port = port
         self.options = ServerOptions(**options)
+        self.limit = self.options.connection_limit()  # max_connections
         self.sock = sock
         self.reuse_port = reuse_port
         self.backlog = backlog
@@ -559,7 +560,8 @@ def serve(
     Options: ``max_size`` (1 MiB; None: no limit), ``max_queue`` (16 messages),
     ``open_timeout`` (10 s), ``ping_interval`` (20 s), ``ping_timeout`` (20 s),
     ``close_timeout`` (10 s), ``max_header_bytes`` (16 KiB), ``compression``
-    ("deflate" or None), ``ssl`` (an SSLContext), ``sock`` (a bound socket instead
-    of host/port), ``reuse_port``, ``backlog``.
+    ("deflate" or None), ``ssl`` (an SSLContext), ``max_connections`` (None: no
+    limit; past it a handshake gets 503), ``sock`` (a bound socket instead of
+    host/port), ``reuse_port``, ``backlog``.
     """
     return Server(router, host, port, **options)

@@ -117,6 +117,7 @@ class Server:
         self.host = host
         self._port = port
         self.options = ServerOptions(**options)
+        self.limit = self.options.connection_limit()  # max_connections
         self._backlog = backlog
         self._reuse_port = reuse_port
         self._on_handler_error = on_handler_error  # how the TestClient hears of errors
@@ -396,7 +397,7 @@ class Server:
             ws._task_scope = None
             if scope.cancelled_caught:
                 return  # open_timeout: the session aborted the connection
-        if ws._act(session.carry_out(decision, ws._clock())):
+        if ws._act(session.carry_out(decision, ws._clock(), self.limit)):
             await ws._flush()
 
     async def _run_handler(self, ws: Connection, on_socket: bool) -> None:
@@ -482,7 +483,8 @@ def serve(router: Any, host: str | None = None, port: int = 0, **options: Any) -
 
     Runs under asyncio and trio alike (``anyio.run(main, backend="trio")``). Options:
     ``max_size``, ``max_queue``, ``open_timeout``, ``ping_interval``, ``ping_timeout``,
-    ``close_timeout``, ``max_header_bytes``, ``compression``, ``ssl`` (see
-    ``core.options.ServerOptions``), ``backlog``, ``reuse_port``.
+    ``close_timeout``, ``max_header_bytes``, ``compression``, ``ssl``,
+    ``max_connections`` (see ``core.options.ServerOptions``), ``backlog``,
+    ``reuse_port``.
     """
     return Server(router, host, port, **options)
