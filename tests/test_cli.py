@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import subprocess
 import sys
 from pathlib import Path
@@ -84,7 +85,6 @@ def test_bad_arguments_give_one_line_and_exit_2(args: tuple[str, ...], message: 
 
 @pytest.mark.parametrize("transport", ["asyncio", "trio", "anyio", "websockets"])
 def test_serve_each_transport_and_shut_down_on_sigint(transport: str) -> None:
-    import json
     import signal
 
     from websockets.exceptions import ConnectionClosed
@@ -609,3 +609,34 @@ def test_access_log_on_by_default(app_env: dict[str, str], transport: str) -> No
 )
 def test_refused_serve_options(args: tuple[str, ...], message: str) -> None:
     assert_one_line_exit_2(run_cli("serve", APP, "--port", "0", *args), message)
+
+
+def test_asyncapi_prints_a_valid_document_as_json_or_yaml() -> None:
+    import jsonschema
+    import yaml
+
+    schema_file = ROOT / "tests" / "data" / "asyncapi" / "3.0.0-without-id.json"
+    schema = json.loads(schema_file.read_text())
+    result = run_cli(
+        "asyncapi", APP, "--title", "Chat", "--version", "2.0.0",
+        "--server", "ws://127.0.0.1:8765",
+    )
+    assert result.returncode == 0, result.stderr
+    document = json.loads(result.stdout)
+    jsonschema.Draft7Validator(schema).validate(document)
+    assert document["info"] == {"title": "Chat", "version": "2.0.0"}
+    assert document["channels"]["room"]["address"] == "/rooms/{room}"
+    as_yaml = run_cli(
+        "asyncapi", APP, "--title", "Chat", "--version", "2.0.0",
+        "--server", "ws://127.0.0.1:8765", "--yaml",
+    )
+    assert as_yaml.returncode == 0, as_yaml.stderr
+    assert yaml.safe_load(as_yaml.stdout) == document
+
+
+def test_asyncapi_bad_server_url_is_one_line() -> None:
+    result = run_cli("asyncapi", APP, "--server", "http://example.com")
+    assert result.returncode == 2
+    assert result.stderr.strip() == (
+        "error: a server URL is ws://host[:port][/path] or wss://..., not 'http://example.com'"
+    )

@@ -19,6 +19,7 @@ from __future__ import annotations
 import argparse
 import base64
 import importlib
+import json
 import logging
 import math
 import os
@@ -277,6 +278,24 @@ def _make_parser() -> _Parser:
     )
     routes.add_argument("router", help="MODULE:ATTRIBUTE of a websockets_routes.Router")
 
+    asyncapi = commands.add_parser(
+        "asyncapi",
+        help="print the AsyncAPI 3.0.0 document of the WebSocket routes",
+        description="Print the AsyncAPI 3.0.0 document of a Router's WebSocket routes "
+        "(JSON; YAML with --yaml when PyYAML is installed).",
+    )
+    asyncapi.add_argument("router", help="MODULE:ATTRIBUTE of a websockets_routes.Router")
+    asyncapi.add_argument("--title", default="WebSocket API")
+    asyncapi.add_argument("--version", default="1.0.0", help="the API's version")
+    asyncapi.add_argument(
+        "--server",
+        action="append",
+        default=[],
+        metavar="URL",
+        help="a ws:// or wss:// URL the API is served on (repeatable)",
+    )
+    asyncapi.add_argument("--yaml", action="store_true", help="YAML instead of JSON")
+
     check = commands.add_parser(
         "check",
         help="print the decision for a handshake",
@@ -378,6 +397,10 @@ def _serve(args: argparse.Namespace) -> int:
     return 0
 
 
+class _AccessLogHandler(logging.StreamHandler):  # type: ignore[type-arg]
+    """The access log's handler that the command line installs (and replaces)."""
+
+
 def _configure_logging(args: argparse.Namespace) -> None:
     """The root logger at ``--log-level``; the access log at INFO on stderr, apart
     from ``--log-level``, unless ``--no-access-log``."""
@@ -389,14 +412,13 @@ def _configure_logging(args: argparse.Namespace) -> None:
     logging.basicConfig(level=args.log_level.upper(), format=fmt)
     access = logging.getLogger(ACCESS_LOGGER)
     for handler in list(access.handlers):
-        if getattr(handler, "_websockets_routes_cli", False):
+        if isinstance(handler, _AccessLogHandler):
             access.removeHandler(handler)
     if args.no_access_log:
         access.setLevel(logging.CRITICAL + 1)  # isEnabledFor(INFO) is False: off the hot path
         return
-    handler = logging.StreamHandler(sys.stderr)
+    handler = _AccessLogHandler(sys.stderr)
     handler.setFormatter(logging.Formatter(fmt))
-    handler._websockets_routes_cli = True  # type: ignore[attr-defined]
     access.addHandler(handler)
     access.setLevel(logging.INFO)
     access.propagate = False  # its own handler: shown whatever --log-level says
@@ -801,6 +823,23 @@ def _bound_port(server: Any) -> int:
     return int(port)
 
 
+def _asyncapi(args: argparse.Namespace) -> int:
+    router = load_router(args.router)
+    try:
+        document = router.asyncapi(args.title, args.version, args.server or None)
+    except ValueError as exc:
+        raise UsageError(str(exc)) from None
+    if args.yaml:
+        try:
+            import yaml
+        except ImportError:
+            raise UsageError("--yaml needs PyYAML: pip install pyyaml") from None
+        print(yaml.safe_dump(document, sort_keys=False, allow_unicode=True), end="")
+    else:
+        print(json.dumps(document, indent=2, ensure_ascii=False))
+    return 0
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     parser = _make_parser()
     try:
@@ -810,6 +849,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             return 0
         if args.command == "check":
             return _check(args)
+        if args.command == "asyncapi":
+            return _asyncapi(args)
         return _serve(args)
     except UsageError as exc:
         print(f"error: {exc}", file=sys.stderr)
