@@ -37,8 +37,9 @@ FLOOR_CONSTRAINTS := .ci/floor-constraints.txt
 # The tests drive the servers with websockets' own client (proxy=, websockets.trio), new
 # in 17.0: a test tool here, while the websockets extra's floor is in the constraints.
 FLOOR_WS_CLIENT := websockets==17.0
-# werkzeug and starlette: the routers tests/benchmarks/test_match_smoke.py compares.
-FLOOR_TEST_TOOLS := pytest pytest-timeout hypothesis werkzeug starlette
+# werkzeug and starlette: the routers tests/benchmarks/test_match_smoke.py compares;
+# jsonschema: tests/core/test_asyncapi.py validates against the AsyncAPI schema.
+FLOOR_TEST_TOOLS := pytest pytest-timeout hypothesis werkzeug starlette jsonschema
 
 $(FLOOR)/.installed: pyproject.toml $(FLOOR_CONSTRAINTS)
 	test -x $(FLOOR_PY) || $(PYTHON) -m venv $(FLOOR)
