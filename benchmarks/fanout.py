@@ -88,7 +88,7 @@ from typing import Any
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
-from load import Pinning, raise_nofile  # noqa: E402
+from load import Pinning, cpu_ns, log_tail, raise_nofile  # noqa: E402
 from servers import HOST, exit_soon  # noqa: E402
 from servers import raise_nofile as raise_nofile_to_hard  # noqa: E402
 
@@ -594,11 +594,7 @@ class Child:
             self.proc.stdout.close()
 
     def log_tail(self, lines: int = 15) -> str:
-        try:
-            with open(self.log_path, errors="replace") as f:
-                return "".join(f.readlines()[-lines:])
-        except OSError:
-            return ""
+        return log_tail(self.log_path, lines)
 
     def status_kib(self, field_name: str) -> int:
         with open(f"/proc/{self.pid}/status") as status:
@@ -618,15 +614,6 @@ class Child:
 
     def cpu_ns(self) -> int:
         return cpu_ns(self.pid)
-
-
-def cpu_ns(pid: int) -> int:
-    """CPU time used so far by all the threads of process ``pid``, in ns (schedstat)."""
-    total = 0
-    for task in os.listdir(f"/proc/{pid}/task"):
-        with contextlib.suppress(OSError), open(f"/proc/{pid}/task/{task}/schedstat") as f:
-            total += int(f.read().split()[0])
-    return total
 
 
 class Redis:
@@ -694,9 +681,7 @@ class Redis:
                 proc.wait(5)
 
     def log_tail(self) -> str:
-        with contextlib.suppress(OSError), open(self.log_path, errors="replace") as f:
-            return "".join(f.readlines()[-10:])
-        return ""
+        return log_tail(self.log_path, 10)
 
 
 class SlowMember:

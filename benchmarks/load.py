@@ -133,12 +133,7 @@ class ServerProcess:
         raise BenchError(f"no VmRSS for {self.name} (pid {self.pid})")
 
     def cpu_ns(self) -> int:
-        """CPU time used so far by all the server's threads, in ns (schedstat)."""
-        total = 0
-        for task in os.listdir(f"/proc/{self.pid}/task"):
-            with contextlib.suppress(OSError), open(f"/proc/{self.pid}/task/{task}/schedstat") as f:
-                total += int(f.read().split()[0])
-        return total
+        return cpu_ns(self.pid)
 
     def stop(self, timeout: float = 5.0) -> None:
         if self.proc.poll() is None:
@@ -155,11 +150,25 @@ class ServerProcess:
             self.proc.stdout.close()
 
     def log_tail(self, lines: int = 15) -> str:
-        try:
-            with open(self.log_path, errors="replace") as f:
-                return "".join(f.readlines()[-lines:])
-        except OSError:
-            return ""
+        return log_tail(self.log_path, lines)
+
+
+def cpu_ns(pid: int) -> int:
+    """CPU time used so far by all the threads of process ``pid``, in ns (schedstat)."""
+    total = 0
+    for task in os.listdir(f"/proc/{pid}/task"):
+        with contextlib.suppress(OSError), open(f"/proc/{pid}/task/{task}/schedstat") as f:
+            total += int(f.read().split()[0])
+    return total
+
+
+def log_tail(path: str, lines: int = 15) -> str:
+    """The last lines of a child's log file ("" if it cannot be read)."""
+    try:
+        with open(path, errors="replace") as f:
+            return "".join(f.readlines()[-lines:])
+    except OSError:
+        return ""
 
 
 # "ours@old" is server kind "ours" run from another source tree (--tree old=PATH).
