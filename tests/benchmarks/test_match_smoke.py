@@ -41,6 +41,27 @@ def test_mixed_table_has_the_issue_mix_and_every_router_agrees() -> None:
         bench.check(build(table), sample, name)  # raises if a router disagrees
 
 
+def test_unique_table_has_the_issue_mix_and_a_prefix_per_route() -> None:
+    bench = load()
+    table = bench.unique_table(100)
+    kinds = [spec.kind for spec in table]
+    assert {k: kinds.count(k) for k in set(kinds)} == {
+        "static": 40,
+        "one": 20,
+        "two": 20,
+        "regex": 10,
+        "tail": 10,
+    }
+    prefixes = [spec.ours.split("/")[1] for spec in table if spec.ours.startswith("/svc")]
+    assert len(prefixes) == len(set(prefixes)) == 50
+    assert "/svc4/rooms/{id}" in {spec.ours for spec in table}
+    assert "/api/v1/resource1/status" in {spec.ours for spec in table}
+    sample = bench.sample_paths(table, 20)
+    assert len({table[i].kind for _, i in sample if i is not None}) == 5
+    for name, build in bench.PEERS.items():
+        bench.check(build(table), sample, name)
+
+
 def test_run_and_report_on_a_tiny_table() -> None:
     bench = load()
     results = bench.run([10], budget=0.002, hits=5, rounds=1)
@@ -60,4 +81,16 @@ def test_main_quick_arguments_parse() -> None:
     out = io.StringIO()
     with contextlib.redirect_stdout(out):
         assert bench.main(["--sizes", "10", "--budget", "0.002"]) == 0
-    assert "targets" in out.getvalue()
+    text = out.getvalue()
+    assert "targets" in text and "grouped table" in text and "unique table" in text
+    assert "unique: ours >= 5x" not in text  # no 1,000-route table: no such target
+
+
+def test_run_on_the_unique_shape_labels_its_targets() -> None:
+    bench = load()
+    results = bench.run([10], budget=0.002, hits=5, rounds=1, shape="unique")
+    assert results["shape"] == "unique"
+    out = io.StringIO()
+    bench.report(results, out)
+    bench.report_targets([results], out)
+    assert "unique table" in out.getvalue() and "unique: decide()" in out.getvalue()
