@@ -27,7 +27,15 @@ def test_routes_prints_the_table() -> None:
     result = run_cli("routes", APP)
     assert result.returncode == 0, result.stderr
     lines = result.stdout.splitlines()
-    assert lines[0].split() == ["TEMPLATE", "NAME", "KIND", "VIEW", "SUBPROTOCOLS", "ORIGINS"]
+    assert lines[0].split() == [
+        "TEMPLATE",
+        "NAME",
+        "KIND",
+        "VIEW",
+        "SUBPROTOCOLS",
+        "ORIGINS",
+        "POLICY",
+    ]
     assert any(line.split()[:3] == ["/rooms/{room}", "room", "websocket"] for line in lines)
     assert any("examples.chat.app.Room" in line for line in lines)
 

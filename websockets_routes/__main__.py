@@ -169,7 +169,7 @@ def _view_name(view: Any) -> str:
 
 
 def route_table(router: Router) -> str:
-    rows = [("TEMPLATE", "NAME", "KIND", "VIEW", "SUBPROTOCOLS", "ORIGINS")]
+    rows = [("TEMPLATE", "NAME", "KIND", "VIEW", "SUBPROTOCOLS", "ORIGINS", "POLICY")]
     for route in router.routes:
         endpoint = route.endpoint
         # What the route inherits from the router counts as much as what it sets.
@@ -185,6 +185,7 @@ def route_table(router: Router) -> str:
                 f"{endpoint.__module__}.{endpoint.__qualname__}",
                 ",".join(subprotocols) if subprotocols else "-",
                 ",".join(str(o) for o in origins) if origins is not None else "-",
+                route.policy.describe() if route.policy is not None else "-",
             )
         )
     widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]))]

@@ -17,6 +17,7 @@ import inspect
 import json
 import logging
 import re
+import time
 from collections.abc import Iterable, Sequence
 from http import HTTPStatus
 from typing import Any, Protocol
@@ -78,6 +79,8 @@ class RouteEntry(Protocol):
     def subprotocols(self) -> tuple[str, ...] | None: ...
     @property
     def routing(self) -> tuple[Any, type | None, str | None, str]: ...
+    @property
+    def policy(self) -> Any: ...
 
 
 class RoutingTable(Protocol):
@@ -271,6 +274,9 @@ def decide(router: RoutingTable, request: Request) -> Decision:
         attributes["view_class"] = view_class  # .route: an instance, made when read
     attributes["name"] = name
     attributes["template"] = source
+    policy = route.policy
+    if policy is not None:  # converters, options, rate limit: core.policy
+        attributes["policy"] = policy
     # Accept(...) without the frozen dataclass's field-by-field object.__setattr__
     # calls, which cost about a tenth of a whole decision.
     accept = _new_object(Accept)
@@ -280,29 +286,38 @@ def decide(router: RoutingTable, request: Request) -> Decision:
     return accept
 
 
-async def resolve(router: RoutingTable, request: Request) -> Decision:
-    """``decide()``, then the view's hook; never raises, never returns ServeHTTP."""
-    decision = resolve_start(router, request)
+async def resolve(router: RoutingTable, request: Request, now: float | None = None) -> Decision:
+    """``decide()``, the route's rate limit, then the view's hook; never raises, never
+    returns ServeHTTP."""
+    decision = resolve_start(router, request, now)
     if resolve_pending(decision):
         return await resolve_rest(decision, request)
     return decision
 
 
-def resolve_start(router: RoutingTable, request: Request) -> Decision:
-    """The synchronous first step of ``resolve()``: ``decide()``, then the view (a class
-    view's instance, for ``request.path.route``); a failing view set-up logged and
-    answered with 500. Unless ``resolve_pending()`` says so, this is
+def resolve_start(router: RoutingTable, request: Request, now: float | None = None) -> Decision:
+    """The synchronous first step of ``resolve()``: ``decide()``, the route's rate limit
+    (``core.policy``; at ``now``, None: the router's ``clock()``), then the view (a class
+    view's instance, for ``request.path.route``); a failing view set-up or converter
+    logged and answered with 500. Unless ``resolve_pending()`` says so, this is
     already what ``resolve()`` returns; a transport that answers it at once, in the
     callback that read the request, saves a loop iteration before the 101."""
     try:
         decision = decide(router, request)
         if type(decision) is Accept or type(decision) is ServeHTTP:
             path = decision.path
+            policy = path.policy
+            if policy is not None and policy.limiter is not None:
+                if now is None:
+                    now = getattr(router, "clock", time.monotonic)()
+                refused = policy.limit(request, now)
+                if refused is not None:
+                    return refused
             path.route  # noqa: B018 - a class view's instance, made now: its __init__ may raise
             request.path = path
     except Exception:  # a class view whose __init__ raises: the user's bug, not the peer's
         logger.exception(
-            "making the view for %s failed, request from %s",
+            "routing or making the view for %s failed, request from %s",
             without_query(request.target),
             peer_name(request.remote_address),
         )

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import errno
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 from .connection import DEFAULT_MAX_HEADER_BYTES, DEFAULT_MAX_SIZE, ServerConnection
@@ -76,6 +76,10 @@ class ServerOptions:
         if self.ssl is not None and not hasattr(self.ssl, "wrap_bio"):
             raise TypeError(f"ssl must be an ssl.SSLContext or None, not {type(self.ssl).__name__}")
         check_max_connections(self.max_connections)
+
+    def merged(self, overrides: tuple[tuple[str, Any], ...]) -> ServerOptions:
+        """These options with a route's overrides (``core.policy``), checked."""
+        return replace(self, **dict(overrides)) if overrides else self
 
     def connection(self, remote_address: Any = None) -> ServerConnection:
         """A new sans-IO connection for one accepted TCP (or in-memory) stream."""

@@ -69,11 +69,14 @@ class RoutedPath(str):
     - ``name``: the route's name, or None.
     - ``template``: the template of the route that matched, or None.
     - ``query``: the raw query string, ``""`` if none.
+    - ``policy``: the route's ``core.policy.RoutePolicy``, None when it sets none.
     """
 
     params: dict[str, str]
     route: Any = _View()
     view_class: Any = None
+    # The route's converters, option overrides and rate limit (core.policy), if any.
+    policy: Any = None
     name: str | None
     template: str | None
 

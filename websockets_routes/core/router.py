@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import functools
 import inspect
+import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any, ClassVar, Literal, TypeVar
@@ -12,8 +13,9 @@ from .decisions import Decision
 from .handshake import decide, resolve
 from .http import Request
 from .matcher import Matcher
-from .paths import RoutedPath
-from .templates import Template, compile_template
+from .paths import RoutedPath, split_path
+from .policy import INHERIT, RoutePolicy, check_rate_limit, make_policy
+from .templates import Template, compile_template, match_segments
 
 __all__ = ["Router", "Route", "FunctionView", "check_router", "resolves_in_steps"]
 
@@ -56,6 +58,8 @@ class Route:
     # What a transport's ``route.handle(ws, path)`` calls for a function view: the view
     # itself, or an adapter for a view of ``(ws)`` alone. None: the endpoint itself.
     handle: Callable[..., Any] | None = field(default=None, compare=False, repr=False)
+    # Converters, option overrides and rate limit (``core.policy``); None: none set.
+    policy: RoutePolicy | None = field(default=None, compare=False)
     # (shared view, view class, name, template source), read together for every match.
     # A function view holds nothing per connection, so one FunctionView serves them all;
     # a class view (shared None) gets a new instance per connection, made by RoutedPath
@@ -95,6 +99,7 @@ class Route:
             self.origins if self.origins is not None else owner.origins,
             self.requirements,
             self.handle,
+            self.policy,
         )
 
 
@@ -198,7 +203,9 @@ class Router:
 
     ``close_unmatched``: an unknown path completes the handshake and closes with 4040
     instead of answering HTTP 404. ``subprotocols`` and ``origins`` apply to every route
-    that does not set its own.
+    that does not set its own, and ``rate_limit`` to every WebSocket route that sets
+    none (``core.policy``; each route keeps its own count). ``clock``: the time rate
+    limits are counted in when ``resolve()`` gets no ``now``.
     """
 
     def __init__(
@@ -207,10 +214,15 @@ class Router:
         close_unmatched: bool = False,
         subprotocols: Sequence[str] | None = None,
         origins: Sequence[str | None] | None = None,
+        rate_limit: tuple[int, float] | None = None,
+        clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self.close_unmatched = close_unmatched
         self.subprotocols = _strings(subprotocols, "subprotocols", "<router>")
         self.origins = _strings(origins, "origins", "<router>")
+        self.rate_limit = check_rate_limit(rate_limit, "Router")
+        # The time rate limits are counted in, when resolve() is given no ``now``.
+        self.clock = clock
         self._matcher: Matcher[Route] = Matcher()
         self._names: dict[str, Route] = {}
         self._templates: dict[tuple[str, str], Route] = {}  # by (kind, template text)
@@ -229,12 +241,39 @@ class Router:
         subprotocols: Sequence[str] | None = None,
         origins: Sequence[str | None] | None = None,
         requirements: dict[str, str] | None = None,
+        convert: dict[str, Callable[[str], Any]] | None = None,
+        max_size: int | None = INHERIT,
+        max_queue: int | None = INHERIT,
+        compression: str | None | bool = INHERIT,
+        ping_interval: float | None = INHERIT,
+        ping_timeout: float | None = INHERIT,
+        rate_limit: tuple[int, float] | None | bool = None,
+        rate_limit_key: Callable[[Request], Any] | None = None,
     ) -> Callable[[V], V]:
-        """Decorate an async ``view(ws, path)`` or a class with ``async handle``."""
+        """Decorate an async ``view(ws, path)`` or a class with ``async handle``.
+
+        ``convert``, the server options and the rate limit are per-route policy
+        (``core.policy``): an option left out is the server's."""
         compiled = compile_template(template, requirements)
         subs = _strings(subprotocols, "subprotocols", template)
         allowed = _strings(origins, "origins", template)
         self._check_name(name, template)
+        overrides = {
+            "max_size": max_size,
+            "max_queue": max_queue,
+            "compression": compression,
+            "ping_interval": ping_interval,
+            "ping_timeout": ping_timeout,
+        }
+        policy = make_policy(
+            compiled,
+            "websocket",
+            convert=convert,
+            overrides=overrides,
+            rate_limit=rate_limit,
+            rate_limit_key=rate_limit_key,
+            default_rate_limit=self.rate_limit,
+        )
 
         def decorator(endpoint: V) -> V:
             checked = self._checked.get(id(endpoint))
@@ -245,22 +284,33 @@ class Router:
                 self._checked[id(endpoint)] = (endpoint, handle)
             self._check_free("websocket", template, name)
             self._add(
-                Route(compiled, endpoint, name, "websocket", subs, allowed, requirements, handle)
+                Route(
+                    compiled, endpoint, name, "websocket", subs, allowed, requirements, handle, policy
+                )
             )
             return endpoint
 
         return decorator
 
-    def http(self, template: str, *, name: str | None = None) -> Callable[[V], V]:
+    def http(
+        self,
+        template: str,
+        *,
+        name: str | None = None,
+        convert: dict[str, Callable[[str], Any]] | None = None,
+    ) -> Callable[[V], V]:
         """Decorate ``view(request)`` answering GET/HEAD with (status, headers, body),
-        bytes or str."""
+        bytes or str. ``convert``: as for ``route()``."""
         compiled = compile_template(template)
         self._check_name(name, template)
+        policy = make_policy(
+            compiled, "http", convert=convert, overrides={}, rate_limit=False, rate_limit_key=None
+        )
 
         def decorator(endpoint: V) -> V:
             _check_view(endpoint, template, "http")
             self._check_free("http", template, name)
-            self._add(Route(compiled, endpoint, name, "http", None, None, None))
+            self._add(Route(compiled, endpoint, name, "http", None, None, None, None, policy))
             return endpoint
 
         return decorator
@@ -332,15 +382,52 @@ class Router:
         """Every route, in registration order (the order that decides ties)."""
         return [route for _, route in self._matcher]
 
-    def lookup(self, path: str) -> tuple[Route, dict[str, str]] | None:
-        """The first route matching a path (no query string) and its decoded params."""
-        return self._matcher.match(path)
+    def lookup(self, path: str) -> tuple[Route, dict[str, Any]] | None:
+        """The first route matching a path (no query string) and its decoded params,
+        converted where the route has ``convert``."""
+        found = self._matcher.match(path)
+        if found is not None and found[0].policy is not None and found[0].policy.convert:
+            return self._converted(path, found)
+        return found
+
+    def _converted(
+        self, path: str, found: tuple[Route, dict[str, Any]]
+    ) -> tuple[Route, dict[str, Any]] | None:
+        """The params of ``found`` through its route's converters; when one raises
+        ValueError or TypeError, the next route that matches (and converts), if any.
+
+        Only routes with converters come here; a failed conversion scans the later
+        routes linearly, which costs nothing on the usual path."""
+        route, params = found
+        converted = _convert(route, params)
+        if converted is not None:
+            return route, converted
+        segments = split_path(path)
+        if segments is None:  # pragma: no cover - the matcher matched it
+            return None
+        later = False
+        for _, candidate in self._matcher:
+            if not later:
+                later = candidate is route
+                continue
+            raw = match_segments(candidate.template.segments, segments, path)
+            if raw is None:
+                continue
+            converted = _convert(candidate, raw)
+            if converted is not None:
+                return candidate, converted
+        return None
 
     def match(self, target: str) -> RoutedPath | None:
         """The RoutedPath for a request target, or None if no route matches."""
         found = self._matcher.match_target(target)
         if found is None:
             return None
+        if found[0].policy is not None and found[0].policy.convert:
+            path = target.partition("?")[0]
+            found = self._converted(path, found)
+            if found is None:
+                return None
         route, params = found
         shared, view_class, name, source = route.routing
         # routed_path(), inlined: this runs for every request.
@@ -353,6 +440,8 @@ class Router:
             attributes["view_class"] = view_class  # .route: an instance, made when read
         attributes["name"] = name
         attributes["template"] = source
+        if route.policy is not None:
+            attributes["policy"] = route.policy
         return routed
 
     def asyncapi(
@@ -390,12 +479,36 @@ class Router:
     # handshake.decide(router, request) itself, as a method: one call less per request.
     decide: ClassVar[Callable[[Router, Request], Decision]] = decide
 
-    async def resolve(self, request: Request) -> Decision:
-        """``decide()``, then the view's ``process_request`` hook or HTTP view."""
-        return await resolve(self, request)
+    async def resolve(self, request: Request, *, now: float | None = None) -> Decision:
+        """``decide()``, the route's rate limit at ``now`` (None: ``self.clock()``), then
+        the view's ``process_request`` hook or HTTP view."""
+        return await resolve(self, request, now=now)
 
     def __repr__(self) -> str:
         return f"<{type(self).__name__} with {len(self._matcher)} routes>"
+
+
+class ConverterError(Exception):
+    """A converter raised something else than ValueError or TypeError: a bug in the
+    application, answered with 500 like a failing hook."""
+
+
+def _convert(route: Route, params: dict[str, Any]) -> dict[str, Any] | None:
+    """``params`` (the matcher's, fresh per match) through the route's converters, in
+    place; None when one raises ValueError or TypeError."""
+    policy = route.policy
+    if policy is None or policy.convert is None:
+        return params
+    for name, converter in policy.convert:
+        try:
+            params[name] = converter(params[name])
+        except (ValueError, TypeError):
+            return None
+        except Exception as exc:
+            raise ConverterError(
+                f"the converter of {name!r} on route {route.template.source!r} failed: {exc!r}"
+            ) from exc
+    return params
 
 
 def check_router(router: object, caller: str) -> None:

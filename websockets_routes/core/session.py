@@ -61,6 +61,7 @@ from .actions import (
 )
 from .connection import State
 from .decisions import Accept
+from .deflate import NO_LIMIT
 from .errors import ConnectionClosed, handler_error_is_close
 from .events import Closed, Event, Message, Pong, RequestReceived
 from .handshake import Decision, resolve_pending, resolve_rest, resolve_start
@@ -349,6 +350,9 @@ class Session:
                 self._limit = limit  # given back in _closed_by()
             else:
                 decision = FULL
+        policy = getattr(getattr(decision, "path", None), "policy", None)
+        if policy is not None and policy.overrides:  # the route's options (core.policy)
+            self._adopt(policy.options(self.options))
         events = conn.carry_out(decision)
         self._opened = access.log_answer(self, now)
         actions: list[Action] = []
@@ -376,6 +380,15 @@ class Session:
                 actions.append(StartHandler(conn.path))
         self._rearm(actions)
         return tuple(actions)
+
+    def _adopt(self, options: ServerOptions) -> None:
+        """Use a route's options from the answer on (compression is negotiated in it)."""
+        self.options = options
+        self.conn.max_size = NO_LIMIT if options.max_size is None else options.max_size
+        self.conn.compression = options.compression
+        self._max_queue = options.max_queue if options.max_queue is not None else 0
+        self._low_water = self._max_queue // 4
+        self._pings = Pings(options.ping_interval, options.ping_timeout)
 
     # The handler's side
 

@@ -434,7 +434,10 @@ def _converter_advice(name: str, converter: str) -> str:
     template, conversion = _CONVERTERS[converter]
     fix = template % name
     if conversion is not None:
-        fix += f" and {conversion % name} in the view (params are str)"
+        fix += (
+            f" with route(..., convert={{{name!r}: {conversion.split('(')[0]}}})"
+            f" (path.params[{name!r}] is then converted), or {conversion % name} in the view"
+        )
     elif converter == "str":
         fix += " (any non-empty segment; params are str)"
     else:
