@@ -24,14 +24,19 @@ _STATIC_ONLY, _PARAM_ONLY, _MIXED = 0, 1, 2
 
 
 class _Node:
-    __slots__ = ("static", "param", "patterns", "end", "tails", "lowest", "kind")
+    __slots__ = ("static", "param", "patterns", "end", "tails", "lowest", "kind", "fast", "depth")
 
-    def __init__(self) -> None:
+    def __init__(self, depth: int) -> None:
+        self.depth = depth  # the index, in the split path, of the segment read here
         # Most nodes are leaves: they share empty containers (never written to; add()
         # gives a node its own on its first child or tail), which keeps a big table's
         # allocations, and the garbage collector's work while building it, down.
         self.kind = _STATIC_ONLY
         self.static: dict[str, _Node] = _NO_CHILDREN
+        # For Matcher._walk: the next node is fast.get(segment, param). It is static for a
+        # static-only node, and _EMPTY_MISSES ({"": None}) for a param-only one, whose
+        # param takes any non-empty segment; a mixed node is never read this way.
+        self.fast: dict[str, _Node | None] = _NO_CHILDREN  # type: ignore[assignment]
         self.param: _Node | None = None
         # (pattern source, bound fullmatch of the segment regex, child), in first-added order
         self.patterns: list[tuple[str, Callable[[str], Any], _Node]] = _NO_PATTERNS
@@ -44,6 +49,10 @@ class _Node:
 _NO_CHILDREN: dict[str, _Node] = {}
 _NO_PATTERNS: list[tuple[str, Callable[[str], Any], _Node]] = []
 _NO_TAILS: list[tuple[int, str, bool]] = []
+_EMPTY_MISSES: dict[str, _Node | None] = {"": None}
+
+# Matcher._plans: (value, first slot index, its name, other slots, extras); see there.
+_Plan = tuple[T, int, str, "tuple[tuple[int, str], ...] | None", Any]
 
 
 def _search(node: _Node, segments: list[str], depth: int, best: int) -> int:
@@ -109,10 +118,16 @@ def _search(node: _Node, segments: list[str], depth: int, best: int) -> int:
         node = following
 
 
-def _kind(node: _Node) -> int:
+def _retune(node: _Node) -> None:
+    """Set ``kind`` and ``fast`` after a child or tail was added to ``node``."""
     if node.tails or node.patterns or (node.static and node.param is not None):
-        return _MIXED
-    return _PARAM_ONLY if node.param is not None else _STATIC_ONLY
+        node.kind = _MIXED
+    elif node.param is not None:
+        node.kind = _PARAM_ONLY
+        node.fast = _EMPTY_MISSES
+    else:
+        node.kind = _STATIC_ONLY
+        node.fast = node.static  # type: ignore[assignment]
 
 
 class Matcher(Generic[T]):
@@ -120,6 +135,13 @@ class Matcher(Generic[T]):
 
     def __init__(self) -> None:
         self._entries: list[tuple[Template, T]] = []
+        # What a match needs of each route, by index: its value; the index in the split
+        # path and the name of its first param that is a whole segment (0 and "" if it
+        # has none); (index, name) of its other such params, and the regex and tail
+        # segments to read the remaining params from (None if there are none). Indexes
+        # count the empty segment before the path's leading "/": the search splits the
+        # path as it stands, without slicing it first.
+        self._plans: list[_Plan[T]] = []
         # Static paths: their index, and whether no dynamic route before them matches
         # them too (then a hit needs no search of the trie).
         self._static_by_path: dict[str, tuple[int, bool]] = {}
@@ -127,7 +149,11 @@ class Matcher(Generic[T]):
         # Unbeaten static paths that are also valid request targets as they stand (no
         # escapes, no query): a request for exactly one of them needs no other check.
         self.exact: dict[str, T] = {}
-        self._root = _Node()
+        self._root = _Node(1)
+        # Above the root, for the empty text before a path's leading "/": the walk in
+        # match_target() starts here, on the path split as it stands.
+        self._top = _Node(0)
+        self._top.static = self._top.fast = {"": self._root}  # type: ignore[assignment]
 
     def __len__(self) -> int:
         return len(self._entries)
@@ -138,6 +164,10 @@ class Matcher(Generic[T]):
     def add(self, template: Template, value: T) -> None:
         index = len(self._entries)
         self._entries.append((template, value))
+        slots = [(i + 1, name) for i, name in template.slots]
+        first, name = slots.pop(0) if slots else (0, "")
+        extras = tuple((i + 1, fullmatch, names) for i, fullmatch, names in template.extras)
+        self._plans.append((value, first, name, tuple(slots) or None, extras or None))
         if template.is_static:
             texts = tuple(s.text for s in template.segments)
             self._static_by_segments.setdefault(texts, index)
@@ -145,7 +175,7 @@ class Matcher(Generic[T]):
             if path not in self._static_by_path:
                 # Routes added later have higher indexes: only earlier ones can win.
                 unbeaten = (
-                    self._root.lowest > index or _search(self._root, list(texts), 0, index) == index
+                    self._root.lowest > index or _search(self._root, ["", *texts], 1, index) == index
                 )
                 self._static_by_path[path] = (index, unbeaten)
                 if (
@@ -166,20 +196,20 @@ class Matcher(Generic[T]):
                 if node.tails is _NO_TAILS:
                     node.tails = []
                 node.tails.append((index, seg.text, seg.nonempty))
-                node.kind = _MIXED
+                _retune(node)
                 return
             if kind == "static":
                 child = node.static.get(seg.text)
                 if child is None:
                     if node.static is _NO_CHILDREN:
                         node.static = {}
-                    child = node.static[seg.text] = _Node()
-                    node.kind = _kind(node)
+                    child = node.static[seg.text] = _Node(node.depth + 1)
+                    _retune(node)
             elif kind == "param":
                 child = node.param
                 if child is None:
-                    child = node.param = _Node()
-                    node.kind = _kind(node)
+                    child = node.param = _Node(node.depth + 1)
+                    _retune(node)
             else:
                 assert seg.regex is not None
                 source = seg.regex.pattern
@@ -188,11 +218,11 @@ class Matcher(Generic[T]):
                         child = existing
                         break
                 else:
-                    child = _Node()
+                    child = _Node(node.depth + 1)
                     if node.patterns is _NO_PATTERNS:
                         node.patterns = []
                     node.patterns.append((source, seg.regex.fullmatch, child))
-                    node.kind = _MIXED
+                    _retune(node)
             node = child
             if node.lowest == _NEVER:
                 node.lowest = index
@@ -205,32 +235,26 @@ class Matcher(Generic[T]):
         ``path`` is the path part of a valid target (no query); None if nothing matches
         or an escape in it does not decode.
         """
-        if "%" not in path:
+        if "%" in path:
+            decoded = split_path(path)
+            if decoded is None:
+                return None
+            best = self._static_by_segments.get(tuple(decoded), _NEVER)
+            segments = ["", *decoded]
+        else:
             static = self._static_by_path.get(path)
             if static is None:
                 best = _NEVER
             elif static[1]:
-                return self._entries[static[0]][1], {}
+                return self._plans[static[0]][0], {}
             else:
                 best = static[0]
-            segments = path[1:].split("/")
-        else:
-            decoded = split_path(path)
-            if decoded is None:
-                return None
-            segments = decoded
-            best = self._static_by_segments.get(tuple(segments), _NEVER)
+            segments = path.split("/")
         if self._root.lowest < best:
-            best = _search(self._root, segments, 0, best)
+            best = _search(self._root, segments, 1, best)
         if best == _NEVER:
             return None
-        template, value = self._entries[best]
-        params = {}
-        for i, name in template.slots:
-            params[name] = segments[i]
-        if template.extras:
-            template.extract_extras(params, segments)
-        return value, params
+        return _found(self._plans[best], segments)
 
     def match_target(self, target: str) -> tuple[T, dict[str, str]] | None:
         """``match()`` for a whole request target: its query string plays no part.
@@ -241,14 +265,74 @@ class Matcher(Generic[T]):
         value = self.exact.get(target)
         if value is not None:  # a static path, and a valid target by construction
             return value, {}
-        if type(target) is str and TARGET_CHARS.fullmatch(target) is not None:
-            # split_target(), inlined for the usual target.
-            path = target.partition("?")[0] if "?" in target else target
-            if "%" in path and BAD_ESCAPE.search(path) is not None:
-                return None
-        else:
+        if type(target) is not str or TARGET_CHARS.fullmatch(target) is None:
             try:
                 path, _ = split_target(target)
             except BadTarget:
                 return None
-        return self.match(path)
+            return self.match(path)
+        # split_target(), inlined for the usual target.
+        path = target.partition("?")[0] if "?" in target else target
+        if "%" in path:
+            if BAD_ESCAPE.search(path) is not None:
+                return None
+            return self.match(path)
+        # match(), inlined for a path without escapes: this runs for every handshake
+        # to a route with params.
+        static = self._static_by_path.get(path)
+        segments = path.split("/")  # segments[0] is the "" before the leading "/"
+        if static is None:
+            # Walk down while each node has one way on; a node with more (a param
+            # beside static text, regexes, tails) leaves the rest to _search().
+            node = self._top
+            for segment in segments:
+                node = node.fast.get(segment, node.param)  # type: ignore[assignment]
+                if node is None:
+                    return None
+                if node.kind == 2:  # _MIXED
+                    best = _search(node, segments, node.depth, _NEVER)
+                    if best == _NEVER:
+                        return None
+                    break
+            else:
+                best = node.end
+                if best == _NEVER:
+                    return None
+        elif static[1]:
+            return self._plans[static[0]][0], {}
+        else:
+            best = static[0]
+            if self._root.lowest < best:
+                best = _search(self._root, segments, 1, best)
+        value, first, name, slots, extras = self._plans[best]
+        params = {name: segments[first]} if first else {}
+        if slots is not None:
+            for i, name in slots:
+                params[name] = segments[i]
+        if extras is not None:
+            _extract(extras, params, segments)
+        return value, params
+
+
+def _found(plan: _Plan[T], segments: list[str]) -> tuple[T, dict[str, str]]:
+    """The value and params of the route of ``plan``, for a path that matches it."""
+    value, first, name, slots, extras = plan
+    params = {name: segments[first]} if first else {}
+    if slots is not None:
+        for i, name in slots:
+            params[name] = segments[i]
+    if extras is not None:
+        _extract(extras, params, segments)
+    return value, params
+
+
+def _extract(extras: Any, params: dict[str, str], segments: list[str]) -> None:
+    """Template.extract_extras(), for segments split with the leading "" kept."""
+    for i, fullmatch, names in extras:
+        if fullmatch is None:
+            ((skip, name),) = names
+            params[name] = "/".join(segments[i:])[skip:]
+        else:
+            found = fullmatch(segments[i])
+            for group, name in names:
+                params[name] = found.group(group)
