@@ -75,9 +75,15 @@ def cli_server(
 class Served:
     """A running ``serve`` process and what it printed so far."""
 
-    def __init__(self, argv: list[str], env: dict[str, str]) -> None:
+    def __init__(self, argv: list[str], env: dict[str, str], new_session: bool = False) -> None:
         self.proc = subprocess.Popen(
-            argv, cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
+            argv,
+            cwd=ROOT,
+            env=env,
+            start_new_session=new_session,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
         )
         self.out: list[str] = []
         self.err: list[str] = []
@@ -121,13 +127,18 @@ class Served:
                 self.changed.wait(min(left, 0.1))
         return True
 
+    def after_kill(self) -> None:
+        """What else to kill once the process is (a subclass's other processes)."""
+
     def wait_stderr(self, text: str, timeout: float = 30.0) -> bool:
         return self.wait_for(lambda: any(text in line for line in self.err), timeout)
 
     def stop(self) -> None:
+        """SIGKILL the process if it still runs; close its streams."""
         if self.proc.poll() is None:
             self.proc.kill()
         self.proc.wait(timeout=10)
+        self.after_kill()
         for reader in self.readers:
             reader.join(timeout=5)
         for stream in (self.proc.stdout, self.proc.stderr):

@@ -14,11 +14,9 @@ import signal
 import socket
 import subprocess
 import sys
-import threading
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import Any
 
 import anyio
 import pytest
@@ -26,6 +24,7 @@ from websockets.asyncio.client import ClientConnection, connect
 from websockets.exceptions import ConnectionClosed
 
 from tests.redis_server import RedisServer, running_redis
+from tests.serving import Served
 
 ROOT = Path(__file__).resolve().parent.parent
 APP = "tests.workers_app:router"
@@ -41,62 +40,20 @@ WITHOUT_REUSE_PORT = (
 )
 
 
-class Cluster:
+class Cluster(Served):
     """A running ``serve --workers`` parent, with what it printed so far."""
 
     def __init__(
         self, argv: list[str], port: int, env: dict[str, str], new_session: bool = False
     ) -> None:
+        super().__init__(argv, env, new_session)
         self.port = port
-        self.proc = subprocess.Popen(
-            argv,
-            cwd=ROOT,
-            env=env,
-            start_new_session=new_session,
-            stdout=subprocess.PIPE,
-            stderr=subprocess.PIPE,
-            text=True,
-        )
-        self.out: list[str] = []
-        self.err: list[str] = []
-        self.changed = threading.Condition()
-        assert self.proc.stdout is not None and self.proc.stderr is not None
-        self.readers = [
-            threading.Thread(target=self._read, args=(stream, lines), daemon=True)
-            for stream, lines in ((self.proc.stdout, self.out), (self.proc.stderr, self.err))
-        ]
-        for reader in self.readers:
-            reader.start()
-
-    def _read(self, stream: Any, lines: list[str]) -> None:
-        for line in stream:
-            with self.changed:
-                lines.append(line.rstrip("\n"))
-                self.changed.notify_all()
-        with self.changed:
-            self.changed.notify_all()
 
     def url(self, path: str) -> str:
         return f"ws://127.0.0.1:{self.port}{path}"
 
-    @property
-    def stderr(self) -> str:
-        with self.changed:
-            return "\n".join(self.err)
-
     def wait_for(self, found: Callable[[], bool], timeout: float = START_TIMEOUT) -> bool:
-        """Wait until ``found()`` (called under the lock) or the parent has exited."""
-        deadline = time.monotonic() + timeout
-        with self.changed:
-            while not found():
-                left = deadline - time.monotonic()
-                if left <= 0 or (self.proc.poll() is not None and not self._reading()):
-                    return found()
-                self.changed.wait(min(left, 0.1))
-        return True
-
-    def _reading(self) -> bool:
-        return any(reader.is_alive() for reader in self.readers)
+        return super().wait_for(found, timeout)
 
     def serving(self) -> bool:
         return any(line.startswith("Serving ") for line in self.out)
@@ -113,17 +70,12 @@ class Cluster:
 
     def kill(self) -> None:
         """SIGKILL the parent and every worker it printed that still runs."""
-        if self.proc.poll() is None:
-            self.proc.kill()
-        self.proc.wait(timeout=10)
+        self.stop()
+
+    def after_kill(self) -> None:
         for pid in self.all_pids():
             if is_worker(pid):
                 os.kill(pid, signal.SIGKILL)
-        for reader in self.readers:
-            reader.join(timeout=5)
-        for stream in (self.proc.stdout, self.proc.stderr):
-            if stream is not None:
-                stream.close()
 
 
 def is_worker(pid: int) -> bool:
