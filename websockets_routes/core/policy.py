@@ -17,6 +17,7 @@ nothing, so such a route costs nothing per request):
 from __future__ import annotations
 
 import math
+import warnings
 from collections import OrderedDict, deque
 from collections.abc import Callable, Mapping
 from http import HTTPStatus
@@ -27,11 +28,13 @@ from .decisions import Respond, respond
 __all__ = [
     "INHERIT",
     "OPTION_NAMES",
+    "PolicyWarning",
     "RateLimiter",
     "RoutePolicy",
     "check_rate_limit",
     "client_host",
     "make_policy",
+    "warn_unapplied",
 ]
 
 
@@ -246,3 +249,25 @@ def make_policy(
     if converters is None and not checked and limiter is None:
         return None
     return RoutePolicy(converters, checked, limiter, rate_limit_key)
+
+
+class PolicyWarning(UserWarning):
+    """Per-route options that a server cannot apply (the websockets hook, ASGI)."""
+
+
+def warn_unapplied(router: Any, server: str, stacklevel: int = 3) -> None:
+    """Warn, when a server starts, of the routes whose option overrides it cannot apply
+    (converters and rate limits run in ``resolve()`` and apply everywhere)."""
+    unapplied = [
+        f"{route.template.source} ({', '.join(name for name, _ in route.policy.overrides)})"
+        for route in getattr(router, "routes", ())
+        if route.policy is not None and route.policy.overrides
+    ]
+    if unapplied:
+        warnings.warn(
+            f"{server} cannot apply per-route {', '.join(OPTION_NAMES)}: connections on "
+            f"{'; '.join(unapplied)} get the server's own options. Serve the router with "
+            "websockets_routes.transports.asyncio or .anyio to apply them.",
+            PolicyWarning,
+            stacklevel=stacklevel,
+        )

@@ -23,6 +23,7 @@ from ..core.errors import ConnectionClosed, handler_error_is_close
 from ..core.http import Request
 from ..core.naming import peer_name, route_name
 from ..core.paths import RoutedPath, without_query
+from ..core.policy import warn_unapplied
 from ..core.websocket import MessageIteration
 
 if TYPE_CHECKING:
@@ -72,6 +73,9 @@ class ASGIApp:
             raise ValueError("max_queue must be at least 1")
         self.router = router
         self.max_queue = max_queue
+        # The ASGI server owns max_size, compression and pings: a route's own cannot
+        # apply (core.policy).
+        warn_unapplied(router, "an ASGI server (transports.asgi)")
 
     def __repr__(self) -> str:
         return f"<ASGIApp for {self.router!r}>"

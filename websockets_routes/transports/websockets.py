@@ -47,6 +47,7 @@ from ..core import Accept, Close, ConnectionClosed, Decision, Request, Respond, 
 from ..core.handshake import resolve_pending, resolve_rest, resolve_start
 from ..core.naming import peer_name, route_name
 from ..core.paths import BadTarget, split_target
+from ..core.policy import warn_unapplied
 from ..core.router import resolves_in_steps
 
 if TYPE_CHECKING:
@@ -369,6 +370,9 @@ class Serve:
         self.server: Any = None
 
     def _create(self) -> Any:
+        # websockets negotiates compression and sets max_size, max_queue and pings per
+        # server: a route's own cannot apply (core.policy).
+        warn_unapplied(self.router, "the websockets server (transports.websockets)", 4)
         kwargs = dict(self.kwargs)
         if _LEGACY_OPTIONS & kwargs.keys():
             legacy_serve = _legacy_server().serve

@@ -438,3 +438,25 @@ async def test_connection_closed_escaping_a_handler_is_not_an_error(
     server = await run(ASGIApp(probe), ws_scope("/probe"), CONNECT, disconnect(1006))
     assert server.types() == ["websocket.accept"]  # the client is gone: no close sent
     assert not [r for r in caplog.records if r.levelno >= logging.WARNING]
+
+
+# Per-route policy (core.policy)
+
+
+async def test_asgi_warns_of_route_options_it_cannot_apply_and_limits_handshakes() -> None:
+    from websockets_routes.core.policy import PolicyWarning
+
+    limited = Router()
+
+    @limited.route("/n/{n}", convert={"n": int}, rate_limit=(1, 30), ping_interval=None)
+    async def number(ws, path):
+        await ws.send(repr(path.params["n"]))
+
+    with pytest.warns(PolicyWarning, match=r"/n/\{n\} \(ping_interval\)"):
+        app = ASGIApp(limited)
+    server = await run(app, ws_scope("/n/7"), CONNECT, disconnect())
+    assert server.sent[0]["type"] == "websocket.accept"
+    assert {"type": "websocket.send", "text": "7"} in server.sent
+    server = await run(app, ws_scope("/n/7"), CONNECT)
+    assert server.sent[0]["status"] == 429
+    assert (b"retry-after", b"30") in server.sent[0]["headers"]

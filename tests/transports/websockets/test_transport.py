@@ -591,3 +591,43 @@ async def test_a_view_of_ws_alone_gets_the_routed_path_as_ws_path(
     async with served as url:
         async with connect(f"{url}/room/a%20b?x=1") as ws:
             assert await ws.recv() == "RoutedPath /room/a%20b?x=1 {'name': 'a b'} room x=1"
+
+
+# Per-route policy (core.policy)
+
+
+async def test_router_serve_warns_of_route_options_it_cannot_apply():
+    from websockets_routes.core.policy import PolicyWarning
+
+    router = Router()
+
+    @router.route("/small", max_size=10, compression=None)
+    async def small(ws, path):
+        await ws.send("hi")
+
+    with pytest.warns(PolicyWarning, match=r"/small \(max_size, compression\)"):
+        async with router_served(router) as uri:
+            async with connect(uri + "/small") as ws:  # served with the server's options
+                assert await ws.recv() == "hi"
+
+
+@pytest.mark.parametrize("install", ["new", "serve"])
+async def test_converters_and_rate_limits_apply_through_the_hook(serve_routed, install):
+    router = Router()
+
+    @router.route("/n/{n}", convert={"n": int}, rate_limit=(1, 30))
+    async def number(ws, path):
+        await ws.send(repr(path.params["n"]))
+
+    async with serve_routed(router, install) as uri:
+        async with connect(uri + "/n/7") as ws:
+            assert await ws.recv() == "7"
+        with pytest.raises(InvalidStatus) as info:
+            async with connect(uri + "/n/7"):
+                pass
+        assert info.value.response.status_code == 429
+        assert int(info.value.response.headers["Retry-After"]) >= 29
+        with pytest.raises(InvalidStatus) as info:
+            async with connect(uri + "/n/x"):
+                pass
+        assert info.value.response.status_code == 404
