@@ -36,6 +36,7 @@ if __name__ == "__main__":  # run as a script from a checkout: make the project 
 
 from websockets_routes import Router  # noqa: E402
 from websockets_routes.core import Accept, Request  # noqa: E402
+from websockets_routes.core.matcher import RECENT_TARGETS  # noqa: E402
 
 KINDS = ["static"] * 4 + ["one"] * 2 + ["two"] * 2 + ["regex", "tail"]
 MISS = "/nope/missing/path"
@@ -145,6 +146,45 @@ def sample_paths(table: Sequence[Spec], hits: int) -> list[tuple[str, int | None
     else:
         indexes = [min(n - 1, (k * n // hits) // 10 * 10 + k % 10) for k in range(hits)]
     return [*((table[i].hit, i) for i in indexes), (MISS, None)]
+
+
+def fresh_hit(spec: Spec, k: int) -> str:
+    """A path that hits ``spec`` as ``spec.hit`` does, with param values made of ``k``.
+
+    Static routes have only the one path.
+    """
+    if spec.kind == "static":
+        return spec.hit
+    parts = spec.hit.split("/")
+    if spec.kind == "one":
+        parts[-1] = f"v{k}"
+    elif spec.kind == "two":
+        parts[-3], parts[-1] = f"x{k}", f"y{k}"
+    elif spec.kind == "regex":
+        parts[-1] = str(k)
+    else:
+        parts[-1] = f"{k}.txt"
+    return "/".join(parts)
+
+
+def fresh_paths(
+    table: Sequence[Spec], sample: Sequence[tuple[str, int | None]], dynamic: int
+) -> list[tuple[str, int | None]]:
+    """The sample over and over, each time with new param values: at least ``dynamic``
+    paths to routes with params, none of them twice (static paths and the miss repeat,
+    as they must)."""
+    per_copy = sum(1 for _, i in sample if i is not None and table[i].kind != "static")
+    copies = dynamic // max(per_copy, 1) + 1
+    paths = []
+    k = 0
+    for _ in range(copies):
+        for path, i in sample:
+            if i is None:
+                paths.append((path, i))
+            else:
+                k += 1
+                paths.append((fresh_hit(table[i], k), i))
+    return paths
 
 
 # Each builder returns a function path -> index of the route found, or None.
@@ -301,9 +341,14 @@ def _forget_shared_segments() -> None:
 
 
 def interleaved(
-    fns: dict[str, Callable[[str], Any]], paths: Sequence[str], budget: float, rounds: int
+    fns: dict[str, Callable[[str], Any]],
+    paths: Sequence[str] | dict[str, Sequence[str]],
+    budget: float,
+    rounds: int,
 ) -> dict[str, float]:
     """Best ns per call of each function over ``paths``, measured in turns.
+
+    ``paths`` is one list for all, or a list for each function (by name).
 
     Each round gives every function a turn of about ``budget / rounds`` CPU seconds, so
     that a burst of other load on a shared machine hits all of them alike; the clock
@@ -311,6 +356,8 @@ def interleaved(
     """
     clock = time.process_time_ns
     turn = budget / rounds * 1e9
+    if not isinstance(paths, dict):
+        paths = dict.fromkeys(fns, paths)
     enabled = gc.isenabled()
     gc.collect()
     gc.disable()  # as timeit does; see time_build()
@@ -323,13 +370,14 @@ def interleaved(
 
 def _interleaved(
     fns: dict[str, Callable[[str], Any]],
-    paths: Sequence[str],
+    paths_of: dict[str, Sequence[str]],
     turn: float,
     rounds: int,
     clock: Callable[[], int],
 ) -> dict[str, float]:
     loops = {}
     for name, fn in fns.items():  # one pass each to size the turns (and warm up)
+        paths = paths_of[name]
         start = clock()
         for path in paths:
             fn(path)
@@ -337,6 +385,7 @@ def _interleaved(
     best = dict.fromkeys(fns, float("inf"))
     for _ in range(rounds):
         for name, fn in fns.items():
+            paths = paths_of[name]
             start = clock()
             for _ in range(loops[name]):
                 for path in paths:
@@ -389,6 +438,8 @@ def bench_decide(table: Sequence[Spec], budget: float, rounds: int) -> dict[str,
 
 
 OURS_LOOKUP = "ours lookup()"
+# Peers also timed on targets never asked for before, and the name of that column.
+NEW_TARGETS = {"ours": "ours, new targets", "werkzeug bound": "werkzeug bound, new targets"}
 OURS_GC = "ours, gc on"
 
 
@@ -409,6 +460,11 @@ def run(
     Besides ``ours`` (``Router.match(target)``), ``ours lookup()`` times
     ``Router.lookup(path)``: path in, (route, params) out, the same job as the peers'
     calls, without checking the target or building the RoutedPath.
+
+    The sample of targets comes round again and again, so ``ours`` finds its dynamic
+    targets among those it matched recently; ``ours, new targets`` (and ``werkzeug
+    bound, new targets``) get targets never asked for before, on a router of their own:
+    the sample with new param values each time, many more than ``RECENT_TARGETS``.
     """
     match_ns: dict[int, dict[str, float]] = {}
     build_s: dict[int, dict[str, float]] = {}
@@ -418,7 +474,8 @@ def run(
     for n in sizes:
         table = make_table(n)
         sample = sample_paths(table, hits)
-        paths = [path for path, _ in sample]
+        paths: dict[str, Sequence[str]] = {}
+        fresh = fresh_paths(table, sample, 3 * RECENT_TARGETS)
         build_s[n] = {}
         fns: dict[str, Callable[[str], Any]] = {}
         for name in peers:
@@ -428,8 +485,15 @@ def run(
             check(find, sample, name)
             build_s[n][name] = seconds
             fns[name] = getattr(find, "raw", find)
+            if name in NEW_TARGETS:
+                other = PEERS[name](table)
+                check(other, fresh[: 3 * len(sample)], name)
+                fns[NEW_TARGETS[name]] = getattr(other, "raw", other)
+                paths[NEW_TARGETS[name]] = [path for path, _ in fresh]
             if name == "ours":
                 fns[OURS_LOOKUP] = find.lookup  # type: ignore[attr-defined]
+        for name in fns:
+            paths.setdefault(name, [path for path, _ in sample])
         match_ns[n] = interleaved(fns, paths, budget * len(fns), rounds)
         del fns
         if out is not None:
@@ -450,22 +514,33 @@ def targets(results: dict[str, Any]) -> list[tuple[str, bool, str]]:
     match, build, sizes = results["match"], results["build"], results["sizes"]
     shape = results.get("shape", "grouped")
     found = []
+    pairs = [
+        ("ours", "werkzeug bound"),
+        (NEW_TARGETS["ours"], NEW_TARGETS["werkzeug bound"]),
+        (OURS_LOOKUP, "werkzeug bound"),
+    ]
     for n in (1000, 10000):
-        if n in match and "werkzeug bound" in match[n]:
-            for ours in ("ours", OURS_LOOKUP):
-                ratio = match[n]["werkzeug bound"] / match[n][ours]
+        for ours, peer in pairs:
+            if n in match and ours in match[n] and peer in match[n]:
+                ratio = match[n][peer] / match[n][ours]
                 found.append(
                     (
-                        f"{shape}: {ours} >= 5x faster than werkzeug bound at {n:,}",
+                        f"{shape}: {ours} >= 5x faster than {peer} at {n:,}",
                         ratio >= 5,
                         f"{ratio:.1f}x",
                     )
                 )
     if 10 in match and max(sizes) >= 10000:
-        ratio = match[max(sizes)]["ours"] / match[10]["ours"]
-        found.append(
-            (f"{shape}: ours({max(sizes):,}) / ours(10) <= 1.2", ratio <= 1.2, f"{ratio:.2f}")
-        )
+        for ours in ("ours", NEW_TARGETS["ours"]):
+            if ours in match[10]:
+                ratio = match[max(sizes)][ours] / match[10][ours]
+                found.append(
+                    (
+                        f"{shape}: {ours}: cost at {max(sizes):,} / cost at 10 <= 1.2",
+                        ratio <= 1.2,
+                        f"{ratio:.2f}",
+                    )
+                )
     if 10000 in build:
         for column in ("ours", OURS_GC):
             seconds = build[10000][column]
@@ -487,21 +562,24 @@ def report(results: dict[str, Any], out: Any = None) -> None:
     match, build, sizes = results["match"], results["build"], results["sizes"]
     columns = list(next(iter(match.values())))
     others = [p for p in columns if p != "ours"]
-    width = 22
+    width = 29
 
     def row(cells: Sequence[str]) -> None:
         print("".join(c.rjust(width) if i else c.ljust(8) for i, c in enumerate(cells)), file=out)
 
     print(
         f"\n{results.get('shape', 'grouped')} table: ns per match, CPU time (lower is better);"
-        " in brackets: that figure / ours",
+        " in brackets: that figure / ours (on new targets: / ours, new targets)",
         file=out,
     )
     row(["routes", *columns])
+    fresh = NEW_TARGETS["ours"]
     for n in sizes:
         ours = match[n]["ours"]
         cells = [f"{n:,}", f"{ours:,.0f}"]
-        cells += [f"{match[n][p]:,.0f} ({match[n][p] / ours:,.2f}x)" for p in others]
+        for p in others:
+            base = match[n][fresh] if p.endswith(", new targets") and fresh in match[n] else ours
+            cells.append(f"{match[n][p]:,.0f} ({match[n][p] / base:,.2f}x)")
         row(cells)
     built = list(next(iter(build.values())))
     print(

@@ -66,7 +66,7 @@ def test_run_and_report_on_a_tiny_table() -> None:
     bench = load()
     results = bench.run([10], budget=0.002, hits=5, rounds=1)
     figures = results["match"][10]
-    assert set(figures) == {*bench.PEERS, bench.OURS_LOOKUP}
+    assert set(figures) == {*bench.PEERS, bench.OURS_LOOKUP, *bench.NEW_TARGETS.values()}
     assert all(ns > 0 for ns in figures.values())
     assert set(results["decide"]) == {"match", "decide", "request+decide"}
     out = io.StringIO()
@@ -94,3 +94,16 @@ def test_run_on_the_unique_shape_labels_its_targets() -> None:
     bench.report(results, out)
     bench.report_targets([results], out)
     assert "unique table" in out.getvalue() and "unique: decide()" in out.getvalue()
+
+
+def test_new_targets_never_repeat_and_every_router_agrees() -> None:
+    bench = load()
+    for shape in bench.SHAPES.values():
+        table = shape(100)
+        sample = bench.sample_paths(table, 20)
+        fresh = bench.fresh_paths(table, sample, 50)
+        dynamic = [path for path, i in fresh if i is not None and table[i].kind != "static"]
+        assert len(dynamic) >= 50 and len(set(dynamic)) == len(dynamic)
+        assert {i for _, i in fresh} == {i for _, i in sample}
+        for name, build in bench.PEERS.items():
+            bench.check(build(table), fresh, name)

@@ -1,11 +1,21 @@
 """Matching, through the Router: static and dynamic routes, first registered wins (the
-indexed matcher of core.matcher keeps that order), routes added later are live at once."""
+indexed matcher of core.matcher keeps that order), routes added later are live at once;
+and the Matcher itself on tables where every route has a prefix of its own, and the
+targets it remembers."""
 
 from __future__ import annotations
 
+import re
 from typing import Any
 
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
 from websockets_routes import RoutedPath, Router
+from websockets_routes.core import matcher as matcher_module
+from websockets_routes.core.matcher import Matcher
+from websockets_routes.core.paths import split_path
+from websockets_routes.core.templates import Template, compile_template, match_segments
 
 
 async def view(ws: Any, path: RoutedPath) -> None:
@@ -65,3 +75,119 @@ def test_routes_added_later_are_live_at_once_and_lose_ties() -> None:
     early.route("/{t:.*}", name="tail")(view)
     early.route("/a", name="static")(view)
     assert early.match("/a").name == "tail"  # type: ignore[union-attr]
+
+
+PREFIXES = ["/svc1", "/svc2", "/svc12", "/api/v1/resource1", "/api/v1/resource2", "/api"]
+SHAPES = [
+    "/status",
+    "/rooms/{id}",
+    "/{a}/members/{b}",
+    "/items/{id:\\d+}",
+    "/files/{rest:.*}",
+    "/files/{rest:.+}",
+    "/{any}",
+    "",
+]
+VALUES = ["status", "rooms", "members", "items", "files", "v1", "7", "42", "x", "", "a%2Fb"]
+
+
+def linear(table: list[Template], path: str) -> tuple[int, dict[str, str]] | None:
+    segments = split_path(path)
+    if segments is None:
+        return None
+    for index, template in enumerate(table):
+        params = match_segments(template.segments, segments, path)
+        if params is not None:
+            return index, params
+    return None
+
+
+unique_routes = st.lists(
+    st.tuples(st.sampled_from(PREFIXES), st.sampled_from(SHAPES)).map("".join),
+    min_size=1,
+    max_size=25,
+)
+unique_paths = st.tuples(
+    st.sampled_from(PREFIXES), st.lists(st.sampled_from(VALUES), max_size=4)
+).map(lambda parts: "/".join([parts[0], *parts[1]]))
+
+
+@settings(
+    derandomize=True,
+    database=None,
+    deadline=None,
+    max_examples=300,
+    suppress_health_check=[HealthCheck.too_slow],
+)
+@given(unique_routes, st.lists(unique_paths, min_size=1, max_size=20), st.integers(0, 25))
+def test_prefix_per_route_tables_agree_with_a_linear_scan(
+    sources: list[str], queries: list[str], added_late: int
+) -> None:
+    """Tables shaped like benchmarks/match.py's unique one; every query asked twice
+    (the second time the matcher may remember it), through match() and match_target(),
+    with some routes added after the first queries."""
+    matcher: Matcher[int] = Matcher()
+    table: list[Template] = []
+
+    def add(source: str) -> None:
+        compiled = compile_template(source)
+        matcher.add(compiled, len(table))
+        table.append(compiled)
+
+    for source in sources[: len(sources) - added_late]:
+        add(source)
+    # And a path near each route: its params all "", "7", "x", "a/b" or "%2F".
+    queries = queries + [
+        re.sub(r"\{[^}]*\}", value, source)
+        for source in sources
+        for value in ("", "7", "x", "a/b", "%2F")
+    ]
+    for round_ in range(2):
+        for path in queries:
+            expected = linear(table, path)
+            for query in ("", "?q=1"):
+                for _ in range(2):
+                    assert matcher.match_target(path + query) == expected, (path, sources)
+                    assert matcher.match(path) == expected, (path, sources)
+        if round_ == 0:
+            for source in sources[len(sources) - added_late :]:
+                add(source)
+
+
+def test_remembered_targets_give_fresh_params_each_time() -> None:
+    matcher: Matcher[str] = Matcher()
+    matcher.add(compile_template("/rooms/{id}"), "room")
+    for match in (matcher.match_target, matcher.match):
+        first = match("/rooms/7")
+        assert first == ("room", {"id": "7"})
+        first[1]["id"] = "changed"  # type: ignore[index]
+        assert match("/rooms/7") == ("room", {"id": "7"})
+
+
+def test_a_route_added_later_is_seen_by_remembered_targets() -> None:
+    matcher: Matcher[str] = Matcher()
+    matcher.add(compile_template("/rooms/{id}"), "room")
+    assert matcher.match_target("/rooms/7/x") is None
+    assert matcher.match_target("/rooms/7") == ("room", {"id": "7"})
+    matcher.add(compile_template("/rooms/{id}/x"), "x")
+    matcher.add(compile_template("/rooms/7"), "beaten")  # the earlier route still wins
+    assert matcher.match_target("/rooms/7/x") == ("x", {"id": "7"})
+    assert matcher.match_target("/rooms/7") == ("room", {"id": "7"})
+
+
+def test_remembered_targets_are_bounded() -> None:
+    matcher: Matcher[str] = Matcher()
+    matcher.add(compile_template("/rooms/{id}"), "room")
+    for k in range(3 * matcher_module.RECENT_TARGETS):
+        assert matcher.match_target(f"/rooms/{k}") == ("room", {"id": str(k)})
+        assert matcher.match(f"/rooms/{k}") == ("room", {"id": str(k)})
+        assert len(matcher._recent_targets) <= matcher_module.RECENT_TARGETS
+        assert len(matcher._recent_paths) <= matcher_module.RECENT_TARGETS
+
+
+def test_invalid_targets_are_not_matched_by_a_remembered_path() -> None:
+    matcher: Matcher[str] = Matcher()
+    matcher.add(compile_template("/rooms/{id}"), "room")
+    assert matcher.match("/rooms/é") == ("room", {"id": "é"})  # a path, as lookup() takes
+    assert matcher.match_target("/rooms/é") is None  # not a valid request target
+    assert matcher.match_target("/rooms/%C3%A9") == ("room", {"id": "é"})

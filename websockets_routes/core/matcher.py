@@ -17,6 +17,8 @@ __all__ = ["Matcher"]
 
 T = TypeVar("T")
 _NEVER = 1 << 62
+# How many targets (and paths) of routes with params a Matcher remembers, at most.
+RECENT_TARGETS = 1024
 
 
 # What a node leads to, for _search's fast steps (which test the numbers directly).
@@ -149,6 +151,12 @@ class Matcher(Generic[T]):
         # Unbeaten static paths that are also valid request targets as they stand (no
         # escapes, no query): a request for exactly one of them needs no other check.
         self.exact: dict[str, T] = {}
+        # The last few request targets (and paths, for match()) that matched a route
+        # with params, and what they matched (a copy of the params, copied again for
+        # each hit): the clients of one room or resource ask for the same target, and
+        # a hit costs a dict lookup and a copy. Emptied when full, and on add().
+        self._recent_targets: dict[str, tuple[T, dict[str, str]]] = {}
+        self._recent_paths: dict[str, tuple[T, dict[str, str]]] = {}
         self._root = _Node(1)
         # Above the root, for the empty text before a path's leading "/": the walk in
         # match_target() starts here, on the path split as it stands.
@@ -162,6 +170,8 @@ class Matcher(Generic[T]):
         return iter(self._entries)
 
     def add(self, template: Template, value: T) -> None:
+        self._recent_targets.clear()
+        self._recent_paths.clear()
         index = len(self._entries)
         self._entries.append((template, value))
         slots = [(i + 1, name) for i, name in template.slots]
@@ -175,7 +185,8 @@ class Matcher(Generic[T]):
             if path not in self._static_by_path:
                 # Routes added later have higher indexes: only earlier ones can win.
                 unbeaten = (
-                    self._root.lowest > index or _search(self._root, ["", *texts], 1, index) == index
+                    self._root.lowest > index
+                    or _search(self._root, ["", *texts], 1, index) == index
                 )
                 self._static_by_path[path] = (index, unbeaten)
                 if (
@@ -235,26 +246,28 @@ class Matcher(Generic[T]):
         ``path`` is the path part of a valid target (no query); None if nothing matches
         or an escape in it does not decode.
         """
+        recent = self._recent_paths.get(path)
+        if recent is not None:
+            return recent[0], recent[1].copy()
+        found: tuple[T, dict[str, str]] | None
         if "%" in path:
             decoded = split_path(path)
             if decoded is None:
                 return None
             best = self._static_by_segments.get(tuple(decoded), _NEVER)
             segments = ["", *decoded]
+            if self._root.lowest < best:
+                best = _search(self._root, segments, 1, best)
+            if best == _NEVER:
+                return None
+            found = _found(self._plans[best], segments)
         else:
-            static = self._static_by_path.get(path)
-            if static is None:
-                best = _NEVER
-            elif static[1]:
-                return self._plans[static[0]][0], {}
-            else:
-                best = static[0]
-            segments = path.split("/")
-        if self._root.lowest < best:
-            best = _search(self._root, segments, 1, best)
-        if best == _NEVER:
-            return None
-        return _found(self._plans[best], segments)
+            found = self._find(path)
+            if found is None:
+                return None
+        if found[1]:
+            _remember(self._recent_paths, path, found)
+        return found
 
     def match_target(self, target: str) -> tuple[T, dict[str, str]] | None:
         """``match()`` for a whole request target: its query string plays no part.
@@ -265,6 +278,9 @@ class Matcher(Generic[T]):
         value = self.exact.get(target)
         if value is not None:  # a static path, and a valid target by construction
             return value, {}
+        recent = self._recent_targets.get(target)
+        if recent is not None:  # a valid target, matched a moment ago
+            return recent[0], recent[1].copy()
         if type(target) is not str or TARGET_CHARS.fullmatch(target) is None:
             try:
                 path, _ = split_target(target)
@@ -277,8 +293,48 @@ class Matcher(Generic[T]):
             if BAD_ESCAPE.search(path) is not None:
                 return None
             return self.match(path)
-        # match(), inlined for a path without escapes: this runs for every handshake
-        # to a route with params.
+        # _find(), inlined: this runs for every new target of a route with params.
+        static = self._static_by_path.get(path)
+        segments = path.split("/")  # segments[0] is the "" before the leading "/"
+        if static is None:
+            # Walk down while each node has one way on; a node with more (a param
+            # beside static text, regexes, tails) leaves the rest to _search().
+            node = self._top
+            for segment in segments:
+                node = node.fast.get(segment, node.param)  # type: ignore[assignment]
+                if node is None:
+                    return None
+                if node.kind == 2:  # _MIXED
+                    best = _search(node, segments, node.depth, _NEVER)
+                    if best == _NEVER:
+                        return None
+                    break
+            else:
+                best = node.end
+                if best == _NEVER:
+                    return None
+        elif static[1]:
+            return self._plans[static[0]][0], {}
+        else:
+            best = static[0]
+            if self._root.lowest < best:
+                best = _search(self._root, segments, 1, best)
+        value, first, name, slots, extras = self._plans[best]
+        params = {name: segments[first]} if first else {}
+        if slots is not None:
+            for i, name in slots:
+                params[name] = segments[i]
+        if extras is not None:
+            _extract(extras, params, segments)
+        if params:  # _remember(), inlined
+            recent_targets = self._recent_targets
+            if len(recent_targets) >= RECENT_TARGETS:
+                recent_targets.clear()
+            recent_targets[target] = value, params.copy()
+        return value, params
+
+    def _find(self, path: str) -> tuple[T, dict[str, str]] | None:
+        """match() for a path without escapes, remembering nothing."""
         static = self._static_by_path.get(path)
         segments = path.split("/")  # segments[0] is the "" before the leading "/"
         if static is None:
@@ -312,6 +368,13 @@ class Matcher(Generic[T]):
         if extras is not None:
             _extract(extras, params, segments)
         return value, params
+
+
+def _remember(recent: dict[str, Any], key: str, found: tuple[Any, dict[str, str]]) -> None:
+    """Keep what ``key`` matched in ``recent``, which is emptied when full."""
+    if len(recent) >= RECENT_TARGETS:
+        recent.clear()
+    recent[key] = found[0], found[1].copy()
 
 
 def _found(plan: _Plan[T], segments: list[str]) -> tuple[T, dict[str, str]]:
