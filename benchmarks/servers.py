@@ -48,6 +48,13 @@ KINDS: dict[str, Kind] = {
             note="websockets_routes.transports.asyncio.serve, 1000 routes",
         ),
         Kind(
+            "ours-limited",
+            "asyncio",
+            ("websockets_routes.transports.asyncio",),
+            note="'ours' with Router(rate_limit=...) on every route, never reached:"
+            " the cost of counting handshakes",
+        ),
+        Kind(
             "websockets-router",
             "asyncio",
             ("websockets", "werkzeug"),
@@ -127,10 +134,10 @@ def route_table(n: int = 1000) -> list[tuple[str, str]]:
 # Servers. Each factory is an async context manager yielding the bound port.
 
 
-def ours_router(routes: int) -> Any:
+def ours_router(routes: int, **options: Any) -> Any:
     from websockets_routes import Router
 
-    router = Router()
+    router = Router(**options)
 
     async def view(ws: Any, path: Any) -> None:
         await ws.send(HELLO)
@@ -169,6 +176,17 @@ async def serve_ours(args: argparse.Namespace) -> Any:
     from websockets_routes.transports.asyncio import serve
 
     async with serve(ours_router(args.routes), HOST, 0) as server:
+        yield server.port
+
+
+@contextlib.asynccontextmanager
+async def serve_ours_limited(args: argparse.Namespace) -> Any:
+    from websockets_routes.transports.asyncio import serve
+
+    # Counted per route and client (one client here, 127.0.0.1): a sliding window of
+    # one second keeps what is remembered to the handshakes of the last second.
+    router = ours_router(args.routes, rate_limit=(10**9, 1.0))
+    async with serve(router, HOST, 0) as server:
         yield server.port
 
 
@@ -259,6 +277,7 @@ async def serve_trio_websocket(args: argparse.Namespace) -> Any:
 
 FACTORIES: dict[str, Callable[[argparse.Namespace], Any]] = {
     "ours": serve_ours,
+    "ours-limited": serve_ours_limited,
     "ours-anyio": serve_ours_anyio,
     "ours-hook": serve_ours_hook,
     "ours-anyio-trio": serve_ours_anyio,

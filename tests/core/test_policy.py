@@ -304,3 +304,20 @@ def test_client_host() -> None:
     assert client_host(handshake("/", remote_address=("::1", 5, 0, 0))) == "::1"
     assert client_host(handshake("/", remote_address="/tmp/sock")) == "/tmp/sock"
     assert client_host(handshake("/")) is None
+
+
+def test_a_converter_costs_one_call_per_converted_param_per_match() -> None:
+    calls: list[str] = []
+
+    def counted(value: str) -> int:
+        calls.append(value)
+        return int(value)
+
+    router = Router()
+    router.route("/c/{a}/{b}/{c}", convert={"a": counted, "b": counted})(view)
+    router.route("/plain/{x}")(view)
+    for _ in range(3):
+        assert router.match("/c/1/2/3").params == {"a": 1, "b": 2, "c": "3"}  # type: ignore[union-attr]
+        assert isinstance(router.decide(handshake("/c/1/2/3")), Accept)
+        router.match("/plain/1")
+    assert calls == ["1", "2"] * 6
