@@ -321,3 +321,23 @@ def test_a_converter_costs_one_call_per_converted_param_per_match() -> None:
         assert isinstance(router.decide(handshake("/c/1/2/3")), Accept)
         router.match("/plain/1")
     assert calls == ["1", "2"] * 6
+
+
+def test_session_keepalive_follows_the_route() -> None:
+    from websockets_routes.core import Session
+
+    router = Router()
+    router.route("/pinged", ping_interval=2.0, ping_timeout=1.0)(view)
+    router.route("/quiet")(view)
+    request = (
+        b"GET %s HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
+        b"Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n"
+    )
+    server = ServerOptions(ping_interval=None, open_timeout=None)
+    deadlines = {}
+    for target in ("/pinged", "/quiet"):
+        session = Session(server, ("10.0.0.1", 1), 0.0)
+        session.receive_data(request % target.encode(), 0.0)
+        session.carry_out(session.resolve_now(router), 10.0)
+        deadlines[target] = session.next_deadline()
+    assert deadlines == {"/pinged": 12.0, "/quiet": None}
