@@ -48,6 +48,12 @@ KINDS: dict[str, Kind] = {
             note="websockets_routes.transports.asyncio.serve, 1000 routes",
         ),
         Kind(
+            "ours-metrics",
+            "asyncio",
+            ("websockets_routes.transports.asyncio", "prometheus_client"),
+            note="'ours' with websockets_routes.metrics.Metrics on the router",
+        ),
+        Kind(
             "ours-limited",
             "asyncio",
             ("websockets_routes.transports.asyncio",),
@@ -191,6 +197,17 @@ async def serve_ours_limited(args: argparse.Namespace) -> Any:
 
 
 @contextlib.asynccontextmanager
+async def serve_ours_metrics(args: argparse.Namespace) -> Any:
+    from websockets_routes.metrics import Metrics
+    from websockets_routes.transports.asyncio import serve
+
+    router = ours_router(args.routes)
+    Metrics(router)  # counted, not scraped: what serving costs with metrics on
+    async with serve(router, HOST, 0) as server:
+        yield server.port
+
+
+@contextlib.asynccontextmanager
 async def serve_ours_anyio(args: argparse.Namespace) -> Any:
     from websockets_routes.transports.anyio import serve
 
@@ -277,6 +294,7 @@ async def serve_trio_websocket(args: argparse.Namespace) -> Any:
 
 FACTORIES: dict[str, Callable[[argparse.Namespace], Any]] = {
     "ours": serve_ours,
+    "ours-metrics": serve_ours_metrics,
     "ours-limited": serve_ours_limited,
     "ours-anyio": serve_ours_anyio,
     "ours-hook": serve_ours_hook,

@@ -10,6 +10,11 @@
   new member its own ``join`` too), through a ``Broadcast``: in this process by default,
   across processes and machines with ``BROADCAST_URL=redis://host:port/db``. A member
   too slow to keep up is closed with 1013 instead of slowing the room down.
+- ``GET /asyncapi.json`` is the AsyncAPI 3.0 document of the WebSocket routes
+  (``router.asyncapi()``), which the page links. ``GET /metrics`` serves the
+  Prometheus metrics (``websockets_routes.metrics``) when prometheus-client is
+  installed (``pip install websockets-routes[metrics]``); without it (``make run``
+  installs no extras) there is no such route.
 - Any other path answers HTTP 404: the router is built with the default
   ``close_unmatched=False``. With ``Router(close_unmatched=True)`` a WebSocket client
   would instead connect and be closed at once with code 4040.
@@ -56,8 +61,25 @@ async def health(request: Request) -> str:
     return "ok\n"
 
 
+@router.http("/asyncapi.json", name="asyncapi")
+async def asyncapi(request: Request) -> dict[str, Any]:
+    return router.asyncapi(title="websockets-routes chat", version="1.0.0")
+
+
+try:
+    from websockets_routes.metrics import Metrics
+except ImportError:  # prometheus-client is not installed: no /metrics
+    metrics = None
+else:
+    metrics = Metrics(router)  # prometheus-client's default registry
+    router.http("/metrics", name="metrics")(metrics.view)
+
+
 @router.route("/rooms/{room}", name="room")
 class Room:
+    """A chat room: send ``{"user": ..., "text": ...}`` as JSON text; every member
+    gets ``join``, ``leave`` and ``message`` events as JSON text."""
+
     async def process_request(self, path: RoutedPath, headers: Headers) -> Close | None:
         room = path.params["room"]
         if not ROOM_NAME.fullmatch(room):

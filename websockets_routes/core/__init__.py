@@ -32,6 +32,7 @@ from .handshake import accept_key, decide, resolve
 from .http import Headers, Request
 from .limits import ConnectionLimit
 from .naming import peer_name, route_name
+from .observe import Observer
 from .options import ServerOptions
 from .paths import RoutedPath
 from .router import FunctionView, Route, Router
@@ -60,6 +61,7 @@ __all__ = [
     "Headers",
     "MessageIteration",
     "NotifyClosed",
+    "Observer",
     "PauseReading",
     "Request",
     "Resolve",

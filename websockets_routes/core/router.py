@@ -205,7 +205,8 @@ class Router:
     instead of answering HTTP 404. ``subprotocols`` and ``origins`` apply to every route
     that does not set its own, and ``rate_limit`` to every WebSocket route that sets
     none (``core.policy``; each route keeps its own count). ``clock``: the time rate
-    limits are counted in when ``resolve()`` gets no ``now``.
+    limits are counted in when ``resolve()`` gets no ``now``. ``observer``: what servers
+    report handshakes and connections to (``core.observe``; ``metrics.Metrics`` sets it).
     """
 
     def __init__(
@@ -230,6 +231,7 @@ class Router:
         # matches): one view on many routes has its signature read once.
         self._checked: dict[int, tuple[Any, Callable[..., Any] | None]] = {}
         self._mounts: list[tuple[Router, str]] = []
+        self.observer: Any = None
 
     # Registration
 

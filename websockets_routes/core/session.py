@@ -29,7 +29,8 @@ not sent yet (an anyio stream on asyncio): TCP then always ends by half-closing,
 closes at the peer's EOF or ``close_timeout``.
 
 ``limit``: the server's ``core.limits.ConnectionLimit`` (``max_connections``). The
-access log (``core.access``) is written from here, at the answer and at the close.
+access log (``core.access``) is written from here, at the answer and at the close, and
+the router's observer (``core.observe``: metrics) is told at the same points.
 """
 
 from __future__ import annotations
@@ -38,7 +39,7 @@ import logging
 from collections import deque
 from typing import Any, cast
 
-from . import access
+from . import access, observe
 from .actions import (
     ABORT_TCP,
     CANCEL_HANDLER,
@@ -125,6 +126,9 @@ class Session:
         "messages_in",
         "_opened",
         "_limit",
+        "_router",
+        "_observer",
+        "_requested",
     )
 
     def __init__(
@@ -166,6 +170,9 @@ class Session:
         self.messages_in = 0
         self._opened: float | None = None  # when the 101 went out, if the access log is on
         self._limit: ConnectionLimit | None = None  # the limit a place was taken from
+        self._router: Any = None  # what resolve_now() / resolve() were given
+        self._observer: Any = None  # the router's observer, once the connection opened
+        self._requested = now  # when the request head was complete
         # The deadline the transport's timer is armed for: the caller arms it now.
         self._armed: float | None = self._open_deadline
 
@@ -197,6 +204,10 @@ class Session:
     @property
     def close_reason(self) -> str | None:
         return self.conn.close_reason if self.conn.close_code is not None else None
+
+    @property
+    def messages_out(self) -> int:
+        return self.conn.messages_out
 
     @property
     def reading(self) -> bool:
@@ -289,6 +300,7 @@ class Session:
                     peer_name(conn.remote_address),
                     self.options.open_timeout,
                 )
+                observe.timed_out(self)
                 return self._drop(actions, now)
         if self._drain_at is not None and now >= self._drain_at:
             self._drain_at = None  # the server's drain reached this connection
@@ -318,6 +330,7 @@ class Session:
         """The decision for the request, if the router can give it without awaiting
         (no hook, no HTTP view); None: ``await resolve(router)``."""
         request = self.request
+        self._router = router
         if not resolves_in_steps(router):
             return None
         decision = resolve_start(router, request)
@@ -329,6 +342,7 @@ class Session:
     async def resolve(self, router: Any) -> Decision:
         """The decision for the request, awaiting the view's hook or HTTP view."""
         started, self._decision = self._decision, None
+        self._router = router
         if started is not None:
             return await resolve_rest(started, self.request)
         if resolves_in_steps(router):
@@ -345,16 +359,19 @@ class Session:
             return NO_ACTIONS
         self._open_deadline = self._grace_deadline = None
         self._decision = None
+        observer, answer = getattr(self._router, "observer", None), decision
         if limit is not None and type(decision) is Accept:
             if limit.take():
                 self._limit = limit  # given back in _closed_by()
             else:
-                decision = FULL
-        policy = getattr(getattr(decision, "path", None), "policy", None)
+                answer = FULL
+        policy = getattr(getattr(answer, "path", None), "policy", None)
         if policy is not None and policy.overrides:  # the route's options (core.policy)
             self._adopt(policy.options(self.options))
-        events = conn.carry_out(decision)
+        events = conn.carry_out(answer)
         self._opened = access.log_answer(self, now)
+        if observer is not None:
+            self._observer = observe.answered(observer, self, decision, now)
         actions: list[Action] = []
         out = conn.data_to_send()
         if out:
@@ -570,6 +587,7 @@ class Session:
                 self._ack(cast(Pong, event).payload, actions)
             elif kind is RequestReceived:
                 self.request = cast(RequestReceived, event).request
+                self._requested = now
                 actions.append(Resolve(self.request))
             elif kind is Closed:
                 self._closed_by(actions, now)
@@ -603,6 +621,9 @@ class Session:
             access.log_closed(self, self._opened, now)
         elif self.request is None and self.conn.status is not None:
             access.log_answer(self, now)  # a request that could not be read: 400, 431
+            observe.unreadable(self)
+        if self._observer is not None:
+            observe.closed(self)
         if not self._handler_running:
             self._drain_at = None  # nothing left for a drain to close
         out = self.conn.data_to_send()

@@ -6,11 +6,17 @@ the WebSocket framing (pings, fragmentation, compression, the closing handshake)
 
 It uses anyio only, so it runs wherever the server runs: asyncio (uvicorn, hypercorn)
 or trio (``hypercorn --worker-class trio``).
+
+The router's observer (``core.observe``, metrics), if any, hears of every WebSocket
+handshake (``seconds``: from ``websocket.connect`` to the answer sent), and of each
+connection opened and closed, with its message counts. The close code is what the
+server reports, else ours (a ``Close`` decision's, without waiting for the peer's).
 """
 
 from __future__ import annotations
 
 import logging
+import time
 from collections.abc import Awaitable, Callable, Generator, MutableMapping
 from http import HTTPStatus
 from typing import TYPE_CHECKING, Any
@@ -22,6 +28,7 @@ from ..core.decisions import Accept, Close, Respond, check_close_code, respond
 from ..core.errors import ConnectionClosed, handler_error_is_close
 from ..core.http import Request
 from ..core.naming import peer_name, route_name
+from ..core.observe import report_handshake, route_label
 from ..core.paths import RoutedPath, without_query
 from ..core.policy import warn_unapplied
 from ..core.websocket import MessageIteration
@@ -98,14 +105,27 @@ class ASGIApp:
         message = await receive()
         if message["type"] != "websocket.connect":
             return  # the client left before the app ran
+        started = time.monotonic()
         request = _request(scope, "GET")
         decision = await self.router.resolve(request)
         peer = peer_name(request.remote_address)
+        observer = getattr(self.router, "observer", None)
         if isinstance(decision, Respond):
             await _deny(scope, send, decision, request, peer)
+            if observer is not None:
+                seconds = time.monotonic() - started
+                report_handshake(observer, self.router, request, decision, seconds)
         elif isinstance(decision, Close):
             try:
                 await send(_accept_message(decision.headers))
+            except OSError:
+                observer = None  # nothing was answered
+            if observer is not None:
+                seconds = time.monotonic() - started
+                route = report_handshake(observer, self.router, request, decision, seconds) or ""
+                observer.opened(route, None)
+                observer.closed(route, decision.code, None)
+            try:
                 await send(
                     {"type": "websocket.close", "code": decision.code, "reason": decision.reason}
                 )
@@ -117,7 +137,7 @@ class ASGIApp:
                     without_query(request.target),
                 )
         elif isinstance(decision, Accept):
-            await self._run(scope, receive, send, request, decision, peer)
+            await self._run(scope, receive, send, request, decision, peer, started)
         else:  # resolve() never returns anything else; fail loudly if it starts to
             raise TypeError(f"unexpected handshake decision {decision!r}")
 
@@ -129,6 +149,7 @@ class ASGIApp:
         request: Request,
         decision: Accept,
         peer: str,
+        started: float,
     ) -> None:
         path = decision.path
         ws = ASGIWebSocket(
@@ -141,6 +162,10 @@ class ASGIApp:
             ws._closed_by(1006, "")
             ws._streams_close()
             return
+        observer = getattr(self.router, "observer", None)
+        if observer is not None:
+            observer.handshake(route_label(path), "accept", time.monotonic() - started)
+            observer.opened(route_label(path), ws)
         route = route_name(path)
         try:
             async with anyio.create_task_group() as tg:
@@ -167,6 +192,8 @@ class ASGIApp:
             await ws._close_quietly(1000, "")
         finally:
             ws._streams_close()
+            if observer is not None:
+                observer.closed(route_label(path), ws.close_code or 1006, ws)
 
     # Plain HTTP
 
@@ -236,6 +263,8 @@ class ASGIWebSocket(MessageIteration):
         self.local_address: Any = tuple(server) if server else None
         self.close_code: int | None = None
         self.close_reason: str | None = None
+        self.messages_in = 0  # data messages received and sent, for metrics
+        self.messages_out = 0
         self._receive = receive
         self._send = send
         self._local_close = False
@@ -278,6 +307,7 @@ class ASGIWebSocket(MessageIteration):
                 # ASGI 2.4: send() on a connection the client left raises an OSError.
                 self._closed_by(1006, "")
                 raise self._closed_error() from None
+            self.messages_out += 1
 
     async def close(self, code: int = 1000, reason: str = "") -> None:
         """Close with ``code`` and ``reason``; does nothing if already closed."""
@@ -333,6 +363,7 @@ class ASGIWebSocket(MessageIteration):
                         data = message.get("text")
                     if data is None:
                         continue
+                    self.messages_in += 1
                     try:
                         await self._in.send(data)
                     except (anyio.ClosedResourceError, anyio.BrokenResourceError):

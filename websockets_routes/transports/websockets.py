@@ -19,6 +19,11 @@ legacy server runs the handshake and the handler in one task. When no hook ran,
 ``websockets`` is imported here, never by ``import websockets_routes``; the legacy
 modules (deprecated since websockets 14) only when ``Protocol`` or a legacy-only
 ``serve()`` option is used.
+
+The router's observer (``core.observe``, metrics), if any, hears of each handshake the
+hook decides (``seconds``: the hook's own time, websockets writes the answer) and of
+each connection ``handle()`` runs, opened and closed; websockets keeps no message
+counts, so messages are not counted here.
 """
 
 from __future__ import annotations
@@ -29,6 +34,7 @@ import functools
 import http
 import inspect
 import logging
+import time
 import warnings
 from collections.abc import Awaitable, Callable, Generator
 from typing import TYPE_CHECKING, Any
@@ -46,6 +52,7 @@ except ImportError as exc:  # pragma: no cover - exercised in a subprocess test
 from ..core import Accept, Close, ConnectionClosed, Decision, Request, Respond, RoutedPath
 from ..core.handshake import resolve_pending, resolve_rest, resolve_start
 from ..core.naming import peer_name, route_name
+from ..core.observe import handshake_route, report_handshake, route_label
 from ..core.paths import BadTarget, split_target
 from ..core.policy import warn_unapplied
 from ..core.router import resolves_in_steps
@@ -210,12 +217,22 @@ def _hook(router: Router, connection: Any, request: Any) -> Any:
     either."""
     method = getattr(request, "method", "GET")  # websockets < 15 parses GET only
     core_request = _core_request(request.path, request.headers, _remote_address(connection), method)
+    if getattr(router, "observer", None) is not None:
+        return _carry_out_later(router, connection, request, _observed(router, core_request))
     if not resolves_in_steps(router):
         return _carry_out_later(router, connection, request, router.resolve(core_request))
     decision = resolve_start(router, core_request)
     if resolve_pending(decision):
         return _carry_out_later(router, connection, request, resolve_rest(decision, core_request))
     return _carry_out(router, connection, request, decision)
+
+
+async def _observed(router: Router, request: Request) -> Decision:
+    """``router.resolve(request)``, reported to the router's observer."""
+    started = time.monotonic()
+    decision = await router.resolve(request)
+    report_handshake(router.observer, router, request, decision, time.monotonic() - started)
+    return decision
 
 
 async def _carry_out_later(
@@ -239,7 +256,11 @@ def _carry_out(router: Router, connection: Any, request: Any, decision: Decision
 
 
 async def _legacy_process_request(router: Router, path: str, headers: Any) -> Any:
-    decision = await router.resolve(_core_request(str(path), headers, None))
+    core_request = _core_request(str(path), headers, None)
+    if getattr(router, "observer", None) is not None:
+        decision = await _observed(router, core_request)
+    else:
+        decision = await router.resolve(core_request)
     if isinstance(decision, Respond):
         return _legacy_response(decision)
     assert isinstance(decision, (Accept, Close))
@@ -288,6 +309,9 @@ async def handle(router: Router, ws: Any, path: str | None = None) -> None:
         routed = await _routed_path(router, ws, path)
         if routed is None:
             return
+    observer = getattr(router, "observer", None)
+    if observer is not None:
+        observer.opened(route_label(routed), None)
     # The RoutedPath as ws.path, for a view of (ws) alone (websockets 14+ style): new
     # websockets connections have no .path; the legacy ones hold the raw target there.
     try:
@@ -295,22 +319,28 @@ async def handle(router: Router, ws: Any, path: str | None = None) -> None:
     except AttributeError:  # pragma: no cover - a connection class that refuses it
         pass
     try:
-        await routed.route.handle(ws, routed)
-    except (_WSConnectionClosed, ConnectionClosed) as exc:
-        # The peer went away while the view was talking to it: not a server error.
-        logger.debug(
-            "connection of route %r from %s closed during the handler: %s",
-            route_name(routed),
-            peer_name(_remote_address(ws)),
-            exc,
-        )
-    except Exception:
-        logger.exception(
-            "handler of route %r failed for the connection from %s",
-            route_name(routed),
-            peer_name(_remote_address(ws)),
-        )
-        await _close(ws, 1011, "internal error")
+        try:
+            await routed.route.handle(ws, routed)
+        except (_WSConnectionClosed, ConnectionClosed) as exc:
+            # The peer went away while the view was talking to it: not a server error.
+            logger.debug(
+                "connection of route %r from %s closed during the handler: %s",
+                route_name(routed),
+                peer_name(_remote_address(ws)),
+                exc,
+            )
+        except Exception:
+            logger.exception(
+                "handler of route %r failed for the connection from %s",
+                route_name(routed),
+                peer_name(_remote_address(ws)),
+            )
+            await _close(ws, 1011, "internal error")
+        if observer is not None:
+            await _close(ws, 1000)  # as websockets does once the handler returns
+    finally:
+        if observer is not None:
+            observer.closed(route_label(routed), _final_code(ws), None)
 
 
 def _accepted(router: Router, ws: Any) -> RoutedPath | None:
@@ -333,18 +363,42 @@ async def _routed_path(router: Router, ws: Any, path: str | None) -> RoutedPath 
     decision: RoutedPath | Decision | None = _take_decision(router, ws, target)
     if isinstance(decision, RoutedPath):
         return decision
+    observer = getattr(router, "observer", None)
+    route = ""
     if decision is None:
         # No hook ran during the handshake: decide now. The view's hook still runs,
         # and an HTTP rejection becomes a close code (404 -> 4040).
-        decision = await router.resolve(_core_request(target, headers, _remote_address(ws)))
+        request = _core_request(target, headers, _remote_address(ws))
+        decision = await router.resolve(request)
+        if observer is not None:  # the handshake is over: it was an accept
+            route = handshake_route(router, request, decision) or ""
+            accepted = isinstance(decision, Accept)
+            observer.handshake(route, "accept" if accepted else "close", None)
+    if isinstance(decision, Accept):  # resolve() never returns ServeHTTP
+        return decision.path
     if isinstance(decision, Close):
-        await _close(ws, decision.code, decision.reason)
-        return None
-    if isinstance(decision, Respond):
-        await _close(ws, _close_code(decision.status), _close_reason(decision))
-        return None
-    assert isinstance(decision, Accept)  # resolve() never returns ServeHTTP
-    return decision.path
+        code, reason = decision.code, decision.reason
+        route = route or route_label(decision.path)
+    else:
+        assert isinstance(decision, Respond)
+        code, reason = _close_code(decision.status), _close_reason(decision)
+    if observer is not None:
+        observer.opened(route, None)
+    try:
+        await _close(ws, code, reason)
+    finally:
+        if observer is not None:
+            observer.closed(route, _final_code(ws), None)
+    return None
+
+
+def _final_code(ws: Any) -> int:
+    """The close code to count: the peer's close frame's, else ours, else 1006."""
+    state = getattr(ws, "protocol", ws)  # new API: the sans-I/O protocol; legacy: ws
+    for frame in (getattr(state, "close_rcvd", None), getattr(state, "close_sent", None)):
+        if frame is not None:
+            return int(frame.code)
+    return 1006
 
 
 # router.serve()
@@ -531,9 +585,11 @@ def _protocol_class() -> type:
                 early = await super().process_request(path, request_headers)
                 if early is not None:
                     return early
-            decision = await self.router.resolve(
-                _core_request(str(path), request_headers, _remote_address(self))
-            )
+            core_request = _core_request(str(path), request_headers, _remote_address(self))
+            if getattr(self.router, "observer", None) is not None:
+                decision = await _observed(self.router, core_request)
+            else:
+                decision = await self.router.resolve(core_request)
             if isinstance(decision, Respond):
                 return _legacy_response(decision)
             assert isinstance(decision, (Accept, Close))
