@@ -23,8 +23,10 @@ from __future__ import annotations
 
 import argparse
 import gc
+import subprocess
 import sys
 import time
+import types
 import urllib.parse
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -301,6 +303,38 @@ def build_starlette(table: Sequence[Spec]) -> Matcher:
     return find
 
 
+def baseline_matcher(commit: str) -> Any:
+    """The Matcher class of core/matcher.py as of ``commit`` (``git show``), to time
+    our router with it beside the current one, in the same process."""
+    root = Path(__file__).resolve().parent.parent
+    source = subprocess.run(
+        ["git", "show", f"{commit}:websockets_routes/core/matcher.py"],
+        cwd=root,
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout
+    module = types.ModuleType(f"websockets_routes.core.matcher_at_{commit}")
+    module.__package__ = "websockets_routes.core"  # for its relative imports
+    exec(compile(source, f"{commit}:websockets_routes/core/matcher.py", "exec"), module.__dict__)
+    return module.Matcher
+
+
+def build_ours_with(matcher_class: Any) -> Callable[[Sequence[Spec]], Matcher]:
+    """build_ours(), with the router's matcher replaced by one of ``matcher_class``."""
+
+    def build(table: Sequence[Spec]) -> Matcher:
+        find = build_ours(table)
+        router = find.router  # type: ignore[attr-defined]
+        matcher = matcher_class()
+        for template, route in router._matcher:
+            matcher.add(template, route)
+        router._matcher = matcher
+        return find
+
+    return build
+
+
 PEERS: dict[str, Callable[[Sequence[Spec]], Matcher]] = {
     "ours": build_ours,
     "Routes": build_routes,
@@ -451,6 +485,7 @@ def run(
     rounds: int = 5,
     out: Any = None,
     shape: str = "grouped",
+    baseline: str | None = None,
 ) -> dict[str, Any]:
     """Measure every peer at every size; returns ``{"match": {...}, "build": {...}, ...}``.
 
@@ -465,10 +500,19 @@ def run(
     targets among those it matched recently; ``ours, new targets`` (and ``werkzeug
     bound, new targets``) get targets never asked for before, on a router of their own:
     the sample with new param values each time, many more than ``RECENT_TARGETS``.
+
+    ``baseline``: a commit whose core/matcher.py our router is also timed with, on the
+    same targets (columns ``ours @ COMMIT`` and ``ours @ COMMIT, new targets``).
     """
     match_ns: dict[int, dict[str, float]] = {}
     build_s: dict[int, dict[str, float]] = {}
     make_table = SHAPES[shape]
+    builders = {name: PEERS[name] for name in peers}
+    fresh_columns = {name: column for name, column in NEW_TARGETS.items() if name in peers}
+    if baseline is not None:
+        before = f"ours @ {baseline}"
+        builders[before] = build_ours_with(baseline_matcher(baseline))
+        fresh_columns[before] = f"{before}, new targets"
     for name in peers:  # imports and one-off set-up are not part of a table's build time
         PEERS[name](make_table(10))
     for n in sizes:
@@ -478,18 +522,19 @@ def run(
         fresh = fresh_paths(table, sample, 3 * RECENT_TARGETS)
         build_s[n] = {}
         fns: dict[str, Callable[[str], Any]] = {}
-        for name in peers:
+        for name, builder in builders.items():
             if name == "ours":
-                build_s[n][OURS_GC] = time_build(PEERS[name], table, collect=True)[1]
-            find, seconds = time_build(PEERS[name], table)
+                build_s[n][OURS_GC] = time_build(builder, table, collect=True)[1]
+            find, seconds = time_build(builder, table)
             check(find, sample, name)
-            build_s[n][name] = seconds
+            if name in PEERS:
+                build_s[n][name] = seconds
             fns[name] = getattr(find, "raw", find)
-            if name in NEW_TARGETS:
-                other = PEERS[name](table)
+            if name in fresh_columns:
+                other = builder(table)
                 check(other, fresh[: 3 * len(sample)], name)
-                fns[NEW_TARGETS[name]] = getattr(other, "raw", other)
-                paths[NEW_TARGETS[name]] = [path for path, _ in fresh]
+                fns[fresh_columns[name]] = getattr(other, "raw", other)
+                paths[fresh_columns[name]] = [path for path, _ in fresh]
             if name == "ours":
                 fns[OURS_LOOKUP] = find.lookup  # type: ignore[attr-defined]
         for name in fns:
@@ -625,6 +670,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         default=list(SHAPES),
         help=f"comma-separated table shapes (default {','.join(SHAPES)})",
     )
+    parser.add_argument(
+        "--baseline",
+        metavar="COMMIT",
+        help="also time our router with core/matcher.py as of COMMIT, in the same process",
+    )
     parser.add_argument("--check", action="store_true", help="exit 1 if a target is missed")
     args = parser.parse_args(argv)
     sizes = args.sizes or ([10, 1000] if args.quick else [10, 100, 1000, 10000])
@@ -637,7 +687,17 @@ def main(argv: Sequence[str] | None = None) -> int:
     runs = []
     for shape in args.shapes:
         print(f"{shape} table", flush=True)
-        runs.append(run(sizes, budget, hits, rounds=rounds, out=sys.stdout, shape=shape))
+        runs.append(
+            run(
+                sizes,
+                budget,
+                hits,
+                rounds=rounds,
+                out=sys.stdout,
+                shape=shape,
+                baseline=args.baseline,
+            )
+        )
     for results in runs:
         report(results)
     report_targets(runs)

@@ -5,9 +5,12 @@ from __future__ import annotations
 import contextlib
 import importlib.util
 import io
+import shutil
 import sys
 from pathlib import Path
 from types import ModuleType
+
+import pytest
 
 import websockets_routes
 
@@ -107,3 +110,16 @@ def test_new_targets_never_repeat_and_every_router_agrees() -> None:
         assert {i for _, i in fresh} == {i for _, i in sample}
         for name, build in bench.PEERS.items():
             bench.check(build(table), fresh, name)
+
+
+def test_baseline_times_our_router_with_the_matcher_of_a_commit() -> None:
+    bench = load()
+    root = BENCHMARK.parent.parent
+    if shutil.which("git") is None or not (root / ".git").exists():
+        pytest.skip("not a git checkout")
+    results = bench.run([10], budget=0.002, hits=5, rounds=1, shape="unique", baseline="HEAD")
+    assert {"ours @ HEAD", "ours @ HEAD, new targets"} <= set(results["match"][10])
+    assert "ours @ HEAD" not in results["build"][10]  # only the peers' build times
+    out = io.StringIO()
+    bench.report(results, out)
+    assert "ours @ HEAD, new targets" in out.getvalue()

@@ -17,8 +17,10 @@ __all__ = ["Matcher"]
 
 T = TypeVar("T")
 _NEVER = 1 << 62
-# How many targets (and paths) of routes with params a Matcher remembers, at most.
+# How many targets (and paths) of routes with params a Matcher remembers, at most; it
+# remembers one new target in ADMIT_EVERY.
 RECENT_TARGETS = 1024
+ADMIT_EVERY = 4
 
 
 # What a node leads to, for _search's fast steps (which test the numbers directly).
@@ -157,6 +159,7 @@ class Matcher(Generic[T]):
         # a hit costs a dict lookup and a copy. Emptied when full, and on add().
         self._recent_targets: dict[str, tuple[T, dict[str, str]]] = {}
         self._recent_paths: dict[str, tuple[T, dict[str, str]]] = {}
+        self._wait = 0  # how many new targets to match before remembering one
         self._root = _Node(1)
         # Above the root, for the empty text before a path's leading "/": the walk in
         # match_target() starts here, on the path split as it stands.
@@ -266,7 +269,7 @@ class Matcher(Generic[T]):
             if found is None:
                 return None
         if found[1]:
-            _remember(self._recent_paths, path, found)
+            self._remember(self._recent_paths, path, found)
         return found
 
     def match_target(self, target: str) -> tuple[T, dict[str, str]] | None:
@@ -327,11 +330,29 @@ class Matcher(Generic[T]):
         if extras is not None:
             _extract(extras, params, segments)
         if params:  # _remember(), inlined
-            recent_targets = self._recent_targets
-            if len(recent_targets) >= RECENT_TARGETS:
-                recent_targets.clear()
-            recent_targets[target] = value, params.copy()
+            wait = self._wait
+            if wait:
+                self._wait = wait - 1
+            else:
+                self._wait = ADMIT_EVERY - 1
+                recent_targets = self._recent_targets
+                if len(recent_targets) >= RECENT_TARGETS:
+                    recent_targets.clear()
+                recent_targets[target] = value, params.copy()
         return value, params
+
+    def _remember(self, recent: dict[str, Any], key: str, found: tuple[T, dict[str, str]]) -> None:
+        """Keep what ``key`` matched in ``recent`` (emptied when full), one time in
+        ADMIT_EVERY: a target asked for again and again gets in soon, while targets
+        asked for once cost little."""
+        wait = self._wait
+        if wait:
+            self._wait = wait - 1
+            return
+        self._wait = ADMIT_EVERY - 1
+        if len(recent) >= RECENT_TARGETS:
+            recent.clear()
+        recent[key] = found[0], found[1].copy()
 
     def _find(self, path: str) -> tuple[T, dict[str, str]] | None:
         """match() for a path without escapes, remembering nothing."""
@@ -368,13 +389,6 @@ class Matcher(Generic[T]):
         if extras is not None:
             _extract(extras, params, segments)
         return value, params
-
-
-def _remember(recent: dict[str, Any], key: str, found: tuple[Any, dict[str, str]]) -> None:
-    """Keep what ``key`` matched in ``recent``, which is emptied when full."""
-    if len(recent) >= RECENT_TARGETS:
-        recent.clear()
-    recent[key] = found[0], found[1].copy()
 
 
 def _found(plan: _Plan[T], segments: list[str]) -> tuple[T, dict[str, str]]:
