@@ -16,6 +16,7 @@ nothing, so such a route costs nothing per request):
 
 from __future__ import annotations
 
+import logging
 import math
 import warnings
 from collections import OrderedDict, deque
@@ -51,6 +52,8 @@ class _Inherit:
 
 
 INHERIT: Any = _Inherit()
+
+logger = logging.getLogger("websockets_routes")
 
 # The server options a route may override.
 OPTION_NAMES = ("max_size", "max_queue", "compression", "ping_interval", "ping_timeout")
@@ -147,7 +150,7 @@ def _check_overrides(overrides: dict[str, Any], where: str) -> tuple[tuple[str, 
 class RoutePolicy:
     """What a route sets beyond routing: converters, option overrides, a rate limit."""
 
-    __slots__ = ("convert", "overrides", "limiter", "key", "_merged")
+    __slots__ = ("convert", "overrides", "limiter", "key", "_merged", "_unapplied_logged")
 
     def __init__(
         self,
@@ -162,6 +165,21 @@ class RoutePolicy:
         self.key = key
         # Server options -> merged options, one entry per server that served the route.
         self._merged: dict[Any, Any] = {}
+        self._unapplied_logged = False
+
+    def log_unapplied(self, template: str | None, server: str) -> None:
+        """Log once, at the first connection a server serves on this route, that it
+        cannot apply the route's option overrides (the websockets hook installed by
+        hand, which has no start-up to warn at)."""
+        if self.overrides and not self._unapplied_logged:
+            self._unapplied_logged = True
+            logger.warning(
+                "%s cannot apply the %s set on route %r: its connections get the "
+                "server's options",
+                server,
+                ", ".join(name for name, _ in self.overrides),
+                template,
+            )
 
     def options(self, server: Any) -> Any:
         """The server's options with this route's overrides (the server's own if none)."""

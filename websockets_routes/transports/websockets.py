@@ -309,6 +309,8 @@ async def handle(router: Router, ws: Any, path: str | None = None) -> None:
         routed = await _routed_path(router, ws, path)
         if routed is None:
             return
+    if routed.policy is not None:  # options websockets keeps per server (core.policy)
+        routed.policy.log_unapplied(routed.template, "the websockets server")
     observer = getattr(router, "observer", None)
     if observer is not None:
         observer.opened(route_label(routed), None)

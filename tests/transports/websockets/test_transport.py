@@ -631,3 +631,24 @@ async def test_converters_and_rate_limits_apply_through_the_hook(serve_routed, i
             async with connect(uri + "/n/x"):
                 pass
         assert info.value.response.status_code == 404
+
+
+async def test_a_hook_installed_by_hand_logs_route_options_it_cannot_apply(
+    serve_routed, caplog
+):
+    router = Router()
+
+    @router.route("/small", max_queue=4)
+    async def small(ws, path):
+        await ws.send("hi")
+
+    with caplog.at_level(logging.WARNING, "websockets_routes"):
+        async with serve_routed(router, "new") as uri:
+            for _ in range(2):
+                async with connect(uri + "/small") as ws:
+                    assert await ws.recv() == "hi"
+    logged = [r.getMessage() for r in caplog.records if "cannot apply" in r.getMessage()]
+    assert logged == [
+        "the websockets server cannot apply the max_queue set on route '/small': its "
+        "connections get the server's options"
+    ]
