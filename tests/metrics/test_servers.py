@@ -136,6 +136,28 @@ async def test_refused_before_routing_counts_with_no_route(serve_router, registr
     assert samples(registry, "websockets_routes_handshake_seconds_count") == {}
 
 
+async def test_a_refusal_before_routing_counts_for_its_own_server_only(
+    serve_router, transport, registry
+):
+    """Two servers, each with its router and Metrics: a head that cannot be read is
+    counted by the server that got it (the custom example names no router to its
+    sessions, so there every Metrics in the process hears of it)."""
+    from prometheus_client import CollectorRegistry
+
+    other_registry = CollectorRegistry()
+    router, _ = make_router(registry)
+    other_router, _ = make_router(other_registry)
+    with anyio.fail_after(TIMEOUT):
+        async with serve_router(router) as server, serve_router(other_router):
+            async with await RawClient.connect(server.port) as raw:
+                await raw.send(b"\x16\x03\x01\x02\x00garbage\r\n\r\n")
+                assert (await raw.read_head()).startswith("HTTP/1.1 400 ")
+                await raw.read_to_eof()
+    assert handshakes(registry) == {("", "400"): 1}
+    expected_elsewhere = {("", "400"): 1} if transport == "custom" else {}
+    assert handshakes(other_registry) == expected_elsewhere
+
+
 async def test_metrics_view_serves_the_text_format(serve_router, connect, registry):
     router, _ = make_router(registry)
     with anyio.fail_after(TIMEOUT):

@@ -25,9 +25,11 @@ hook's 429, 503 past ``max_connections``) keeps its label. Plain-HTTP requests a
 handshakes: a request is one when it matched a WebSocket route or asks for the upgrade
 (``Upgrade: websocket``).
 
-A server meets its router when a request head is complete: what is refused before that
-(400 or 431 for a head that cannot be read, the open timeout while the head arrives)
-goes, with ``route=""``, to every observer in ``unrouted`` (``Metrics`` adds itself).
+What is refused before a request head is complete (400 or 431 for a head that cannot
+be read, the open timeout while the head arrives) counts with ``route=""``, for the
+router the server gave the session (``Session(..., router=)``, as our servers and the
+TestClient do); a transport that gives none reports it to every observer in
+``unrouted`` (``Metrics`` adds itself).
 
 ``Session`` calls ``answered``, ``closed``, ``unreadable`` and ``timed_out``; with no
 observer installed each event costs it one attribute check, and messages nothing.
@@ -156,9 +158,19 @@ def closed(session: Any) -> None:
     session._observer.closed(route_label(conn.path), conn.close_code or 1006, session)
 
 
+def _before_routing(session: Any) -> list[Any]:
+    """Who hears of a request refused before it could be routed: the observer of the
+    session's router, if the transport named it; else every observer in ``unrouted``."""
+    router = session._router
+    if router is None:
+        return list(unrouted)
+    observer = getattr(router, "observer", None)
+    return [] if observer is None else [observer]
+
+
 def unreadable(session: Any) -> None:
     """A request head that could not be read was answered (400, 431)."""
-    for observer in list(unrouted):
+    for observer in _before_routing(session):
         observer.handshake("", str(session.conn.status), None)
 
 
@@ -166,7 +178,7 @@ def timed_out(session: Any) -> None:
     """The open timeout ran out before the request was answered."""
     request = session.conn.request
     if request is None:  # the head was still arriving (or never came)
-        for observer in list(unrouted):
+        for observer in _before_routing(session):
             observer.handshake("", "timeout", None)
         return
     router = session._router

@@ -138,6 +138,7 @@ class Session:
         now: float = 0.0,
         *,
         linger: bool = False,
+        router: Any = None,
     ) -> None:
         self.conn = options.connection(remote_address)
         self.options = options
@@ -170,7 +171,9 @@ class Session:
         self.messages_in = 0
         self._opened: float | None = None  # when the 101 went out, if the access log is on
         self._limit: ConnectionLimit | None = None  # the limit a place was taken from
-        self._router: Any = None  # what resolve_now() / resolve() were given
+        # The router that answers: given here by a server that has one, else by
+        # resolve_now() / resolve(). Its observer hears of requests refused before them.
+        self._router: Any = router
         self._observer: Any = None  # the router's observer, once the connection opened
         self._requested = now  # when the request head was complete
         # The deadline the transport's timer is armed for: the caller arms it now.

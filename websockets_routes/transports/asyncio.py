@@ -105,7 +105,9 @@ class WebSocket(SessionAttributes, asyncio.BufferedProtocol):
         self.transport = transport
         server = self._server
         peer = transport.get_extra_info("peername")
-        session = self.session = Session(server.options, peer, self._loop.time())
+        session = self.session = Session(
+            server.options, peer, self._loop.time(), router=server.router
+        )
         server._connections.add(self)
         deadline = session.next_deadline()
         if deadline is not None:

@@ -346,7 +346,9 @@ class Server:
         # Closing an anyio stream may drop what it has not sent yet (on asyncio):
         # such connections end TCP at the peer's EOF. A socket's close never does.
         linger = not isinstance(stream, SocketIO)
-        session = Session(self.options, remote_address, timers.clock(), linger=linger)
+        session = Session(
+            self.options, remote_address, timers.clock(), linger=linger, router=self.router
+        )
         tcp = stream
         if self.options.ssl is not None:
             tcp = _SerialSend(stream)
