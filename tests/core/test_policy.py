@@ -341,3 +341,14 @@ def test_session_keepalive_follows_the_route() -> None:
         session.carry_out(session.resolve_now(router), 10.0)
         deadlines[target] = session.next_deadline()
     assert deadlines == {"/pinged": 12.0, "/quiet": None}
+
+
+def test_repeated_targets_convert_the_text_each_time() -> None:
+    # uuid.UUID(a UUID) raises: converting a value twice would fall through to 404.
+    router = Router()
+    router.route("/k/{key}", convert={"key": uuid.UUID})(view)
+    key = uuid.uuid4()
+    for _ in range(50):
+        assert router.match(f"/k/{key}").params == {"key": key}  # type: ignore[union-attr]
+        decision = router.decide(handshake(f"/k/{key}"))
+        assert isinstance(decision, Accept) and decision.path.params == {"key": key}
