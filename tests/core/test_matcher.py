@@ -191,3 +191,15 @@ def test_invalid_targets_are_not_matched_by_a_remembered_path() -> None:
     assert matcher.match("/rooms/é") == ("room", {"id": "é"})  # a path, as lookup() takes
     assert matcher.match_target("/rooms/é") is None  # not a valid request target
     assert matcher.match_target("/rooms/%C3%A9") == ("room", {"id": "é"})
+
+
+def test_long_targets_are_not_remembered() -> None:
+    matcher: Matcher[str] = Matcher()
+    matcher.add(compile_template("/files/{rest:.*}"), "files")
+    long = "/files/" + "a" * matcher_module.RECENT_LENGTH
+    for _ in range(2 * matcher_module.ADMIT_EVERY):
+        assert matcher.match_target(long) == ("files", {"rest": "a" * matcher_module.RECENT_LENGTH})
+        assert matcher.match(long) is not None
+    assert not matcher._recent_targets and not matcher._recent_paths
+    assert matcher.match_target("/files/short") == ("files", {"rest": "short"})
+    assert list(matcher._recent_targets) == ["/files/short"]

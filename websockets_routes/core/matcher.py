@@ -2,7 +2,11 @@
 
 Its answer is always the one a linear, first-registered-wins scan would give: each
 trie node knows the smallest registration index below it, so the search prunes every
-branch that cannot beat the best match found so far.
+branch that cannot beat the best match found so far. A path walks down the trie by one
+dict lookup per segment while each node has one way on, and searches only below a
+node with more (a param beside static text, regexes, tails). Targets matched to a
+route with params are remembered, a few at a time, so that a repeated one costs a dict
+lookup.
 """
 
 from __future__ import annotations
@@ -18,9 +22,11 @@ __all__ = ["Matcher"]
 T = TypeVar("T")
 _NEVER = 1 << 62
 # How many targets (and paths) of routes with params a Matcher remembers, at most; it
-# remembers one new target in ADMIT_EVERY.
+# remembers one new target in ADMIT_EVERY, and none longer than RECENT_LENGTH (which
+# keeps what a peer's long targets can hold here under a megabyte or so).
 RECENT_TARGETS = 1024
 ADMIT_EVERY = 4
+RECENT_LENGTH = 256
 
 
 # What a node leads to, for _search's fast steps (which test the numbers directly).
@@ -37,9 +43,10 @@ class _Node:
         # allocations, and the garbage collector's work while building it, down.
         self.kind = _STATIC_ONLY
         self.static: dict[str, _Node] = _NO_CHILDREN
-        # For Matcher._walk: the next node is fast.get(segment, param). It is static for a
-        # static-only node, and _EMPTY_MISSES ({"": None}) for a param-only one, whose
-        # param takes any non-empty segment; a mixed node is never read this way.
+        # For the walk of Matcher._find(): the next node is fast.get(segment, param). It
+        # is static for a static-only node, and _EMPTY_MISSES ({"": None}) for a
+        # param-only one, whose param takes any non-empty segment; a mixed node is never
+        # read this way.
         self.fast: dict[str, _Node | None] = _NO_CHILDREN  # type: ignore[assignment]
         self.param: _Node | None = None
         # (pattern source, bound fullmatch of the segment regex, child), in first-added order
@@ -161,8 +168,8 @@ class Matcher(Generic[T]):
         self._recent_paths: dict[str, tuple[T, dict[str, str]]] = {}
         self._wait = 0  # how many new targets to match before remembering one
         self._root = _Node(1)
-        # Above the root, for the empty text before a path's leading "/": the walk in
-        # match_target() starts here, on the path split as it stands.
+        # Above the root, for the empty text before a path's leading "/": the walk of
+        # _find() starts here, on the path split as it stands.
         self._top = _Node(0)
         self._top.static = self._top.fast = {"": self._root}  # type: ignore[assignment]
 
@@ -333,7 +340,7 @@ class Matcher(Generic[T]):
             wait = self._wait
             if wait:
                 self._wait = wait - 1
-            else:
+            elif len(target) <= RECENT_LENGTH:
                 self._wait = ADMIT_EVERY - 1
                 recent_targets = self._recent_targets
                 if len(recent_targets) >= RECENT_TARGETS:
@@ -348,6 +355,8 @@ class Matcher(Generic[T]):
         wait = self._wait
         if wait:
             self._wait = wait - 1
+            return
+        if len(key) > RECENT_LENGTH:
             return
         self._wait = ADMIT_EVERY - 1
         if len(recent) >= RECENT_TARGETS:
