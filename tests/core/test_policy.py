@@ -118,7 +118,8 @@ def test_mounted_routes_keep_their_policy() -> None:
     outer = Router()
     outer.include("/api", inner)
     assert outer.match("/api/3").params == {"id": 3}  # type: ignore[union-attr]
-    assert isinstance(resolve(outer, "/api/3"), Accept)
+    decision = resolve(outer, "/api/3")
+    assert isinstance(decision, Accept) and decision.path.params == {"id": 3}
     assert resolve(outer, "/api/3", now=1.0).status == 429
 
 

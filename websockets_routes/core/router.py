@@ -225,6 +225,10 @@ class Router:
         # The time rate limits are counted in, when resolve() is given no ``now``.
         self.clock = clock
         self._matcher: Matcher[Route] = Matcher()
+        if type(self).lookup is Router.lookup:
+            # No route converts yet: lookup() is the matcher's own, one call less per
+            # request; _add() of a route with converters puts the class's back.
+            self.lookup = self._matcher.match  # type: ignore[method-assign]
         self._names: dict[str, Route] = {}
         self._templates: dict[tuple[str, str], Route] = {}  # by (kind, template text)
         # Views already checked, by id (with the view, so that a reused id never
@@ -374,6 +378,8 @@ class Router:
             self._names[route.name] = route
         self._templates[(route.kind, route.template.source)] = route
         self._matcher.add(route.template, route)
+        if route.policy is not None and route.policy.convert and "lookup" in self.__dict__:
+            del self.lookup
         for parent, prefix in self._mounts:
             parent._add(route.mounted(prefix, self))
 
@@ -388,8 +394,10 @@ class Router:
         """The first route matching a path (no query string) and its decoded params,
         converted where the route has ``convert``."""
         found = self._matcher.match(path)
-        if found is not None and found[0].policy is not None and found[0].policy.convert:
-            return self._converted(path, found)
+        if found is not None:
+            policy = found[0].policy
+            if policy is not None and policy.convert:
+                return self._converted(path, found)
         return found
 
     def _converted(
@@ -425,12 +433,14 @@ class Router:
         found = self._matcher.match_target(target)
         if found is None:
             return None
-        if found[0].policy is not None and found[0].policy.convert:
-            path = target.partition("?")[0]
-            found = self._converted(path, found)
+        route, params = found
+        policy = route.policy
+        if policy is not None and policy.convert:
+            found = self._converted(target.partition("?")[0], found)
             if found is None:
                 return None
-        route, params = found
+            route, params = found
+            policy = route.policy
         shared, view_class, name, source = route.routing
         # routed_path(), inlined: this runs for every request.
         routed = _new_str(RoutedPath, target)
@@ -442,8 +452,8 @@ class Router:
             attributes["view_class"] = view_class  # .route: an instance, made when read
         attributes["name"] = name
         attributes["template"] = source
-        if route.policy is not None:
-            attributes["policy"] = route.policy
+        if policy is not None:
+            attributes["policy"] = policy
         return routed
 
     def asyncapi(
