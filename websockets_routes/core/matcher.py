@@ -390,14 +390,7 @@ class Matcher(Generic[T]):
             best = static[0]
             if self._root.lowest < best:
                 best = _search(self._root, segments, 1, best)
-        value, first, name, slots, extras = self._plans[best]
-        params = {name: segments[first]} if first else {}
-        if slots is not None:
-            for i, name in slots:
-                params[name] = segments[i]
-        if extras is not None:
-            _extract(extras, params, segments)
-        return value, params
+        return _found(self._plans[best], segments)
 
 
 def _found(plan: _Plan[T], segments: list[str]) -> tuple[T, dict[str, str]]:
