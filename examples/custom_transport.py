@@ -32,13 +32,14 @@ class Connection(core.SessionAttributes):
     def __init__(self, server: Server, reader: asyncio.StreamReader, writer: Any) -> None:
         self.server, self.reader, self.writer = server, reader, writer
         self.loop = loop = asyncio.get_running_loop()
-        self.session = core.Session(server.options, writer.get_extra_info("peername"), loop.time())
+        self.session, actions = server.new_session(writer.get_extra_info("peername"), loop.time())
         self.path = self.task = self.timer = None  # the task: resolving, then the handler
         # Set by WakeReceiver (recv() looks again), PauseReading/ResumeReading (cleared
         # and set), NotifyClosed (the WebSocket connection is over).
         self.woken, self.reading, self.closed = asyncio.Event(), asyncio.Event(), asyncio.Event()
         self.reading.set()
         self.arm(self.session.next_deadline())  # the open timeout
+        self.act(actions)  # accepted as the server closes: close it at once
 
     # The handler's API: ask the session, carry out what it answers.
 
@@ -161,14 +162,14 @@ class Connection(core.SessionAttributes):
             self.act(self.session.handler_returned(self.loop.time()))  # 1000
 
 
-class Server:
+class Server(core.BaseServer):
     """``async with serve(...) as server``: ``port``, ``close()``,
-    ``await wait_closed()``, ``await serve_forever()``."""
+    ``await wait_closed()``, ``await serve_forever()``. ``BaseServer`` checks the
+    router and options once and holds ``options``, ``limit`` (max_connections) and,
+    once closing, the ``shutdown`` plan."""
 
     def __init__(self, router: Any, host: str | None, port: int, **options: Any) -> None:
-        self.router, self.host, self.wanted_port = router, host, port
-        self.options = core.ServerOptions(**options)  # checked once, here
-        self.limit = self.options.connection_limit()  # open connections, max_connections
+        super().__init__(router, host, port, **options)
         self.connections: dict[Connection, Any] = {}  # each with its task (accept's)
         self.closed = asyncio.Event()
 
@@ -176,7 +177,7 @@ class Server:
         # asyncio does the TLS handshake before accept(): open_timeout bounds it there.
         ssl, timeout = self.options.ssl, self.options.open_timeout
         self.server = await asyncio.start_server(
-            self.accept, self.host, self.wanted_port, ssl=ssl, ssl_handshake_timeout=ssl and timeout
+            self.accept, self.host, self.requested_port, ssl=ssl, ssl_handshake_timeout=ssl and timeout
         )
         self.port = self.server.sockets[0].getsockname()[1]  # the bound port (also for 0)
         return self
@@ -189,8 +190,6 @@ class Server:
         connection = Connection(self, reader, writer)
         self.connections[connection] = asyncio.current_task()
         try:
-            if not self.server.is_serving():  # accepted as the server closed
-                connection.act(self.plan.late(connection.session, connection.loop.time()))
             await connection.read_until_ended()
             if connection.task is not None:  # the handler may outlive TCP
                 await asyncio.wait([connection.task])
@@ -201,16 +200,15 @@ class Server:
         """Stop accepting, let each session shut its connection down (1001; with
         ``drain=N``, 1012 at moments spread over N seconds), give handlers
         ``close_timeout`` from their close to return, then cancel them."""
-        plan = core.ServerShutdown(drain, asyncio.get_running_loop().time())  # checks drain
-        if self.server.is_serving():
-            self.plan = plan
+        plan = self.begin_shutdown(drain, asyncio.get_running_loop().time())  # checks drain
+        if plan is not None:  # None: closing already
             self.server.close()
-            self.shutdown_task = asyncio.get_running_loop().create_task(self.shutdown())
+            self.closing = asyncio.get_running_loop().create_task(self.close_all(plan))
 
-    async def shutdown(self) -> None:
+    async def close_all(self, plan: core.ServerShutdown) -> None:
         connections, now = list(self.connections), asyncio.get_running_loop().time()
         # Each session closes at its moment; a handler gets close_timeout, then CancelHandler.
-        plans = self.plan.apply([connection.session for connection in connections], now)
+        plans = plan.apply([connection.session for connection in connections], now)
         for connection, actions in zip(connections, plans, strict=True):
             connection.act(actions)
         while self.connections:  # each session ends its TCP by itself

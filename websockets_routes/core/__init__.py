@@ -36,6 +36,7 @@ from .observe import Observer
 from .options import ServerOptions
 from .paths import RoutedPath
 from .router import FunctionView, Route, Router
+from .server import BaseServer
 from .session import Session
 from .websocket import MessageIteration, SessionAttributes
 
@@ -46,6 +47,7 @@ __all__ = [
     "Action",
     "Actions",
     "ArmTimer",
+    "BaseServer",
     "CancelHandler",
     "CancelResolve",
     "Close",

@@ -24,29 +24,12 @@ import socket
 from collections.abc import Generator
 from typing import Any
 
-from ..core.actions import (
-    WAKE_ONLY,
-    AbortTCP,
-    Actions,
-    ArmTimer,
-    CancelHandler,
-    CancelResolve,
-    CloseTCP,
-    CompletePing,
-    HalfCloseTCP,
-    NotifyClosed,
-    PauseReading,
-    Resolve,
-    ResumeReading,
-    StartHandler,
-    WakeReceiver,
-    Write,
-)
+from ..core import actions as kinds
+from ..core.actions import WAKE_ONLY, Actions
 from ..core.connection import State
 from ..core.drain import ServerShutdown, check_drain
-from ..core.options import ServerOptions
 from ..core.paths import RoutedPath
-from ..core.router import check_router
+from ..core.server import BaseServer
 from ..core.session import Session
 from ..core.websocket import SessionAttributes
 
@@ -105,15 +88,12 @@ class WebSocket(SessionAttributes, asyncio.BufferedProtocol):
         self.transport = transport
         server = self._server
         peer = transport.get_extra_info("peername")
-        session = self.session = Session(
-            server.options, peer, self._loop.time(), router=server.router
-        )
+        self.session, actions = server.new_session(peer, self._loop.time())
         server._connections.add(self)
-        deadline = session.next_deadline()
+        deadline = self.session.next_deadline()
         if deadline is not None:
             self._timer = self._loop.call_at(deadline, self._on_timer)
-        if server._closing is not None:
-            self._carry_out(server._closing.late(session, self._loop.time()))
+        self._carry_out(actions)
 
     def get_buffer(self, sizehint: int) -> memoryview:
         return self._server._read_buffer
@@ -160,39 +140,39 @@ class WebSocket(SessionAttributes, asyncio.BufferedProtocol):
         wrote = False
         for action in actions:
             kind = type(action)
-            if kind is WakeReceiver:
+            if kind is kinds.WakeReceiver:
                 waiter = self._recv_waiter
                 if waiter is not None and not waiter.done():
                     self._hand_over(waiter, self._loop.time())
-            elif kind is Write:
+            elif kind is kinds.Write:
                 self.transport.write(action.data)  # type: ignore[attr-defined]
                 wrote = True
-            elif kind is ArmTimer:
+            elif kind is kinds.ArmTimer:
                 if self._timer is not None:
                     self._timer.cancel()
                 self._timer = self._loop.call_at(action.at, self._on_timer)  # type: ignore[attr-defined]
-            elif kind is Resolve:
+            elif kind is kinds.Resolve:
                 self._resolve()
-            elif kind is StartHandler:
+            elif kind is kinds.StartHandler:
                 self.path = action.path  # type: ignore[attr-defined]
                 if asyncio.current_task() is not self._task or self._task is None:
                     self._task = self._server._spawn(self._handle(), self)
-            elif kind is PauseReading:
+            elif kind is kinds.PauseReading:
                 self.transport.pause_reading()
-            elif kind is ResumeReading:
+            elif kind is kinds.ResumeReading:
                 if not self.transport.is_closing():
                     self.transport.resume_reading()
-            elif kind is CompletePing:
+            elif kind is kinds.CompletePing:
                 future = action.waiter  # type: ignore[attr-defined]
                 if not future.done():
                     future.set_result(self._loop.time() - action.sent)  # type: ignore[attr-defined]
-            elif kind is NotifyClosed:
+            elif kind is kinds.NotifyClosed:
                 self._notify_closed(action)  # type: ignore[arg-type]
-            elif kind is CloseTCP or kind is HalfCloseTCP:
-                self._end_tcp(half=kind is HalfCloseTCP)
-            elif kind is AbortTCP:
+            elif kind is kinds.CloseTCP or kind is kinds.HalfCloseTCP:
+                self._end_tcp(half=kind is kinds.HalfCloseTCP)
+            elif kind is kinds.AbortTCP:
                 self.transport.abort()
-            elif kind is CancelResolve or kind is CancelHandler:
+            elif kind is kinds.CancelResolve or kind is kinds.CancelHandler:
                 if self._task is not None:
                     self._task.cancel()
         return wrote
@@ -207,7 +187,7 @@ class WebSocket(SessionAttributes, asyncio.BufferedProtocol):
         else:
             waiter.set_result(None)  # recv() looks again: it raises, or waits
 
-    def _notify_closed(self, action: NotifyClosed) -> None:
+    def _notify_closed(self, action: kinds.NotifyClosed) -> None:
         waiter = self._recv_waiter
         if waiter is not None and not waiter.done():
             waiter.set_result(None)
@@ -370,7 +350,7 @@ class WebSocket(SessionAttributes, asyncio.BufferedProtocol):
         return self.transport.get_extra_info("sockname")
 
 
-class Server:
+class Server(BaseServer):
     """A running (or about to run) server; ``serve()`` makes one.
 
     ``await serve(...)`` or ``async with serve(...) as server`` starts it.
@@ -387,12 +367,7 @@ class Server:
         backlog: int = 1024,
         **options: Any,
     ) -> None:
-        check_router(router, "serve()")
-        self.router = router
-        self.host = host
-        self._port = port
-        self.options = ServerOptions(**options)
-        self.limit = self.options.connection_limit()  # max_connections
+        super().__init__(router, host, port, **options)
         self.sock = sock
         self.reuse_port = reuse_port
         self.backlog = backlog
@@ -401,7 +376,6 @@ class Server:
         self._read_buffer = memoryview(bytearray(_READ_BUFFER))
         self._connections: set[WebSocket] = set()
         self._tasks: set[asyncio.Task[None]] = set()
-        self._closing: ServerShutdown | None = None
         self._closed: asyncio.Event | None = None
         self._shutdown_task: asyncio.Task[None] | None = None
         self._idle: asyncio.Future[None] | None = None
@@ -426,7 +400,7 @@ class Server:
             kwargs["sock"] = self.sock
         else:
             kwargs["host"] = self.host
-            kwargs["port"] = self._port or 0
+            kwargs["port"] = self.requested_port or 0
             if self.reuse_port:
                 kwargs["reuse_port"] = True
         self._server = await self._create_server(kwargs)
@@ -511,12 +485,13 @@ class Server:
         over N seconds (see ``core.drain``); each handler's ``close_timeout`` starts
         from its connection's close. ValueError unless N is finite and >= 0. Once
         closing, a second call does nothing."""
-        check_drain(drain)
-        if self._closing is not None or self._server is None:
+        if self._server is None:
+            check_drain(drain)
             return
-        self._closing = ServerShutdown(drain, self._loop.time())
-        self._server.close()
-        self._shutdown_task = self._loop.create_task(self._shutdown(self._closing))
+        plan = self.begin_shutdown(drain, self._loop.time())
+        if plan is not None:
+            self._server.close()
+            self._shutdown_task = self._loop.create_task(self._shutdown(plan))
 
     async def _shutdown(self, plan: ServerShutdown) -> None:
         connections = list(self._connections)

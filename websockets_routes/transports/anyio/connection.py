@@ -18,22 +18,8 @@ from typing import Any
 import anyio
 import anyio.abc
 
-from ...core.actions import (
-    AbortTCP,
-    Actions,
-    ArmTimer,
-    CancelHandler,
-    CancelResolve,
-    CloseTCP,
-    CompletePing,
-    HalfCloseTCP,
-    NotifyClosed,
-    Resolve,
-    ResumeReading,
-    StartHandler,
-    WakeReceiver,
-    Write,
-)
+from ...core import actions as kinds
+from ...core.actions import Actions
 from ...core.connection import State
 from ...core.naming import peer_name
 from ...core.session import Session
@@ -209,7 +195,7 @@ class Connection(SessionAttributes):
         """Send one text (``str``) or binary (bytes-like) message."""
         self._out.append(self.session.conn.send(message))  # the driver's: no policy
         await self._flush()
-        if self._end_tcp is AbortTCP:
+        if self._end_tcp is kinds.AbortTCP:
             raise self.session.closed_error()
 
     async def ping(self, data: str | bytes | None = None) -> PongWaiter:
@@ -278,37 +264,37 @@ class Connection(SessionAttributes):
         flush = False
         for action in actions:
             kind = type(action)
-            if kind is WakeReceiver:
+            if kind is kinds.WakeReceiver:
                 self._set_wake()
-            elif kind is Write:
+            elif kind is kinds.Write:
                 self._out.append(action.data)  # type: ignore[attr-defined]
                 flush = True
-            elif kind is ArmTimer:
+            elif kind is kinds.ArmTimer:
                 self._arm(action.at)  # type: ignore[attr-defined]
-            elif kind is ResumeReading:
+            elif kind is kinds.ResumeReading:
                 if self._resume is not None:
                     self._resume.set()
                     self._resume = None
-            elif kind is CompletePing:
+            elif kind is kinds.CompletePing:
                 action.waiter.set(self._clock() - action.sent)  # type: ignore[attr-defined]
-            elif kind is NotifyClosed:
+            elif kind is kinds.NotifyClosed:
                 for waiter in action.ping_waiters:  # type: ignore[attr-defined]
                     waiter.fail(action.error)  # type: ignore[attr-defined]
                 self._set_wake()
                 if self._resume is not None:
                     self._resume.set()
-            elif kind is CloseTCP or kind is HalfCloseTCP:
+            elif kind is kinds.CloseTCP or kind is kinds.HalfCloseTCP:
                 self._end_tcp = kind
                 flush = True
-            elif kind is AbortTCP:
-                self._end_tcp = AbortTCP
+            elif kind is kinds.AbortTCP:
+                self._end_tcp = kinds.AbortTCP
                 self._out.clear()
                 self._spawn(self._abort)
-            elif kind is Resolve:
+            elif kind is kinds.Resolve:
                 self._resolving = True
-            elif kind is StartHandler:
+            elif kind is kinds.StartHandler:
                 self.path = action.path  # type: ignore[attr-defined]
-            elif kind is CancelResolve or kind is CancelHandler:
+            elif kind is kinds.CancelResolve or kind is kinds.CancelHandler:
                 if self._task_scope is not None:
                     self._task_scope.cancel()
             # PauseReading: the reader looks at session.reading before each read.
@@ -327,16 +313,16 @@ class Connection(SessionAttributes):
         self._flush_soon = False
         try:
             out = self._out
-            while out and self._end_tcp is not AbortTCP:
+            while out and self._end_tcp is not kinds.AbortTCP:
                 data = out[0] if len(out) == 1 else b"".join(out)
                 out.clear()
                 await self._stream.send(data)
                 if self._shared:
                     self._shared = max(0, self._shared - len(data))
-            if self._end_tcp is HalfCloseTCP and not self._eof_sent:
+            if self._end_tcp is kinds.HalfCloseTCP and not self._eof_sent:
                 self._eof_sent = True
                 await self._eof_stream.send_eof()
-            elif self._end_tcp is CloseTCP:
+            elif self._end_tcp is kinds.CloseTCP:
                 await self._close_stream()
         except (*STREAM_ERRORS, NotImplementedError):
             self._lost()
@@ -351,7 +337,7 @@ class Connection(SessionAttributes):
                 self._flushed = None
 
     def _lost(self) -> None:
-        self._end_tcp = AbortTCP
+        self._end_tcp = kinds.AbortTCP
         self._out.clear()
         self._shared = 0
         self._act(self.session.receive_eof(self._clock()))

@@ -32,9 +32,8 @@ from anyio.streams.tls import TLSStream
 from ...core.drain import ServerShutdown, check_drain
 from ...core.errors import handler_error_is_close
 from ...core.naming import peer_name
-from ...core.options import ACCEPT_RETRY_ERRNOS, ServerOptions
-from ...core.router import check_router
-from ...core.session import Session
+from ...core.options import ACCEPT_RETRY_ERRNOS
+from ...core.server import BaseServer
 from .connection import Connection
 from .sockets import SocketIO, accept_ready
 
@@ -93,7 +92,7 @@ def _clock() -> Callable[[], float]:
     return anyio.current_time
 
 
-class Server:
+class Server(BaseServer):
     """A running server: ``async with serve(...) as server``.
 
     ``port`` (the bound port, also for ``port=0``), ``listeners``, ``sockets``,
@@ -112,12 +111,7 @@ class Server:
         on_handler_error: Callable[[Connection, BaseException], None] | None = None,
         **options: Any,
     ) -> None:
-        check_router(router, "serve()")
-        self.router = router
-        self.host = host
-        self._port = port
-        self.options = ServerOptions(**options)
-        self.limit = self.options.connection_limit()  # max_connections
+        super().__init__(router, host, port, **options)
         self._backlog = backlog
         self._reuse_port = reuse_port
         self._on_handler_error = on_handler_error  # how the TestClient hears of errors
@@ -127,8 +121,7 @@ class Server:
         self._tg: anyio.abc.TaskGroup | None = None
         self._conn_tg: anyio.abc.TaskGroup | None = None
         self._timers: _Timers | None = None
-        self._closing = False
-        self._plan: ServerShutdown | None = None
+        self._closing = False  # also when closed before it started
         self._idle: anyio.Event | None = None
         self._stop: anyio.Event | None = None
         self._closed: anyio.Event | None = None
@@ -158,10 +151,10 @@ class Server:
             raise RuntimeError("this server was already started")
         self._idle, self._stop, self._closed = anyio.Event(), anyio.Event(), anyio.Event()
         self._timers = _Timers(_clock())
-        if self._port is not None:
+        if self.requested_port is not None:
             multi = await anyio.create_tcp_listener(
                 local_host=self.host,
-                local_port=self._port,
+                local_port=self.requested_port,
                 backlog=self._backlog,
                 reuse_port=self._reuse_port,
             )
@@ -176,12 +169,7 @@ class Server:
             raise
         return self
 
-    async def __aexit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> bool | None:
+    async def __aexit__(self, *exc_info: Any) -> bool | None:
         tg = self._tg
         assert tg is not None
         try:
@@ -190,9 +178,9 @@ class Server:
         except BaseException:
             # Cancelled while shutting down gracefully: the task group cancels the rest.
             tg.cancel_scope.cancel()
-            if exc is None:
+            if exc_info[1] is None:
                 return await tg.__aexit__(*sys.exc_info())
-        return await exit_task_group(tg, exc_type, exc, tb)
+        return await exit_task_group(tg, *exc_info)
 
     async def serve_forever(self) -> None:
         """Serve until ``close()`` is called (from another task) and the server closed."""
@@ -209,14 +197,13 @@ class Server:
         from its connection's close. ValueError unless N is finite and >= 0. Once
         closing, a second call does nothing."""
         check_drain(drain)
-        if self._closing or self._conn_tg is None:
-            self._closing = True
-            return
         self._closing = True
-        self._stop_listening()  # connects are refused from now on, not accepted late
-        assert self._timers is not None
-        self._plan = ServerShutdown(drain, self._timers.clock())
-        self._conn_tg.start_soon(self._shutdown, self._plan)
+        if self._conn_tg is None or self._timers is None:
+            return
+        plan = self.begin_shutdown(drain, self._timers.clock())
+        if plan is not None:
+            self._stop_listening()  # connects are refused from now on, not accepted late
+            self._conn_tg.start_soon(self._shutdown, plan)
 
     async def wait_closed(self) -> None:
         """Wait until every connection and task of the server has ended."""
@@ -346,9 +333,7 @@ class Server:
         # Closing an anyio stream may drop what it has not sent yet (on asyncio):
         # such connections end TCP at the peer's EOF. A socket's close never does.
         linger = not isinstance(stream, SocketIO)
-        session = Session(
-            self.options, remote_address, timers.clock(), linger=linger, router=self.router
-        )
+        session, actions = self.new_session(remote_address, timers.clock(), linger=linger)
         tcp = stream
         if self.options.ssl is not None:
             tcp = _SerialSend(stream)
@@ -362,9 +347,7 @@ class Server:
         )
         self._all.add(ws)
         try:
-            if self._closing:
-                plan = self._plan or ServerShutdown(None, timers.clock())
-                ws._act(plan.late(session, timers.clock()))
+            ws._act(actions)  # closing already: close it at once
             if self.options.ssl is not None:
                 try:
                     tls = await TLSStream.wrap(
