@@ -1,20 +1,37 @@
 """Loopback WebSocket load benchmark: our servers against websockets, side by side.
 
-    python benchmarks/load.py [--quick] [--rounds N] [--duration S] [--uvloop]
+    python benchmarks/load.py [--quick] [--rounds N] [--duration S] [--uvloop] [--cpu]
         [--servers ours,websockets-router,...] [--workloads handshake,echo32-50,...]
-        [--json FILE|-]
+        [--baseline SERVER] [--client-procs N] [--tree LABEL=PATH] [--json FILE|-]
 
-This process is the load generator, on uvloop when installed, pinned to one core:
-picows for the echo and memory workloads; for handshakes, HandshakeScript (a fixed
-request, the 101 and its accept key checked, the hello read, a close sent and its
-answer and FIN awaited), because picows alone saturated the client core at 50
-connections (``--handshake-client picows`` runs picows there too). The progress
-lines show how busy each side was. Every server runs in its own process
-(``benchmarks/servers.py``), pinned to another core, and all of them run for the
-whole run. Rounds interleave the
-servers (the order rotates each round) and the table shows medians, so a noisy
-neighbour on the shared machine skews every server alike. Ratios are to the
-``--baseline`` server (websockets' own router) measured in the same run.
+Every server runs in its own process (``benchmarks/servers.py``), all of them pinned
+to one core and running for the whole run; the client runs on the other core(s).
+Rounds interleave the servers (the order rotates each round) and the tables show
+medians, so a noisy neighbour on the shared machine skews every server alike. Ratios
+are to the ``--baseline`` server (websockets' own router) measured in the same run.
+
+The client. This process, on uvloop when installed and pinned to a client core, drives
+the echo and memory workloads with picows. The handshake workloads run in worker
+processes (``benchmarks/handshakes.py``), each an epoll loop over plain sockets that
+sends a fixed upgrade request, checks the 101 and its accept key, reads the hello,
+sends a close and awaits the server's close and FIN: about 50 µs of client CPU per
+handshake against the 80-330 µs the servers here spend, where picows took 300-450 µs and
+an asyncio Protocol about 90 µs (``--handshake-client picows|probe`` runs those in
+this process instead). A benchmark measures the server only while the server's core
+is the full one, so every measurement reports how busy each side was (``cpu busy``
+on the progress lines; ``--cpu`` adds a table): the client's share is the CPU time of
+all its handshake workers over the window, divided by the cores they have. There is
+one worker per client core by default: on 2 cores one worker on cpu 0, the servers on
+cpu 1. More workers on one core (``--client-procs``) only add context switches; on a
+bigger machine workers on several cores keep the client under 80% of its cores even
+for servers much faster than ours. On loopback the kernel delivers each packet on
+the sender's core, so part of every handshake's TCP work shows on the client side,
+the same for every server.
+
+``--cpu`` puts each server's CPU time per operation (the ``schedstat`` of its threads
+over the measured window, which does not count time spent waiting for a core) in a
+column beside its throughput, and adds the median busy shares of both sides; without
+it, throughput and CPU time per operation are two tables.
 
 Workloads:
   handshake-C  connect, receive the server's "hello", close; handshakes/s with C clients
@@ -32,9 +49,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import base64
 import contextlib
-import hashlib
 import json
 import logging
 import os
@@ -44,7 +59,6 @@ import select
 import shlex
 import shutil
 import signal
-import socket
 import statistics
 import subprocess
 import sys
@@ -55,7 +69,13 @@ from typing import Any
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
-from servers import HELLO, HIT_TARGET, HOST, KINDS, Kind, missing_modules  # noqa: E402
+from handshakes import (  # noqa: E402
+    HandshakeClients,
+    HandshakeProbe,  # noqa: F401 - where benchmarks/callgrind.py and tests find it
+    HandshakeScript,
+    _tcp_socket,
+)
+from servers import HIT_TARGET, HOST, KINDS, Kind, missing_modules  # noqa: E402
 
 SERVERS_PY = os.path.join(os.path.dirname(os.path.abspath(__file__)), "servers.py")
 DEFAULT_SERVERS = [
@@ -99,6 +119,12 @@ TARGETS = {
     "echo32": 1.3,
     "echo64k": 1.0,
     "idle-mem": 1.0,
+}
+
+HANDSHAKE_CLIENTS = {
+    "epoll": " (handshakes: epoll worker processes)",
+    "probe": " (handshakes: HandshakeProbe)",
+    "picows": "",
 }
 
 log = logging.getLogger("load")
@@ -190,20 +216,34 @@ def stop_all(servers: list[ServerProcess]) -> None:
 
 
 class Pinning:
-    """Which cores the client and the servers run on, and how servers get there."""
+    """Which cores the client and the servers run on, and how servers get there.
+
+    The servers share one core (one measured at a time, the others idle). The client
+    gets every other usable core (only --client-cpu when given): this process runs on
+    the first, the handshake workers one per core. On 2 cores that is one core each."""
 
     def __init__(self, client_cpu: int | None, server_cpu: int | None) -> None:
         self.taskset = shutil.which("taskset")
         self.note = ""
+        self.client_cpus: list[int] | None = None
         cpus = sorted(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else []
         if len(cpus) < 2:
             self.client_cpu = self.server_cpu = None
             self.note = f"not pinned: {len(cpus) or 'unknown number of'} usable core(s)"
             return
-        self.client_cpu = cpus[0] if client_cpu is None else client_cpu
         self.server_cpu = cpus[1] if server_cpu is None else server_cpu
+        if client_cpu is not None:
+            self.client_cpus = [client_cpu]
+        else:
+            self.client_cpus = [cpu for cpu in cpus if cpu != self.server_cpu]
+        self.client_cpu = self.client_cpus[0]
         how = "taskset" if self.taskset else "sched_setaffinity (no taskset)"
-        self.note = f"client on cpu {self.client_cpu}, servers on cpu {self.server_cpu} via {how}"
+        on = ",".join(map(str, self.client_cpus))
+        self.note = f"client on cpu {on}, servers on cpu {self.server_cpu} via {how}"
+
+    def client_procs(self) -> int:
+        """Handshake worker processes by default: one per client core (at most 8)."""
+        return min(8, len(self.client_cpus)) if self.client_cpus else 1
 
     def pin_self(self) -> None:
         if self.client_cpu is not None:
@@ -394,133 +434,6 @@ class RawEcho(asyncio.Protocol):
                     future.set_exception(ConnectionError("disconnected"))
 
 
-class HandshakeScript:
-    """One handshake-workload round as bytes, for the lean clients below: a fixed
-    upgrade request; the 101 checked (status line and Sec-WebSocket-Accept) and the
-    server's hello frame read; a masked close sent; the server's close frame and FIN
-    awaited. picows spends 300-450 µs of client CPU per handshake on this machine, so
-    at 50 connections it saturated its core while our server idled at 55-65%; these
-    clients spend 150-300 µs, so the handshake workloads measure the servers."""
-
-    KEY = "dGhlIHNhbXBsZSBub25jZQ=="  # the sample key of RFC 6455, section 1.3
-    ACCEPT = base64.b64encode(
-        hashlib.sha1((KEY + "258EAFA5-E914-47DA-95CA-C5AB0DC85B11").encode()).digest()
-    )
-    HELLO_FRAME = bytes([0x81, len(HELLO)]) + HELLO.encode()
-    CLOSE_FRAME = bytes([0x88, 0x82, 0, 0, 0, 0, 0x03, 0xE8])  # code 1000, zero mask
-
-    def __init__(self, port: int) -> None:
-        self.request = (
-            f"GET {HIT_TARGET} HTTP/1.1\r\nHost: {HOST}:{port}\r\nUpgrade: websocket\r\n"
-            f"Connection: Upgrade\r\nSec-WebSocket-Key: {self.KEY}\r\n"
-            "Sec-WebSocket-Version: 13\r\n\r\n"
-        ).encode()
-        self.port = port
-
-    def hello_end(self, received: bytes) -> int | None:
-        """Where the hello frame ends in `received`, None while incomplete; raises
-        ConnectionError for anything but a 101 with the right accept and the hello."""
-        end = received.find(b"\r\n\r\n")
-        if end < 0 or len(received) < end + 4 + len(self.HELLO_FRAME):
-            return None
-        after = end + 4 + len(self.HELLO_FRAME)
-        if (
-            not received.startswith(b"HTTP/1.1 101 ")
-            or self.ACCEPT not in received[:end]
-            or received[end + 4 : after] != self.HELLO_FRAME
-        ):
-            raise ConnectionError(f"unexpected answer: {received[:200]!r}")
-        return after
-
-    def check_close(self, after_hello: bytes) -> None:
-        if after_hello[:1] != b"\x88":
-            raise ConnectionError(f"no close frame before EOF: {after_hello[:200]!r}")
-
-    def run_blocking(self, timeout: float = 10.0) -> None:
-        """The round on a blocking socket: for one connection at a time, no event
-        loop stands between the server and the clock."""
-        with socket.create_connection((HOST, self.port), timeout) as sock:
-            sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-            sock.sendall(self.request)
-            received = b""
-            after = None
-            while after is None:
-                chunk = sock.recv(65536)
-                if not chunk:
-                    raise ConnectionError(f"closed early: {received[:200]!r}")
-                received += chunk
-                after = self.hello_end(received)
-            sock.sendall(self.CLOSE_FRAME)
-            rest = received[after:]
-            while chunk := sock.recv(65536):
-                rest += chunk
-            self.check_close(rest)
-
-    async def run(self) -> None:
-        """The round on the running loop, as a Protocol: many run concurrently."""
-        loop = asyncio.get_running_loop()
-        sock = _tcp_socket(None)
-        try:
-            sock.setblocking(False)
-            await loop.sock_connect(sock, (HOST, self.port))
-        except BaseException:
-            sock.close()
-            raise
-        done: asyncio.Future[None] = loop.create_future()
-        transport, _ = await loop.create_connection(lambda: HandshakeProbe(self, done), sock=sock)
-        try:
-            await done
-        finally:
-            transport.abort()
-
-
-class HandshakeProbe(asyncio.Protocol):
-    def __init__(self, script: HandshakeScript, done: asyncio.Future[None]) -> None:
-        self.script = script
-        self.done = done
-        self.received = b""
-        self.after_hello: int | None = None
-
-    def connection_made(self, transport: Any) -> None:
-        self.transport = transport
-        transport.write(self.script.request)
-
-    def data_received(self, data: bytes) -> None:
-        self.received += data
-        if self.after_hello is not None:
-            return
-        try:
-            self.after_hello = self.script.hello_end(self.received)
-        except ConnectionError as exc:
-            if not self.done.done():
-                self.done.set_exception(exc)
-            self.transport.abort()
-            return
-        if self.after_hello is not None:
-            self.transport.write(self.script.CLOSE_FRAME)
-
-    def connection_lost(self, exc: Exception | None) -> None:
-        if self.done.done():
-            return
-        try:
-            if self.after_hello is None:
-                raise ConnectionError(f"closed early: {self.received[:200]!r}")
-            self.script.check_close(self.received[self.after_hello :])
-        except ConnectionError as error:
-            self.done.set_exception(error)
-        else:
-            self.done.set_result(None)
-
-
-def _tcp_socket(url: Any) -> socket.socket:
-    """A fresh socket for picows to connect to HOST (an IP address): without one,
-    picows resolves the name in a libuv worker thread on every connect, which costs
-    the client 100-150 µs per handshake and makes handshake-50 measure the client."""
-    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-    sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-    return sock
-
-
 if sys.version_info >= (3, 11):
 
     async def within(awaitable: Any, timeout: float) -> Any:
@@ -614,10 +527,50 @@ class Timing:
     warmup: float
 
 
+async def run_lean_handshakes(
+    server: ServerProcess, workload: Workload, timing: Timing, clients: HandshakeClients
+) -> dict[str, Any]:
+    """Rounds of connect, hello, close for the window, run by the worker processes
+    of `clients`; this process only reads both sides' CPU time at the window's ends."""
+    measure_from = time.monotonic() + timing.warmup
+    deadline = measure_from + timing.duration
+    try:
+        clients.start(server.port, workload.concurrency, measure_from, deadline)
+    except (ConnectionError, BrokenPipeError) as exc:
+        raise BenchError(f"{server.name}: {exc}") from exc
+    window: dict[str, float] = {}
+    await asyncio.sleep(max(0.0, measure_from - time.monotonic()))
+    window["cpu0"], window["client0"] = server.cpu_ns(), sum(map(cpu_ns, clients.pids))
+    window["t0"] = time.monotonic()
+    await asyncio.sleep(max(0.0, deadline - time.monotonic()))
+    window["cpu1"], window["client1"] = server.cpu_ns(), sum(map(cpu_ns, clients.pids))
+    window["t1"] = time.monotonic()
+    try:
+        results = await asyncio.to_thread(clients.collect, 30.0)
+    except ConnectionError as exc:
+        raise BenchError(f"{server.name}: {exc}") from exc
+    failures = [r["error"] for r in results if r["error"]]
+    if failures:
+        raise BenchError(f"{server.name}: {failures[0]}")
+    count = sum(r["count"] for r in results)
+    elapsed = window["t1"] - window["t0"]
+    server_share = (window["cpu1"] - window["cpu0"]) / 1e9 / elapsed
+    # Each worker counts over its own view of the window (the same to a millisecond).
+    rate = sum(r["count"] / (r["t1"] - r["t0"]) for r in results if r["t1"] > r["t0"])
+    return {
+        "value": rate,
+        "count": count,
+        "server_cpu_us_per_op": server_share / rate * 1e6 if rate else None,
+        "server_cpu_share": server_share,
+        "client_cpu_share": (window["client1"] - window["client0"]) / 1e9 / elapsed / clients.cores,
+        "errors": sum(r["errors"] for r in results),
+    }
+
+
 async def run_handshakes(client: Client, workload: Workload, options: Options) -> dict[str, Any]:
-    """Rounds of connect, hello, close for the window. With the lean client, one
-    connection runs blocking rounds in a thread (the loop only takes snapshots) and
-    more run as HandshakeProbes; --handshake-client picows runs picows for both."""
+    """Rounds of connect, hello, close for the window, in this process: with
+    --handshake-client probe, one connection runs blocking rounds in a thread (the loop
+    only takes snapshots) and more run as HandshakeProbes; with picows, picows."""
     timing = options.timing
     counter = Counter()
     script = HandshakeScript(client.server.port)
@@ -752,7 +705,9 @@ class Options:
     server_cpu: int | None = None
     quiet: bool = False
     profile_dir: str | None = None
-    handshake_client: str = "probe"
+    handshake_client: str = "epoll"
+    client_procs: int | None = None
+    cpu: bool = False
 
 
 @dataclass
@@ -762,13 +717,19 @@ class Results:
     # server -> workload -> metric ("value" or "cpu", server µs per op) -> per-round values
     samples: dict[str, dict[str, dict[str, list[float]]]] = field(default_factory=dict)
     errors: dict[str, dict[str, int]] = field(default_factory=dict)
-    pids: list[int] = field(default_factory=list)
+    pids: list[int] = field(default_factory=list)  # the servers'
+    client_pids: list[int] = field(default_factory=list)  # the handshake workers'
+    # server -> workload -> (server, client) busy shares of each round
+    busy: dict[str, dict[str, list[tuple[float, float]]]] = field(default_factory=dict)
 
     def add(self, server: str, workload: str, sample: dict[str, Any]) -> None:
         metrics = self.samples.setdefault(server, {}).setdefault(workload, {})
         metrics.setdefault("value", []).append(sample["value"])
         if sample.get("server_cpu_us_per_op") is not None:
             metrics.setdefault("cpu", []).append(sample["server_cpu_us_per_op"])
+        if "client_cpu_share" in sample:
+            shares = (sample["server_cpu_share"], sample["client_cpu_share"])
+            self.busy.setdefault(server, {}).setdefault(workload, []).append(shares)
         if sample.get("errors"):
             per = self.errors.setdefault(server, {})
             per[workload] = per.get(workload, 0) + sample["errors"]
@@ -793,6 +754,7 @@ class Results:
             "meta": self.meta,
             "skipped": self.skipped,
             "pids": self.pids,
+            "client_pids": self.client_pids,
             "results": {},
         }
         for server, per in self.samples.items():
@@ -807,6 +769,10 @@ class Results:
                         "median": self.median(server, name, "cpu"),
                         "ratio": self.ratio(server, name, baseline, "cpu"),
                     },
+                    "cpu_busy": {
+                        "server": [b[0] for b in self.busy.get(server, {}).get(name, [])],
+                        "client": [b[1] for b in self.busy.get(server, {}).get(name, [])],
+                    },
                     "errors": self.errors.get(server, {}).get(name, 0),
                 }
                 for name, metrics in per.items()
@@ -818,7 +784,14 @@ def applies(kind: Kind, workload: Workload) -> bool:
     return kind.websocket or workload.kind == "echo" or workload.kind == "idle-mem"
 
 
-async def measure(server: ServerProcess, workload: Workload, options: Options) -> dict[str, Any]:
+async def measure(
+    server: ServerProcess,
+    workload: Workload,
+    options: Options,
+    clients: HandshakeClients | None = None,
+) -> dict[str, Any]:
+    if workload.kind == "handshake" and clients is not None:
+        return await run_lean_handshakes(server, workload, options.timing, clients)
     client = Client(server, kind_of(server.name).websocket)
     if workload.kind == "handshake":
         return await run_handshakes(client, workload, options)
@@ -865,43 +838,55 @@ async def run(
             except BenchError as exc:
                 results.skipped[name] = str(exc).splitlines()[0]
                 say(options, f"note: {exc}")
-    for round_no in range(options.rounds):
-        shift = round_no % max(1, len(options.servers))
-        order = options.servers[shift:] + options.servers[:shift]
-        for workload in workloads:
-            for name in order:
-                if name in results.skipped or not applies(kind_of(name), workload):
-                    continue
-                fresh = workload.kind == "idle-mem"
-                try:
-                    server = spawn(name) if fresh else live[name]
-                except BenchError as exc:
-                    results.skipped[name] = str(exc).splitlines()[0]
-                    say(options, f"note: {exc}")
-                    continue
-                profiler = start_py_spy(options, server, workload, round_no)
-                try:
-                    sample = await measure(server, workload, options)
-                except BenchError as exc:
-                    sample = None
-                    say(options, f"note: round {round_no + 1} {workload.name} {name}: {exc}")
-                    tail = server.log_tail()
-                    if tail:
-                        say(options, f"{name} server log:\n{tail}")
-                finally:
-                    stop_py_spy(profiler)
-                    if fresh:
-                        server.stop()
-                if not server.alive() and not fresh:
-                    results.skipped[name] = f"server died:\n{server.log_tail()}"
-                    say(options, f"note: {name} died; skipped from now on\n{server.log_tail()}")
-                if sample is not None:
-                    results.add(name, workload.name, sample)
-                    say(
-                        options,
-                        f"round {round_no + 1}/{options.rounds} {workload.name:13} "
-                        f"{name:24} {sample['value']:12.1f}{workload.unit}{busy(sample)}",
-                    )
+    clients = None
+    if options.handshake_client == "epoll" and any(w.kind == "handshake" for w in workloads):
+        clients = HandshakeClients(
+            options.client_procs or pinning.client_procs(),
+            pinning.client_cpus,
+            os.path.join(logdir, "handshake-clients.log"),
+        )
+        results.client_pids += clients.pids
+    try:
+        for round_no in range(options.rounds):
+            shift = round_no % max(1, len(options.servers))
+            order = options.servers[shift:] + options.servers[:shift]
+            for workload in workloads:
+                for name in order:
+                    if name in results.skipped or not applies(kind_of(name), workload):
+                        continue
+                    fresh = workload.kind == "idle-mem"
+                    try:
+                        server = spawn(name) if fresh else live[name]
+                    except BenchError as exc:
+                        results.skipped[name] = str(exc).splitlines()[0]
+                        say(options, f"note: {exc}")
+                        continue
+                    profiler = start_py_spy(options, server, workload, round_no)
+                    try:
+                        sample = await measure(server, workload, options, clients)
+                    except BenchError as exc:
+                        sample = None
+                        say(options, f"note: round {round_no + 1} {workload.name} {name}: {exc}")
+                        tail = server.log_tail()
+                        if tail:
+                            say(options, f"{name} server log:\n{tail}")
+                    finally:
+                        stop_py_spy(profiler)
+                        if fresh:
+                            server.stop()
+                    if not server.alive() and not fresh:
+                        results.skipped[name] = f"server died:\n{server.log_tail()}"
+                        say(options, f"note: {name} died; skipped from now on\n{server.log_tail()}")
+                    if sample is not None:
+                        results.add(name, workload.name, sample)
+                        say(
+                            options,
+                            f"round {round_no + 1}/{options.rounds} {workload.name:13} "
+                            f"{name:24} {sample['value']:12.1f}{workload.unit}{busy(sample)}",
+                        )
+    finally:
+        if clients is not None:
+            clients.stop()
 
 
 def busy(sample: dict[str, Any]) -> str:
@@ -989,37 +974,76 @@ def summarize_profiles(directory: str, top: int = 25) -> str:
 
 
 def format_table(results: Results, options: Options, metric: str = "value") -> str:
+    """The medians of one metric ("value": throughput, "cpu": server µs per
+    operation), or with "both" each server's µs per operation in a column beside its
+    throughput."""
     servers = [s for s in options.servers if s in results.samples]
-    header = ["workload"] + servers
+    metrics = ["value", "cpu"] if metric == "both" else [metric]
+    header = ["workload"]
+    for server in servers:
+        header += [server if m == "value" else f"{server} µs/op" for m in metrics]
     rows = [header]
     for name in options.workloads:
         workload = WORKLOADS[name]
-        if metric == "cpu" and workload.kind == "idle-mem":
+        if metrics == ["cpu"] and workload.kind == "idle-mem":
             continue
-        lower = metric == "cpu" or not workload.higher_is_better
+        lower = metrics == ["cpu"] or not workload.higher_is_better
         row = [name + (" (lower=better)" if lower else "")]
         for server in servers:
-            value = results.median(server, name, metric)
-            if value is None:
-                row.append("-")
-                continue
-            ratio = results.ratio(server, name, options.baseline, metric)
-            cell = f"{value:.1f}" if value < 100 else f"{value:.0f}"
-            if ratio is not None and server != options.baseline:
-                cell += f" ({ratio:.2f}x)"
-            row.append(cell)
+            for m in metrics:
+                value = results.median(server, name, m)
+                if value is None:
+                    row.append("-")
+                    continue
+                ratio = results.ratio(server, name, options.baseline, m)
+                cell = f"{value:.1f}" if value < 100 else f"{value:.0f}"
+                if ratio is not None and server != options.baseline:
+                    cell += f" ({ratio:.2f}x)"
+                row.append(cell)
         rows.append(row)
-    widths = [max(len(row[i]) for row in rows) for i in range(len(header))]
-    lines = ["  ".join(cell.ljust(widths[i]) for i, cell in enumerate(row)) for row in rows]
-    lines.insert(1, "  ".join("-" * w for w in widths))
     if metric == "cpu":
         title = "Server CPU time per operation, µs (median; ratio = baseline µs / server µs)"
+    elif metric == "both":
+        title = (
+            "Throughput and server CPU time per operation (medians): handshakes/s, echo"
+            " round trips/s, idle-mem KiB/connection (lower=better), ratio = server /"
+            " baseline; µs/op of server CPU (lower=better), ratio = baseline / server"
+        )
     else:
         title = (
             "Throughput (median; ratio = server / baseline): handshakes/s, echo round trips/s;"
             " idle-mem KiB/connection (ratio = server / baseline)"
         )
-    return "\n".join([title, *lines, ""])
+    return "\n".join([title, *aligned(rows), ""])
+
+
+def format_busy(results: Results, options: Options) -> str:
+    """Median busy shares, server / client: the side near 100% set the pace. The
+    client's share is of its cores (all its handshake workers together)."""
+    servers = [s for s in options.servers if s in results.busy]
+    rows = [["workload"] + servers]
+    for name in options.workloads:
+        if not any(name in results.busy[server] for server in servers):
+            continue
+        row = [name]
+        for server in servers:
+            shares = results.busy[server].get(name)
+            if not shares:
+                row.append("-")
+                continue
+            server_share = statistics.median(s for s, _ in shares)
+            client_share = statistics.median(c for _, c in shares)
+            row.append(f"{server_share:.0%} / {client_share:.0%}")
+        rows.append(row)
+    title = "CPU busy (median; server / client, each of its own cores)"
+    return "\n".join([title, *aligned(rows), ""])
+
+
+def aligned(rows: list[list[str]]) -> list[str]:
+    widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]))]
+    lines = ["  ".join(cell.ljust(widths[i]) for i, cell in enumerate(row)) for row in rows]
+    lines.insert(1, "  ".join("-" * w for w in widths))
+    return lines
 
 
 def raise_nofile(needed: int) -> None:
@@ -1081,10 +1105,23 @@ def parse_args(argv: list[str] | None) -> tuple[Options, argparse.Namespace]:
     parser.add_argument("--quiet", action="store_true", help="no progress lines on stderr")
     parser.add_argument(
         "--handshake-client",
-        choices=["probe", "picows"],
-        default="probe",
-        help="client of the handshake workloads: the lean HandshakeProbe (default) or "
-        "picows, which saturates its core first at 50 connections",
+        choices=["epoll", "probe", "picows"],
+        default="epoll",
+        help="client of the handshake workloads: epoll loops in worker processes "
+        "(default; benchmarks/handshakes.py), HandshakeProbe on this process's loop, or "
+        "picows; the last two use most of their core at 50 connections",
+    )
+    parser.add_argument(
+        "--client-procs",
+        type=int,
+        metavar="N",
+        help="handshake worker processes (default: one per client core)",
+    )
+    parser.add_argument(
+        "--cpu",
+        action="store_true",
+        help="one table: each server's CPU time per operation beside its throughput, "
+        "and how busy server and client were",
     )
     parser.add_argument(
         "--tree",
@@ -1117,6 +1154,7 @@ def parse_args(argv: list[str] | None) -> tuple[Options, argparse.Namespace]:
         (args.duration, "--duration"),
         (args.idle_conns, "--idle-conns"),
         (args.routes, "--routes"),
+        (args.client_procs, "--client-procs"),
     ]:
         positive(value, name)
     if args.warmup is not None and args.warmup < 0:
@@ -1141,6 +1179,8 @@ def parse_args(argv: list[str] | None) -> tuple[Options, argparse.Namespace]:
         quiet=args.quiet,
         profile_dir=args.profile,
         handshake_client=args.handshake_client,
+        client_procs=args.client_procs,
+        cpu=args.cpu,
     )
     if options.profile_dir:
         os.makedirs(options.profile_dir, exist_ok=True)
@@ -1188,8 +1228,7 @@ def main(argv: list[str] | None = None) -> int:
         "date": time.strftime("%Y-%m-%d %H:%M:%S"),
         "python": platform.python_version(),
         "servers_loop": "uvloop" if options.uvloop else "asyncio",
-        "client": f"picows on {client_loop}"
-        + (" (handshakes: HandshakeProbe)" if options.handshake_client == "probe" else ""),
+        "client": f"picows on {client_loop}" + HANDSHAKE_CLIENTS[options.handshake_client],
         "pinning": pinning.note,
         "rounds": options.rounds,
         "duration": options.timing.duration,
@@ -1225,7 +1264,10 @@ def main(argv: list[str] | None = None) -> int:
     finally:
         signal.signal(signal.SIGTERM, previous)
 
-    table = format_table(results, options) + "\n" + format_table(results, options, "cpu")
+    if options.cpu:
+        table = format_table(results, options, "both") + "\n" + format_busy(results, options)
+    else:
+        table = format_table(results, options) + "\n" + format_table(results, options, "cpu")
     table += f"baseline: {options.baseline}; {results.meta['pinning']}; asyncio servers on "
     table += (
         f"{results.meta['servers_loop']}, trio servers on trio; client {results.meta['client']}"

@@ -57,12 +57,16 @@ def test_quick_run_measures_every_workload_and_stops_every_server(tmp_path: Path
         "websockets,raw",
         "--baseline",
         "websockets",
+        "--cpu",
+        "--client-procs",
+        "2",
         "--json",
         str(out),
     )
     assert done.returncode == 0, done.stderr
     report = json.loads(out.read_text())
     results = report["results"]
+    assert "epoll worker processes" in report["meta"]["client"]
 
     # A WebSocket server gets every workload, each with a positive rate and no error.
     assert sorted(results["websockets"]) == sorted(ALL_WORKLOADS)
@@ -72,6 +76,9 @@ def test_quick_run_measures_every_workload_and_stops_every_server(tmp_path: Path
         assert result["ratio"] == 1.0, name
     for name in ALL_WORKLOADS[:-1]:
         assert results["websockets"][name]["server_cpu_us_per_op"]["median"] > 0, name
+        busy = results["websockets"][name]["cpu_busy"]
+        assert len(busy["server"]) == len(busy["client"]) == 1, name
+        assert 0 < busy["server"][0] and 0 < busy["client"][0], name
     # The raw TCP ceiling has no WebSocket handshake, only echo and memory, and its
     # ratios are to the baseline measured in the same run.
     assert sorted(results["raw"]) == sorted(n for n in ALL_WORKLOADS if "handshake" not in n)
@@ -79,10 +86,31 @@ def test_quick_run_measures_every_workload_and_stops_every_server(tmp_path: Path
     assert raw["ratio"] == pytest.approx(raw["median"] / base["median"])
     assert "echo64k-50" in done.stdout and "idle-mem" in done.stdout
 
+    # --cpu: each server's CPU per operation in a column beside its throughput, and
+    # how busy each side was.
+    header = next(line for line in done.stdout.splitlines() if line.startswith("workload"))
+    assert header.split() == [
+        "workload",
+        "websockets",
+        "websockets",
+        "µs/op",
+        "raw",
+        "raw",
+        "µs/op",
+    ]
+    assert "CPU busy (median; server / client" in done.stdout
+    handshake_row = next(
+        line for line in done.stdout.splitlines() if line.startswith("handshake-50")
+    )
+    assert len(handshake_row.split()) == 5  # name, rate, µs/op, and "-" "-" for raw
+
     # One long-lived process per server plus a fresh one per idle-mem measurement,
     # and none of them outlives the run.
     assert len(report["pids"]) == 4
     assert not [pid for pid in report["pids"] if alive(pid)]
+    # The two handshake worker processes (--client-procs 2) are gone too.
+    assert len(report["client_pids"]) == 2
+    assert not [pid for pid in report["client_pids"] if alive(pid)]
 
 
 def test_bad_arguments_give_one_line_and_no_server() -> None:
@@ -160,3 +188,55 @@ def test_the_lean_handshake_clients_accept_only_a_real_101_with_the_hello() -> N
             await server.wait_closed()
 
     asyncio.run(main())
+
+
+def test_the_epoll_client_counts_only_real_handshakes_and_gives_up_on_a_stuck_server() -> None:
+    """drive(), the default handshake client, counts rounds with a 101, the hello and the
+    close; it reports a refusing server's answers as failures and a silent one as a
+    stall, instead of counting them or waiting for ever."""
+    import asyncio
+    import time
+
+    import handshakes
+
+    import websockets_routes as wr
+    from websockets_routes.transports.asyncio import serve
+
+    greeting, refusing, silent = wr.Router(), wr.Router(), wr.Router()
+
+    @greeting.route("/bench/{room}/user/{user}")
+    async def hello(ws: Any, path: wr.RoutedPath) -> None:
+        await ws.send(servers.HELLO)
+        await ws.recv()
+
+    @refusing.route("/elsewhere/{room}/user/{user}")
+    async def elsewhere(ws: Any, path: wr.RoutedPath) -> None:
+        await ws.send(servers.HELLO)
+
+    @silent.route("/bench/{room}/user/{user}")
+    async def quiet(ws: Any, path: wr.RoutedPath) -> None:
+        await ws.recv()
+
+    async def drive(router: wr.Router, connections: int, **options: Any) -> dict[str, Any]:
+        server = await serve(router, "127.0.0.1", 0)
+        try:
+            now = time.monotonic()
+            return await asyncio.to_thread(
+                handshakes.drive, server.port, connections, now + 0.05, now + 0.3, **options
+            )
+        finally:
+            server.close()
+            await server.wait_closed()
+
+    served = asyncio.run(drive(greeting, 3))
+    assert served["error"] is None and served["errors"] == 0
+    assert served["count"] > 0 and served["t1"] > served["t0"]
+
+    # One connection at a time: each was answered when the client gives up, so the
+    # server has none half-accepted when the test closes it.
+    refused = asyncio.run(drive(refusing, 1, max_errors=5))
+    assert refused["count"] == 0 and refused["errors"] > 5
+    assert "too many failures" in refused["error"] and "404" in refused["error"]
+
+    stalled = asyncio.run(drive(silent, 3, stall=0.5))
+    assert stalled["count"] == 0 and "no progress" in stalled["error"]
