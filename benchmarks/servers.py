@@ -48,6 +48,12 @@ KINDS: dict[str, Kind] = {
             note="websockets_routes.transports.asyncio.serve, 1000 routes",
         ),
         Kind(
+            "ours-uvloop",
+            "asyncio",
+            ("websockets_routes.transports.asyncio", "uvloop"),
+            note="'ours' on uvloop, whatever --uvloop says: both loops in one run",
+        ),
+        Kind(
             "ours-metrics",
             "asyncio",
             ("websockets_routes.transports.asyncio", "prometheus_client"),
@@ -294,6 +300,7 @@ async def serve_trio_websocket(args: argparse.Namespace) -> Any:
 
 FACTORIES: dict[str, Callable[[argparse.Namespace], Any]] = {
     "ours": serve_ours,
+    "ours-uvloop": serve_ours,
     "ours-metrics": serve_ours_metrics,
     "ours-limited": serve_ours_limited,
     "ours-anyio": serve_ours_anyio,
@@ -410,7 +417,7 @@ def main(argv: list[str] | None = None) -> None:
         import trio
 
         trio.run(run_trio, args)
-    elif args.uvloop:
+    elif args.uvloop or args.kind.endswith("-uvloop"):
         import asyncio
 
         import uvloop
