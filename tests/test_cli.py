@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -648,3 +649,23 @@ def test_asyncapi_bad_server_url_is_one_line() -> None:
     assert result.stderr.strip() == (
         "error: a server URL is ws://host[:port][/path] or wss://..., not 'http://example.com'"
     )
+
+
+@pytest.mark.parametrize("command", [("routes", APP), ("asyncapi", APP), ("check", APP, "/")])
+def test_a_reader_that_leaves_gets_no_traceback(command: tuple[str, ...]) -> None:
+    # `... | head`: the read end is closed before the command writes a byte.
+    read_end, write_end = os.pipe()
+    os.close(read_end)
+    try:
+        result = subprocess.run(
+            [sys.executable, "-m", "websockets_routes", *command],
+            cwd=ROOT,
+            stdout=write_end,
+            stderr=subprocess.PIPE,
+            text=True,
+            timeout=60,
+        )
+    finally:
+        os.close(write_end)
+    assert result.stderr == ""
+    assert result.returncode == 1

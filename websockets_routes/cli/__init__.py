@@ -17,6 +17,7 @@ The ``--help`` text is ``DESCRIPTION`` and the parsers' help strings: plain text
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 from collections.abc import Sequence
 
@@ -182,12 +183,19 @@ def main(argv: Sequence[str] | None = None) -> int:
         args = parser.parse_args(argv)
         if args.command == "routes":
             print(route_table(load_router(args.router)))
-            return 0
-        if args.command == "check":
-            return check_command(args)
-        if args.command == "asyncapi":
-            return asyncapi_command(args)
-        return serve_command(args)
+            status = 0
+        elif args.command == "check":
+            status = check_command(args)
+        elif args.command == "asyncapi":
+            status = asyncapi_command(args)
+        else:
+            return serve_command(args)
+        sys.stdout.flush()  # here, where a closed pipe can still be caught
+        return status
+    except BrokenPipeError:
+        # The reader left (`... | head`): no traceback, and nothing more to write at exit.
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 1
     except UsageError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
