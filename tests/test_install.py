@@ -67,7 +67,7 @@ def test_the_build_has_an_spdx_license_and_no_setuptools_warning(tmp_path: Path)
     no build/ or egg-info."""
     src = tmp_path / "src"
     src.mkdir()
-    for name in ("pyproject.toml", "README.md"):
+    for name in ("pyproject.toml", "README.md", "LICENSE"):
         shutil.copy(ROOT / name, src / name)
     shutil.copytree(
         ROOT / "websockets_routes",
@@ -93,4 +93,8 @@ def test_the_build_has_an_spdx_license_and_no_setuptools_warning(tmp_path: Path)
     with zipfile.ZipFile(wheel) as whl:
         metadata = next(n for n in whl.namelist() if n.endswith(".dist-info/METADATA"))
         text = whl.read(metadata).decode()
+        licenses = [n for n in whl.namelist() if n.endswith(".dist-info/licenses/LICENSE")]
+        assert len(licenses) == 1, whl.namelist()
+        assert whl.read(licenses[0]).decode().startswith("MIT License")
     assert "License-Expression: MIT" in text.splitlines()
+    assert "License-File: LICENSE" in text.splitlines()
