@@ -469,3 +469,39 @@ def test_a_class_view_handle_must_take_ws_and_path() -> None:
         ):
             router.route("/room")(cls)
     assert router.routes == []
+
+
+def test_a_process_request_hook_of_the_wrong_shape_is_refused_at_decoration() -> None:
+    router = Router()
+
+    class OneArgument:
+        async def process_request(self, path: Any) -> None:  # pragma: no cover
+            pass
+
+        async def handle(self, ws: Any, path: Any) -> None:  # pragma: no cover
+            pass
+
+    wrong = r"'/room'.*has process_request\(self, path\b.*called as process_request\(self, path, headers\)"
+    with pytest.raises(TypeError, match=wrong):
+        router.route("/room")(OneArgument)
+    assert router.routes == []
+
+    class Fine:  # a method, a staticmethod and a hook taking *args all take (path, headers)
+        async def process_request(self, path: Any, headers: Any) -> None:  # pragma: no cover
+            pass
+
+        async def handle(self, ws: Any, path: Any) -> None:  # pragma: no cover
+            pass
+
+    class Static(Fine):
+        @staticmethod
+        async def process_request(path: Any, headers: Any) -> None:  # pragma: no cover
+            pass
+
+    class Loose(Fine):
+        async def process_request(self, *args: Any) -> None:  # pragma: no cover
+            pass
+
+    for name, cls in (("/fine", Fine), ("/static", Static), ("/loose", Loose)):
+        router.route(name)(cls)
+    assert [route.template.source for route in router.routes] == ["/fine", "/static", "/loose"]

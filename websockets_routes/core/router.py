@@ -173,6 +173,13 @@ def _check_view(endpoint: Any, template: str, kind: RouteKind) -> Callable[..., 
         hook = getattr(endpoint, "process_request", None)
         if hook is not None and not callable(hook):
             raise TypeError(f"route {template!r}: process_request must be a method")
+        plain = inspect.isfunction(inspect.getattr_static(endpoint, "process_request", None))
+        if hook is not None and _positional_args(hook, (3,) if plain else (2,)) is None:
+            raise TypeError(
+                f"route {template!r}: class view {endpoint.__qualname__} has "
+                f"process_request{_signature(hook)}; it is called as "
+                "process_request(self, path, headers)"
+            )
         return None
     if not _is_async(endpoint):
         raise TypeError(
