@@ -193,10 +193,14 @@ def fresh_paths(
 Matcher = Callable[[str], "int | None"]
 
 
-def build_ours(table: Sequence[Spec]) -> Matcher:
+def build_ours(table: Sequence[Spec], matcher_class: Any = None) -> Matcher:
+    """Our router; with ``matcher_class``, its matcher is replaced by one of that class
+    (see baseline_matcher()), wired in as the router of that commit wired its own."""
     router = Router()
     for spec in table:
         router.route(spec.ours)(_view)  # one view for all, as the peers' endpoints are ints
+    if matcher_class is not None:
+        _swap_matcher(router, matcher_class)
     match = router.match
     index_of = {spec.ours: spec.index for spec in table}
 
@@ -208,6 +212,28 @@ def build_ours(table: Sequence[Spec]) -> Matcher:
     find.raw = match  # type: ignore[attr-defined]
     find.lookup = router.lookup  # type: ignore[attr-defined]
     return find
+
+
+def _swap_matcher(router: Router, matcher_class: Any) -> None:
+    """Give ``router`` a matcher of ``matcher_class`` holding the same routes.
+
+    A matcher with routed() builds RoutedPaths itself and is the router's match, as
+    now; an older one answers Router.match() (the class's), which builds them."""
+    from websockets_routes.core.router import _path_attributes
+
+    matcher = matcher_class()
+    routed = getattr(matcher, "routed", None)
+    for template, route in router._matcher:
+        if routed is None:
+            matcher.add(template, route)
+        else:
+            matcher.add(template, route, _path_attributes(route))
+    router._matcher = matcher
+    router.lookup = matcher.match  # type: ignore[method-assign]
+    if routed is None:
+        router.__dict__.pop("match", None)
+    else:
+        router.match = routed  # type: ignore[method-assign]
 
 
 async def _view(ws: Any, path: Any) -> None:
@@ -324,13 +350,7 @@ def build_ours_with(matcher_class: Any) -> Callable[[Sequence[Spec]], Matcher]:
     """build_ours(), with the router's matcher replaced by one of ``matcher_class``."""
 
     def build(table: Sequence[Spec]) -> Matcher:
-        find = build_ours(table)
-        router = find.router  # type: ignore[attr-defined]
-        matcher = matcher_class()
-        for template, route in router._matcher:
-            matcher.add(template, route)
-        router._matcher = matcher
-        return find
+        return build_ours(table, matcher_class)
 
     return build
 

@@ -14,7 +14,7 @@ from hypothesis import strategies as st
 from websockets_routes import RoutedPath, Router
 from websockets_routes.core import matcher as matcher_module
 from websockets_routes.core.matcher import Matcher
-from websockets_routes.core.paths import split_path
+from websockets_routes.core.paths import BadTarget, split_path, split_target
 from websockets_routes.core.templates import Template, compile_template, match_segments
 
 
@@ -203,3 +203,91 @@ def test_long_targets_are_not_remembered() -> None:
     assert not matcher._recent_targets and not matcher._recent_paths
     assert matcher.match_target("/files/short") == ("files", {"rest": "short"})
     assert list(matcher._recent_targets) == ["/files/short"]
+
+
+# Templates whose routes often stand alone below a prefix of their own, so that the
+# matcher reads the rest of a target with one regex per route; and targets, valid or not.
+LONE_SEGMENTS = ["a", "b", "x.y", "", "é", "{p}", "{q:\\d+}", "{r:a|b}", "f-{s}.txt", "{t:[^.]*}"]
+LONE_TAILS = ["*rest", "{rest:.+}", "pre*rest", "{rest:.*}"]
+TARGET_SEGMENTS = ["a", "b", "x.y", "", "7", "42", "ab", "f-1.txt", "a.b", "é", "a b", "%61", "%2F"]
+
+
+@st.composite
+def lone_template(draw: Any) -> str:
+    prefix = draw(st.sampled_from(["/svc1", "/svc2", "/api/v1/r1", "/api/v1/r2", ""]))
+    middle = draw(st.lists(st.sampled_from(LONE_SEGMENTS), min_size=1, max_size=3))
+    if draw(st.booleans()) and "" not in middle[-1:]:
+        middle.append(draw(st.sampled_from(LONE_TAILS)))
+    names = iter("pqrstuvw")
+    # Rename params so that no name appears twice in a template.
+    parts = [re.sub(r"\{([a-z])", lambda _: "{" + next(names), m) for m in middle]
+    parts = [p.replace("*rest", "*" + next(names)) for p in parts]
+    return prefix + "/" + "/".join(parts)
+
+
+lone_targets = st.tuples(
+    st.sampled_from(["/svc1", "/svc2", "/api/v1/r1", "/api/v1/r2", "", "svc1"]),
+    st.lists(st.sampled_from(TARGET_SEGMENTS), max_size=4),
+    st.sampled_from(["", "?", "?x=1&y=/a?b", "?x=%20", "?x y", "#frag"]),
+).map(lambda parts: "/".join([parts[0], *parts[1]]) + parts[2])
+
+
+def linear_target(table: list[Template], target: str) -> tuple[int, dict[str, str]] | None:
+    try:
+        path, _ = split_target(target)
+    except BadTarget:
+        return None
+    return linear(table, path)
+
+
+@settings(
+    derandomize=True,
+    database=None,
+    deadline=None,
+    max_examples=400,
+    suppress_health_check=[HealthCheck.too_slow],
+)
+@given(
+    st.lists(lone_template(), min_size=1, max_size=12),
+    st.lists(lone_targets, min_size=1, max_size=20),
+    st.integers(0, 12),
+)
+def test_routes_alone_below_a_prefix_agree_with_a_linear_scan(
+    sources: list[str], targets: list[str], added_late: int
+) -> None:
+    """match_target(), routed() and match() on tables where many routes are alone below
+    a static prefix, for valid and invalid targets, with some routes added late."""
+    matcher: Matcher[int] = Matcher()
+    table: list[Template] = []
+
+    def add(source: str) -> None:
+        compiled = compile_template(source)
+        matcher.add(compiled, len(table), {"name": str(len(table))})
+        table.append(compiled)
+
+    for source in sources[: len(sources) - added_late]:
+        add(source)
+    # And a target near each route: its params all "7", "a", "f-1.txt" or "é".
+    targets = targets + [
+        re.sub(r"\{[^}]*\}|\*\w+", value, source)
+        for source in sources
+        for value in ("7", "a", "f-1.txt", "é", "a/b")
+    ]
+    for round_ in range(2):
+        for target in targets:
+            expected = linear_target(table, target)
+            for _ in range(2):
+                assert matcher.match_target(target) == expected, (target, sources)
+                routed = matcher.routed(target)
+                if expected is None:
+                    assert routed is None, (target, sources)
+                else:
+                    assert routed is not None, (target, sources)
+                    assert (routed, routed.name) == (target, str(expected[0]))
+                    assert routed.params == expected[1]
+            path = target.partition("?")[0].partition("#")[0]
+            if path.startswith("/"):  # a path, as lookup() takes it: characters unchecked
+                assert matcher.match(path) == linear(table, path), (path, sources)
+        if round_ == 0:
+            for source in sources[len(sources) - added_late :]:
+                add(source)

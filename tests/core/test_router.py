@@ -505,3 +505,45 @@ def test_a_process_request_hook_of_the_wrong_shape_is_refused_at_decoration() ->
     for name, cls in (("/fine", Fine), ("/static", Static), ("/loose", Loose)):
         router.route(name)(cls)
     assert [route.template.source for route in router.routes] == ["/fine", "/static", "/loose"]
+
+
+def test_match_builds_the_same_routed_path_with_and_without_converters() -> None:
+    """Router.match() of a router whose routes convert nothing is its matcher's; it
+    must give what the class's match() gives, for every kind of view and route."""
+
+    class Room:
+        async def handle(self, ws: Any, path: RoutedPath) -> None:
+            pass
+
+    router = Router()
+    router.route("/fn/{id}", name="fn")(view)
+    router.route("/cls/{id}")(Room)
+    router.route("/limited/{id}", max_size=10)(view)
+    router.route("/static", name="static")(view)
+    router.route("/tail/{rest:.*}")(view)
+    assert "match" in router.__dict__  # the matcher's, while nothing converts
+    for target in ("/fn/1", "/cls/2?x=1", "/limited/3", "/static", "/static?q", "/tail/a/b"):
+        for _ in range(8):  # new, then remembered
+            fast, slow = router.match(target), Router.match(router, target)
+            assert fast is not None and slow is not None
+            assert (fast, type(fast), fast.params, fast.name) == (
+                slow,
+                RoutedPath,
+                slow.params,
+                slow.name,
+            )
+            assert (fast.template, fast.policy, fast.view_class) == (
+                slow.template,
+                slow.policy,
+                slow.view_class,
+            )
+            assert fast.query == target.partition("?")[2] and fast.context == {}
+            if slow.view_class is None:
+                assert fast.route is slow.route
+            else:
+                assert type(fast.route) is Room and fast.route is not slow.route
+            assert fast.params is not router.match(target).params  # type: ignore[union-attr]
+    router.route("/converted/{n}", convert={"n": int})(view)
+    assert "match" not in router.__dict__ and "lookup" not in router.__dict__
+    assert router.match("/converted/7").params == {"n": 7}  # type: ignore[union-attr]
+    assert router.match("/fn/1").params == {"id": "1"}  # type: ignore[union-attr]

@@ -4,18 +4,21 @@ Its answer is always the one a linear, first-registered-wins scan would give: ea
 trie node knows the smallest registration index below it, so the search prunes every
 branch that cannot beat the best match found so far. A path walks down the trie by one
 dict lookup per segment while each node has one way on, and searches only below a
-node with more (a param beside static text, regexes, tails). Targets matched to a
-route with params are remembered, a few at a time, so that a repeated one costs a dict
-lookup.
+node with more (a param beside static text, regexes, tails). A node reached through
+static text alone, with a single route below it, ends the walk: one regex, compiled
+for that route's rest when first needed, checks the rest of the target and reads its
+params. Targets matched to a route with params are remembered, a few at a time, so
+that a repeated one costs a dict lookup.
 """
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable, Iterator
 from typing import Any, Generic, TypeVar
 
-from .paths import BAD_ESCAPE, TARGET_CHARS, BadTarget, split_path, split_target
-from .templates import Template
+from .paths import BAD_ESCAPE, TARGET_CHARS, BadTarget, RoutedPath, split_path, split_target
+from .templates import Segment, Template
 
 __all__ = ["Matcher"]
 
@@ -28,15 +31,38 @@ RECENT_TARGETS = 1024
 ADMIT_EVERY = 4
 RECENT_LENGTH = 256
 
+# What a node leads to, for the walk and _search's fast steps (which test the numbers
+# directly): one static way on, one param, several ways, or a single route (_ALONE).
+_STATIC_ONLY, _PARAM_ONLY, _MIXED, _ALONE = 0, 1, 2, 3
 
-# What a node leads to, for _search's fast steps (which test the numbers directly).
-_STATIC_ONLY, _PARAM_ONLY, _MIXED = 0, 1, 2
+# The characters of a path segment in a valid target (RFC 3986 pchar), "%" aside: a path
+# with escapes is decoded segment by segment and never reaches a route's own regex.
+_PCHAR = r"[A-Za-z0-9\-._~!$&'()*+,;=:@]"
+_CLEAN = re.compile(_PCHAR + "*")  # static text a route's regex can match as it stands
+# A query string after a route's path, with the characters TARGET_CHARS allows in it.
+_QUERY = r"(?:\?[A-Za-z0-9\-._~!$&'()*+,;=:@/?%]*)?"
+# A tail: the rest of the path, slashes included.
+_TAIL = r"[A-Za-z0-9\-._~!$&'()*+,;=:@/]*"
+_TAIL_NONEMPTY = _TAIL[:-1] + "+"
 
 
 class _Node:
-    __slots__ = ("static", "param", "patterns", "end", "tails", "lowest", "kind", "fast", "depth")
+    __slots__ = (
+        "static",
+        "param",
+        "patterns",
+        "end",
+        "tails",
+        "lowest",
+        "kind",
+        "fast",
+        "depth",
+        "routes",
+        "offset",
+        "rest",
+    )
 
-    def __init__(self, depth: int) -> None:
+    def __init__(self, depth: int, offset: int) -> None:
         self.depth = depth  # the index, in the split path, of the segment read here
         # Most nodes are leaves: they share empty containers (never written to; add()
         # gives a node its own on its first child or tail), which keeps a big table's
@@ -55,24 +81,36 @@ class _Node:
         # (index, static prefix, must the tail be non-empty) of tails starting here, by index
         self.tails: list[tuple[int, str, bool]] = _NO_TAILS
         self.lowest = _NEVER  # smallest index anywhere below
+        self.routes = 0  # how many routes go through here, end here or below
+        # The length of the path up to here when only static text a route's regex can
+        # match leads here (the root: 0), else -1: where the regex of a route alone
+        # below this node starts reading the target.
+        self.offset = offset
+        # For a node with one route below (_ALONE): (bound fullmatch of the regex of
+        # that route's rest, its regex segments to check; see _rest_regex()), made when
+        # the walk first stops here; None until then; _REFUSED when the route has static
+        # text such a regex cannot take.
+        self.rest: tuple[Any, ...] | None = None
 
 
 _NO_CHILDREN: dict[str, _Node] = {}
 _NO_PATTERNS: list[tuple[str, Callable[[str], Any], _Node]] = []
 _NO_TAILS: list[tuple[int, str, bool]] = []
 _EMPTY_MISSES: dict[str, _Node | None] = {"": None}
+_REFUSED: tuple[Any, ...] = ()  # _Node.rest of a route no regex of _rest_regex() can take
 
-# Matcher._plans: (value, first slot index, its name, other slots, extras); see there.
-_Plan = tuple[T, int, str, "tuple[tuple[int, str], ...] | None", Any]
+# Matcher._plans: (value, first slot index, its name, other slots, extras, attributes of
+# its RoutedPath); see there.
+_Plan = tuple[T, int, str, "tuple[tuple[int, str], ...] | None", Any, "dict[str, Any]"]
 
 
 def _search(node: _Node, segments: list[str], depth: int, best: int) -> int:
     """The smallest route index below ``node`` matching ``segments[depth:]``, or ``best``.
 
-    It runs for every dynamic lookup, so it loops down the trie and recurses only where
-    a segment could go more than one way (static text, a param, regexes), keeping the
-    most promising way for the loop. Branches whose ``lowest`` cannot beat ``best``
-    are never entered.
+    It runs for every dynamic lookup that the walk cannot finish, so it loops down the
+    trie and recurses only where a segment could go more than one way (static text, a
+    param, regexes), keeping the most promising way for the loop. Branches whose
+    ``lowest`` cannot beat ``best`` are never entered.
     """
     n = len(segments)
     while True:
@@ -130,7 +168,7 @@ def _search(node: _Node, segments: list[str], depth: int, best: int) -> int:
 
 
 def _retune(node: _Node) -> None:
-    """Set ``kind`` and ``fast`` after a child or tail was added to ``node``."""
+    """Set ``kind`` and ``fast`` after a route, child or tail was added at ``node``."""
     if node.tails or node.patterns or (node.static and node.param is not None):
         node.kind = _MIXED
     elif node.param is not None:
@@ -139,6 +177,39 @@ def _retune(node: _Node) -> None:
     else:
         node.kind = _STATIC_ONLY
         node.fast = node.static  # type: ignore[assignment]
+    if node.routes == 1 and node.offset >= 0 and node.rest is not _REFUSED:
+        node.kind = _ALONE
+
+
+def _rest_regex(segments: tuple[Segment, ...], depth: int) -> tuple[str, Any] | None:
+    """The regex source that matches a valid target from ``segments`` (the rest of a
+    template, from split-path index ``depth``) on, exactly when its undecoded segments
+    match them, except for regex segments; and ``(index, fullmatch)`` of those, for the
+    caller to check (None if none). None when static text has characters such a regex
+    cannot take as they stand ("%", "?", what no valid target has).
+
+    A segment's own regex is not put inside this one, where it could match across a
+    "/": this one takes its segment whole, and the segment's regex checks it.
+    """
+    parts = []
+    checks = []
+    for index, seg in enumerate(segments, depth):
+        kind = seg.kind
+        if kind == "static":
+            if not _CLEAN.fullmatch(seg.text):
+                return None
+            parts.append("/" + re.escape(seg.text))
+        elif kind == "param":
+            parts.append(f"/{_PCHAR}+")
+        elif kind == "pattern":
+            assert seg.regex is not None
+            parts.append(f"/{_PCHAR}*")
+            checks.append((index, seg.regex.fullmatch))
+        else:  # a tail: the rest of the path, slashes included
+            if not _CLEAN.fullmatch(seg.text):
+                return None
+            parts.append("/" + re.escape(seg.text) + (_TAIL_NONEMPTY if seg.nonempty else _TAIL))
+    return "".join(parts) + _QUERY, tuple(checks) or None
 
 
 class Matcher(Generic[T]):
@@ -149,28 +220,34 @@ class Matcher(Generic[T]):
         # What a match needs of each route, by index: its value; the index in the split
         # path and the name of its first param that is a whole segment (0 and "" if it
         # has none); (index, name) of its other such params, and the regex and tail
-        # segments to read the remaining params from (None if there are none). Indexes
-        # count the empty segment before the path's leading "/": the search splits the
-        # path as it stands, without slicing it first.
+        # segments to read the remaining params from (None if there are none); the
+        # attributes of its RoutedPath besides params. Indexes count the empty segment
+        # before the path's leading "/": the search splits the path as it stands,
+        # without slicing it first.
         self._plans: list[_Plan[T]] = []
         # Static paths: their index, and whether no dynamic route before them matches
         # them too (then a hit needs no search of the trie).
         self._static_by_path: dict[str, tuple[int, bool]] = {}
         self._static_by_segments: dict[tuple[str, ...], int] = {}
         # Unbeaten static paths that are also valid request targets as they stand (no
-        # escapes, no query): a request for exactly one of them needs no other check.
-        self.exact: dict[str, T] = {}
+        # escapes, no query), with their plan: a request for exactly one of them needs
+        # no other check.
+        self._exact: dict[str, _Plan[T]] = {}
+        self._inexact: dict[str, tuple[int, bool]] = {}  # the other static paths
         # The last few request targets (and paths, for match()) that matched a route
-        # with params, and what they matched (a copy of the params, copied again for
-        # each hit): the clients of one room or resource ask for the same target, and
-        # a hit costs a dict lookup and a copy. Emptied when full, and on add().
-        self._recent_targets: dict[str, tuple[T, dict[str, str]]] = {}
-        self._recent_paths: dict[str, tuple[T, dict[str, str]]] = {}
+        # with params, with its plan and a copy of the params (copied again for each
+        # hit): the clients of one room or resource ask for the same target, and a hit
+        # costs a dict lookup and a copy. Emptied when full, and on add().
+        self._recent_targets: dict[str, tuple[_Plan[T], dict[str, str]]] = {}
+        self._recent_paths: dict[str, tuple[_Plan[T], dict[str, str]]] = {}
         self._wait = 0  # how many new targets to match before remembering one
-        self._root = _Node(1)
+        # The regexes of routes alone below a node, by source: routes with the same rest
+        # (``/rooms/{id}`` under many prefixes) share one.
+        self._rests: dict[str, Callable[[str, int], Any]] = {}
+        self._root = _Node(1, 0)
         # Above the root, for the empty text before a path's leading "/": the walk of
         # _find() starts here, on the path split as it stands.
-        self._top = _Node(0)
+        self._top = _Node(0, -1)
         self._top.static = self._top.fast = {"": self._root}  # type: ignore[assignment]
 
     def __len__(self) -> int:
@@ -179,15 +256,20 @@ class Matcher(Generic[T]):
     def __iter__(self) -> Iterator[tuple[Template, T]]:
         return iter(self._entries)
 
-    def add(self, template: Template, value: T) -> None:
+    def add(self, template: Template, value: T, attributes: dict[str, Any] | None = None) -> None:
+        """Add a route; ``attributes``: what routed() puts in each RoutedPath of it
+        besides ``params`` (by default ``route`` is ``value``, ``name`` None)."""
         self._recent_targets.clear()
         self._recent_paths.clear()
         index = len(self._entries)
         self._entries.append((template, value))
+        if attributes is None:
+            attributes = {"route": value, "name": None, "template": template.source}
         slots = [(i + 1, name) for i, name in template.slots]
         first, name = slots.pop(0) if slots else (0, "")
         extras = tuple((i + 1, fullmatch, names) for i, fullmatch, names in template.extras)
-        self._plans.append((value, first, name, tuple(slots) or None, extras or None))
+        plan = (value, first, name, tuple(slots) or None, extras or None, attributes)
+        self._plans.append(plan)
         if template.is_static:
             texts = tuple(s.text for s in template.segments)
             self._static_by_segments.setdefault(texts, index)
@@ -205,12 +287,13 @@ class Matcher(Generic[T]):
                     and "%" not in path
                     and "?" not in path
                 ):
-                    self.exact[path] = value
+                    self._exact[path] = plan
+                else:
+                    self._inexact[path] = self._static_by_path[path]
             return
         # Indexes only grow, so a node's lowest and end are set once, by the first route.
         node = self._root
-        if node.lowest == _NEVER:
-            node.lowest = index
+        _enter(node, index)
         for seg in template.segments:
             kind = seg.kind
             if kind == "tail":
@@ -224,12 +307,17 @@ class Matcher(Generic[T]):
                 if child is None:
                     if node.static is _NO_CHILDREN:
                         node.static = {}
-                    child = node.static[seg.text] = _Node(node.depth + 1)
+                    offset = node.offset
+                    if offset >= 0 and _CLEAN.fullmatch(seg.text):
+                        offset += 1 + len(seg.text)
+                    else:
+                        offset = -1
+                    child = node.static[seg.text] = _Node(node.depth + 1, offset)
                     _retune(node)
             elif kind == "param":
                 child = node.param
                 if child is None:
-                    child = node.param = _Node(node.depth + 1)
+                    child = node.param = _Node(node.depth + 1, -1)
                     _retune(node)
             else:
                 assert seg.regex is not None
@@ -239,45 +327,37 @@ class Matcher(Generic[T]):
                         child = existing
                         break
                 else:
-                    child = _Node(node.depth + 1)
+                    child = _Node(node.depth + 1, -1)
                     if node.patterns is _NO_PATTERNS:
                         node.patterns = []
                     node.patterns.append((source, seg.regex.fullmatch, child))
                     _retune(node)
             node = child
-            if node.lowest == _NEVER:
-                node.lowest = index
+            _enter(node, index)
         if node.end == _NEVER:
             node.end = index
 
-    def match(self, path: str) -> tuple[T, dict[str, str]] | None:
-        """The value and decoded params of the first route matching ``path``.
-
-        ``path`` is the path part of a valid target (no query); None if nothing matches
-        or an escape in it does not decode.
-        """
-        recent = self._recent_paths.get(path)
-        if recent is not None:
-            return recent[0], recent[1].copy()
-        found: tuple[T, dict[str, str]] | None
-        if "%" in path:
-            decoded = split_path(path)
-            if decoded is None:
-                return None
-            best = self._static_by_segments.get(tuple(decoded), _NEVER)
-            segments = ["", *decoded]
-            if self._root.lowest < best:
-                best = _search(self._root, segments, 1, best)
-            if best == _NEVER:
-                return None
-            found = _found(self._plans[best], segments)
+    def routed(self, target: str) -> RoutedPath | None:
+        """The RoutedPath of the first route matching a request target (its query plays
+        no part), with the attributes given to add(); None as for match_target()."""
+        plan = self._exact.get(target)
+        if plan is not None:  # a static path, and a valid target by construction
+            params: dict[str, str] = {}
         else:
-            found = self._find(path)
-            if found is None:
-                return None
-        if found[1]:
-            self._remember(self._recent_paths, path, found)
-        return found
+            recent = self._recent_targets.get(target)
+            if recent is not None:  # a valid target, matched a moment ago
+                plan = recent[0]
+                params = recent[1].copy()
+            else:
+                found = self._find(target, True)
+                if found is None:
+                    return None
+                plan, params = found
+        routed = _new_str(RoutedPath, target)
+        attributes = plan[5].copy()
+        attributes["params"] = params
+        routed.__dict__ = attributes
+        return routed
 
     def match_target(self, target: str) -> tuple[T, dict[str, str]] | None:
         """``match()`` for a whole request target: its query string plays no part.
@@ -285,36 +365,75 @@ class Matcher(Generic[T]):
         None if nothing matches or the target cannot be routed (not origin-form, bad
         bytes or escapes).
         """
-        value = self.exact.get(target)
-        if value is not None:  # a static path, and a valid target by construction
-            return value, {}
+        plan = self._exact.get(target)
+        if plan is not None:  # a static path, and a valid target by construction
+            return plan[0], {}
         recent = self._recent_targets.get(target)
         if recent is not None:  # a valid target, matched a moment ago
-            return recent[0], recent[1].copy()
-        if type(target) is not str or TARGET_CHARS.fullmatch(target) is None:
-            try:
-                path, _ = split_target(target)
-            except BadTarget:
-                return None
-            return self.match(path)
-        # split_target(), inlined for the usual target.
-        path = target.partition("?")[0] if "?" in target else target
-        if "%" in path:
-            if BAD_ESCAPE.search(path) is not None:
-                return None
-            return self.match(path)
-        # _find(), inlined: this runs for every new target of a route with params.
-        static = self._static_by_path.get(path)
+            return recent[0][0], recent[1].copy()
+        found = self._find(target, True)
+        return None if found is None else (found[0][0], found[1])
+
+    def match(self, path: str) -> tuple[T, dict[str, str]] | None:
+        """The value and decoded params of the first route matching ``path``.
+
+        ``path`` is the path part of a target (no query), taken as it stands: its
+        characters are not checked. None if nothing matches or an escape in it does not
+        decode.
+        """
+        recent = self._recent_paths.get(path)
+        if recent is not None:
+            return recent[0][0], recent[1].copy()
+        found = self._find(path, False)
+        return None if found is None else (found[0][0], found[1])
+
+    def _find(self, text: str, is_target: bool) -> tuple[_Plan[T], dict[str, str]] | None:
+        """The plan and params of the first route matching a request target
+        (``is_target``: its characters are checked, its query ignored) or a path (taken
+        as it stands); the first route with params is remembered now and then."""
+        if is_target:
+            if type(text) is not str:
+                return self._find_unusual(text)
+            path = text.partition("?")[0] if "?" in text else text
+            if "%" in path:
+                if TARGET_CHARS.fullmatch(text) is None or BAD_ESCAPE.search(path) is not None:
+                    return None
+                return self._find_decoded(path, self._recent_targets, text)
+            if path is text:  # the callers looked it up in _exact already
+                static = self._inexact.get(path) if self._inexact else None
+            else:
+                static = self._static_by_path.get(path)
+            recent = self._recent_targets
+        else:
+            path = text
+            if "%" in path or "?" in path:
+                return self._find_decoded(path, self._recent_paths, path)
+            static = self._static_by_path.get(path)
+            recent = self._recent_paths
         segments = path.split("/")  # segments[0] is the "" before the leading "/"
+        checked = not is_target  # whether the characters need no (more) checking
         if static is None:
-            # Walk down while each node has one way on; a node with more (a param
-            # beside static text, regexes, tails) leaves the rest to _search().
+            # Walk down while each node has one way on. A node with a single route below
+            # hands the rest of the target to that route's regex; a node with more ways
+            # on (a param beside static text, regexes, tails) leaves it to _search().
             node = self._top
             for segment in segments:
                 node = node.fast.get(segment, node.param)  # type: ignore[assignment]
                 if node is None:
                     return None
-                if node.kind == 2:  # _MIXED
+                if node.kind > 1:  # _MIXED or _ALONE
+                    if node.kind == 3:  # _ALONE
+                        rest = node.rest or self._compile_rest(node)
+                        # The regex also checks the target's characters, query included;
+                        # a path with characters it refuses takes the search.
+                        if rest and rest[0](text, node.offset) is not None:
+                            if rest[1] is not None:
+                                for i, fullmatch in rest[1]:
+                                    if fullmatch(segments[i]) is None:
+                                        return None
+                            best = node.lowest
+                            checked = True
+                            break
                     best = _search(node, segments, node.depth, _NEVER)
                     if best == _NEVER:
                         return None
@@ -323,32 +442,62 @@ class Matcher(Generic[T]):
                 best = node.end
                 if best == _NEVER:
                     return None
-        elif static[1]:
-            return self._plans[static[0]][0], {}
         else:
             best = static[0]
-            if self._root.lowest < best:
+            if not static[1] and self._root.lowest < best:
                 best = _search(self._root, segments, 1, best)
-        value, first, name, slots, extras = self._plans[best]
+        if not checked and TARGET_CHARS.fullmatch(text) is None:
+            return None
+        plan = self._plans[best]
+        _, first, name, slots, extras, _ = plan
         params = {name: segments[first]} if first else {}
         if slots is not None:
             for i, name in slots:
                 params[name] = segments[i]
         if extras is not None:
             _extract(extras, params, segments)
-        if params:  # _remember(), inlined
-            wait = self._wait
-            if wait:
-                self._wait = wait - 1
-            elif len(target) <= RECENT_LENGTH:
-                self._wait = ADMIT_EVERY - 1
-                recent_targets = self._recent_targets
-                if len(recent_targets) >= RECENT_TARGETS:
-                    recent_targets.clear()
-                recent_targets[target] = value, params.copy()
-        return value, params
+        if not params:  # a static route
+            return plan, params
+        wait = self._wait  # _remember(), inlined: this runs for every new target
+        if wait:
+            self._wait = wait - 1
+        elif len(text) <= RECENT_LENGTH:
+            self._wait = ADMIT_EVERY - 1
+            if len(recent) >= RECENT_TARGETS:
+                recent.clear()
+            recent[text] = plan, params.copy()
+        return plan, params
 
-    def _remember(self, recent: dict[str, Any], key: str, found: tuple[T, dict[str, str]]) -> None:
+    def _find_decoded(
+        self, path: str, recent: dict[str, Any], key: str
+    ) -> tuple[_Plan[T], dict[str, str]] | None:
+        """_find() for a path with escapes (or a "?"): its segments are decoded first."""
+        decoded = split_path(path)
+        if decoded is None:
+            return None
+        best = self._static_by_segments.get(tuple(decoded), _NEVER)
+        segments = ["", *decoded]
+        if self._root.lowest < best:
+            best = _search(self._root, segments, 1, best)
+        if best == _NEVER:
+            return None
+        plan = self._plans[best]
+        params = _params(plan, segments)
+        if params:
+            self._remember(recent, key, plan, params)
+        return plan, params
+
+    def _find_unusual(self, target: Any) -> tuple[_Plan[T], dict[str, str]] | None:
+        """_find() for a target that is bytes or a str subclass."""
+        try:
+            path, _ = split_target(target)
+        except BadTarget:
+            return None
+        return self._find(path, False)
+
+    def _remember(
+        self, recent: dict[str, Any], key: str, plan: _Plan[T], params: dict[str, str]
+    ) -> None:
         """Keep what ``key`` matched in ``recent`` (emptied when full), one time in
         ADMIT_EVERY: a target asked for again and again gets in soon, while targets
         asked for once cost little."""
@@ -361,48 +510,46 @@ class Matcher(Generic[T]):
         self._wait = ADMIT_EVERY - 1
         if len(recent) >= RECENT_TARGETS:
             recent.clear()
-        recent[key] = found[0], found[1].copy()
+        recent[key] = plan, params.copy()
 
-    def _find(self, path: str) -> tuple[T, dict[str, str]] | None:
-        """match() for a path without escapes, remembering nothing."""
-        static = self._static_by_path.get(path)
-        segments = path.split("/")  # segments[0] is the "" before the leading "/"
-        if static is None:
-            # Walk down while each node has one way on; a node with more (a param
-            # beside static text, regexes, tails) leaves the rest to _search().
-            node = self._top
-            for segment in segments:
-                node = node.fast.get(segment, node.param)  # type: ignore[assignment]
-                if node is None:
-                    return None
-                if node.kind == 2:  # _MIXED
-                    best = _search(node, segments, node.depth, _NEVER)
-                    if best == _NEVER:
-                        return None
-                    break
-            else:
-                best = node.end
-                if best == _NEVER:
-                    return None
-        elif static[1]:
-            return self._plans[static[0]][0], {}
-        else:
-            best = static[0]
-            if self._root.lowest < best:
-                best = _search(self._root, segments, 1, best)
-        return _found(self._plans[best], segments)
+    def _compile_rest(self, node: _Node) -> tuple[Any, ...] | None:
+        """``node.rest`` of a node with one route below it; None (and the node no longer
+        _ALONE) when that route's rest cannot be one regex."""
+        index = node.lowest
+        built = _rest_regex(self._entries[index][0].segments[node.depth - 1 :], node.depth)
+        if built is None:
+            node.rest = _REFUSED
+            _retune(node)
+            return None
+        source, checks = built
+        fullmatch = self._rests.get(source)
+        if fullmatch is None:
+            fullmatch = self._rests[source] = re.compile(source).fullmatch
+        rest = node.rest = (fullmatch, checks)
+        return rest
 
 
-def _found(plan: _Plan[T], segments: list[str]) -> tuple[T, dict[str, str]]:
-    """The value and params of the route of ``plan``, for a path that matches it."""
-    value, first, name, slots, extras = plan
+def _enter(node: _Node, index: int) -> None:
+    """Count route ``index`` at ``node``, on its way down from the root."""
+    if node.lowest == _NEVER:
+        node.lowest = index
+    node.routes += 1
+    if node.routes <= 2:  # now alone, or alone no more
+        if node.rest:
+            node.rest = None
+        _retune(node)
+
+
+def _params(plan: _Plan[T], segments: list[str]) -> dict[str, str]:
+    """The params of the route of ``plan``, for a path that matches it."""
+    _, first, name, slots, extras, _ = plan
     params = {name: segments[first]} if first else {}
     if slots is not None:
         for i, name in slots:
             params[name] = segments[i]
     if extras is not None:
         _extract(extras, params, segments)
-    return value, params
+    return params
 
 
 def _extract(extras: Any, params: dict[str, str], segments: list[str]) -> None:
@@ -415,3 +562,6 @@ def _extract(extras: Any, params: dict[str, str], segments: list[str]) -> None:
             found = fullmatch(segments[i])
             for group, name in names:
                 params[name] = found.group(group)
+
+
+_new_str = str.__new__

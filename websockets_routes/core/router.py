@@ -103,6 +103,20 @@ class Route:
         )
 
 
+def _path_attributes(route: Route) -> dict[str, Any]:
+    """What each RoutedPath of ``route`` holds besides its params (Router.match() sets
+    the same): the shared view or the view class, name, template, and policy if any."""
+    shared, view_class, name, source = route.routing
+    attributes: dict[str, Any] = (
+        {"route": shared} if view_class is None else {"view_class": view_class}
+    )
+    attributes["name"] = name
+    attributes["template"] = source
+    if route.policy is not None:
+        attributes["policy"] = route.policy
+    return attributes
+
+
 def _describe(endpoint: Any) -> str:
     """A view as an error message names it: module.qualname, else its repr."""
     qualname = getattr(endpoint, "__qualname__", None)
@@ -232,10 +246,12 @@ class Router:
         # The time rate limits are counted in, when resolve() is given no ``now``.
         self.clock = clock
         self._matcher: Matcher[Route] = Matcher()
+        # No route converts yet: lookup() and match() are the matcher's own, one call
+        # less per request; _add() of a route with converters puts the class's back.
         if type(self).lookup is Router.lookup:
-            # No route converts yet: lookup() is the matcher's own, one call less per
-            # request; _add() of a route with converters puts the class's back.
             self.lookup = self._matcher.match  # type: ignore[method-assign]
+        if type(self).match is Router.match:
+            self.match = self._matcher.routed  # type: ignore[method-assign]
         self._names: dict[str, Route] = {}
         self._templates: dict[tuple[str, str], Route] = {}  # by (kind, template text)
         # Views already checked, by id (with the view, so that a reused id never
@@ -384,9 +400,10 @@ class Router:
         if route.name is not None:
             self._names[route.name] = route
         self._templates[(route.kind, route.template.source)] = route
-        self._matcher.add(route.template, route)
-        if route.policy is not None and route.policy.convert and "lookup" in self.__dict__:
-            del self.lookup
+        self._matcher.add(route.template, route, _path_attributes(route))
+        if route.policy is not None and route.policy.convert:
+            self.__dict__.pop("lookup", None)
+            self.__dict__.pop("match", None)
         for parent, prefix in self._mounts:
             parent._add(route.mounted(prefix, self))
 
@@ -436,7 +453,10 @@ class Router:
         return None
 
     def match(self, target: str) -> RoutedPath | None:
-        """The RoutedPath for a request target, or None if no route matches."""
+        """The RoutedPath for a request target, or None if no route matches.
+
+        Until a route with converters is added, a router's match is its matcher's
+        routed(), which builds the same RoutedPath from _path_attributes()."""
         found = self._matcher.match_target(target)
         if found is None:
             return None
