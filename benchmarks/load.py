@@ -181,11 +181,45 @@ class ServerProcess:
 
 def cpu_ns(pid: int) -> int:
     """CPU time used so far by all the threads of process ``pid``, in ns (schedstat)."""
-    total = 0
+    return schedstat(pid)[0]
+
+
+def schedstat(pid: int) -> tuple[int, int]:
+    """CPU time used so far by all the threads of process ``pid`` and the time they
+    waited, runnable, for a core (a neighbour had it), in ns."""
+    ran = waited = 0
     for task in os.listdir(f"/proc/{pid}/task"):
         with contextlib.suppress(OSError), open(f"/proc/{pid}/task/{task}/schedstat") as f:
-            total += int(f.read().split()[0])
-    return total
+            fields = f.read().split()
+            ran += int(fields[0])
+            waited += int(fields[1])
+    return ran, waited
+
+
+def snapshot(server: ServerProcess, client_pids: list[int]) -> dict[str, float]:
+    """The clock and both sides' schedstat totals, for the ends of a window."""
+    ran, waited = schedstat(server.pid)
+    client = [schedstat(pid) for pid in client_pids]
+    return {
+        "t": time.monotonic(),
+        "server": ran,
+        "server_wait": waited,
+        "client": sum(c[0] for c in client),
+        "client_wait": sum(c[1] for c in client),
+    }
+
+
+def shares(start: dict[str, float], end: dict[str, float], client_cores: int) -> dict[str, float]:
+    """How busy each side was over the window between two snapshots, as a share of its
+    cores; and how long it waited for them while runnable (a side both busy and
+    waiting was slowed by a neighbour, not by the other side)."""
+    elapsed = (end["t"] - start["t"]) * 1e9
+    return {
+        "server_cpu_share": (end["server"] - start["server"]) / elapsed,
+        "server_wait_share": (end["server_wait"] - start["server_wait"]) / elapsed,
+        "client_cpu_share": (end["client"] - start["client"]) / elapsed / client_cores,
+        "client_wait_share": (end["client_wait"] - start["client_wait"]) / elapsed / client_cores,
+    }
 
 
 def log_tail(path: str, lines: int = 15) -> str:
@@ -238,8 +272,9 @@ class Pinning:
             self.client_cpus = [cpu for cpu in cpus if cpu != self.server_cpu]
         self.client_cpu = self.client_cpus[0]
         how = "taskset" if self.taskset else "sched_setaffinity (no taskset)"
-        on = ",".join(map(str, self.client_cpus))
-        self.note = f"client on cpu {on}, servers on cpu {self.server_cpu} via {how}"
+        self.note = f"client on cpu {self.client_cpu}, servers on cpu {self.server_cpu} via {how}"
+        if len(self.client_cpus) > 1:
+            self.note += f"; handshake workers on cpus {','.join(map(str, self.client_cpus))}"
 
     def client_procs(self) -> int:
         """Handshake worker processes by default: one per client core (at most 8)."""
@@ -538,13 +573,10 @@ async def run_lean_handshakes(
         clients.start(server.port, workload.concurrency, measure_from, deadline)
     except (ConnectionError, BrokenPipeError) as exc:
         raise BenchError(f"{server.name}: {exc}") from exc
-    window: dict[str, float] = {}
     await asyncio.sleep(max(0.0, measure_from - time.monotonic()))
-    window["cpu0"], window["client0"] = server.cpu_ns(), sum(map(cpu_ns, clients.pids))
-    window["t0"] = time.monotonic()
+    start = snapshot(server, clients.pids)
     await asyncio.sleep(max(0.0, deadline - time.monotonic()))
-    window["cpu1"], window["client1"] = server.cpu_ns(), sum(map(cpu_ns, clients.pids))
-    window["t1"] = time.monotonic()
+    end = snapshot(server, clients.pids)
     try:
         results = await asyncio.to_thread(clients.collect, 30.0)
     except ConnectionError as exc:
@@ -552,17 +584,14 @@ async def run_lean_handshakes(
     failures = [r["error"] for r in results if r["error"]]
     if failures:
         raise BenchError(f"{server.name}: {failures[0]}")
-    count = sum(r["count"] for r in results)
-    elapsed = window["t1"] - window["t0"]
-    server_share = (window["cpu1"] - window["cpu0"]) / 1e9 / elapsed
+    busy = shares(start, end, clients.cores)
     # Each worker counts over its own view of the window (the same to a millisecond).
     rate = sum(r["count"] / (r["t1"] - r["t0"]) for r in results if r["t1"] > r["t0"])
     return {
         "value": rate,
-        "count": count,
-        "server_cpu_us_per_op": server_share / rate * 1e6 if rate else None,
-        "server_cpu_share": server_share,
-        "client_cpu_share": (window["client1"] - window["client0"]) / 1e9 / elapsed / clients.cores,
+        "count": sum(r["count"] for r in results),
+        "server_cpu_us_per_op": busy["server_cpu_share"] / rate * 1e6 if rate else None,
+        **busy,
         "errors": sum(r["errors"] for r in results),
     }
 
@@ -578,7 +607,8 @@ async def run_handshakes(client: Client, workload: Workload, options: Options) -
     measure_from = start + timing.warmup
     deadline = measure_from + timing.duration
     max_iterations = 1_000_000  # a bound, whatever the clock does
-    window: dict[str, float] = {}
+    window: dict[str, Any] = {}
+    me = os.getpid()
 
     def failed(exc: BaseException) -> None:
         counter.errors += 1
@@ -613,11 +643,9 @@ async def run_handshakes(client: Client, workload: Workload, options: Options) -
 
     async def snapshots() -> None:
         await asyncio.sleep(max(0.0, measure_from - time.monotonic()))
-        window["count0"], window["cpu0"] = counter.messages, client.server.cpu_ns()
-        window["t0"], window["client0"] = time.monotonic(), time.process_time()
+        window["count0"], window["start"] = counter.messages, snapshot(client.server, [me])
         await asyncio.sleep(max(0.0, deadline - time.monotonic()))
-        window["count1"], window["cpu1"] = counter.messages, client.server.cpu_ns()
-        window["t1"], window["client1"] = time.monotonic(), time.process_time()
+        window["count1"], window["end"] = counter.messages, snapshot(client.server, [me])
 
     if workload.concurrency == 1 and options.handshake_client == "probe":
         workers = [asyncio.to_thread(blocking_worker)]
@@ -627,15 +655,15 @@ async def run_handshakes(client: Client, workload: Workload, options: Options) -
     return sample(window, counter.errors)
 
 
-def sample(window: dict[str, float], errors: int) -> dict[str, Any]:
+def sample(window: dict[str, Any], errors: int) -> dict[str, Any]:
+    """A measurement by a client in this process (its own schedstat is the client's)."""
     count = window["count1"] - window["count0"]
-    cpu = window["cpu1"] - window["cpu0"]
+    start, end = window["start"], window["end"]
     return {
-        "value": count / (window["t1"] - window["t0"]),
+        "value": count / (end["t"] - start["t"]),
         "count": count,
-        "server_cpu_us_per_op": cpu / 1000 / count if count else None,
-        "server_cpu_share": cpu / 1e9 / (window["t1"] - window["t0"]),
-        "client_cpu_share": (window["client1"] - window["client0"]) / (window["t1"] - window["t0"]),
+        "server_cpu_us_per_op": (end["server"] - start["server"]) / 1000 / count if count else None,
+        **shares(start, end, 1),
         "errors": errors,
     }
 
@@ -648,13 +676,12 @@ async def run_echo(client: Client, workload: Workload, timing: Timing) -> dict[s
         for listener in listeners:
             listener.start(payload, workload.text, counter)
         server = client.server
-        window: dict[str, float] = {}
+        window: dict[str, Any] = {}
+        me = os.getpid()
         await asyncio.sleep(timing.warmup)
-        window["count0"], window["cpu0"] = counter.messages, server.cpu_ns()
-        window["t0"], window["client0"] = time.monotonic(), time.process_time()
+        window["count0"], window["start"] = counter.messages, snapshot(server, [me])
         await asyncio.sleep(timing.duration)
-        window["count1"], window["cpu1"] = counter.messages, server.cpu_ns()
-        window["t1"], window["client1"] = time.monotonic(), time.process_time()
+        window["count1"], window["end"] = counter.messages, snapshot(server, [me])
         for listener in listeners:
             listener.running = False
         idle = [listener.idle for listener in listeners if listener.idle is not None]
@@ -710,6 +737,9 @@ class Options:
     cpu: bool = False
 
 
+SHARES = ("server_cpu_share", "server_wait_share", "client_cpu_share", "client_wait_share")
+
+
 @dataclass
 class Results:
     meta: dict[str, Any]
@@ -719,8 +749,8 @@ class Results:
     errors: dict[str, dict[str, int]] = field(default_factory=dict)
     pids: list[int] = field(default_factory=list)  # the servers'
     client_pids: list[int] = field(default_factory=list)  # the handshake workers'
-    # server -> workload -> (server, client) busy shares of each round
-    busy: dict[str, dict[str, list[tuple[float, float]]]] = field(default_factory=dict)
+    # server -> workload -> share (SHARES) -> per-round values
+    busy: dict[str, dict[str, dict[str, list[float]]]] = field(default_factory=dict)
 
     def add(self, server: str, workload: str, sample: dict[str, Any]) -> None:
         metrics = self.samples.setdefault(server, {}).setdefault(workload, {})
@@ -728,8 +758,9 @@ class Results:
         if sample.get("server_cpu_us_per_op") is not None:
             metrics.setdefault("cpu", []).append(sample["server_cpu_us_per_op"])
         if "client_cpu_share" in sample:
-            shares = (sample["server_cpu_share"], sample["client_cpu_share"])
-            self.busy.setdefault(server, {}).setdefault(workload, []).append(shares)
+            busy = self.busy.setdefault(server, {}).setdefault(workload, {})
+            for share in SHARES:
+                busy.setdefault(share, []).append(sample[share])
         if sample.get("errors"):
             per = self.errors.setdefault(server, {})
             per[workload] = per.get(workload, 0) + sample["errors"]
@@ -769,10 +800,7 @@ class Results:
                         "median": self.median(server, name, "cpu"),
                         "ratio": self.ratio(server, name, baseline, "cpu"),
                     },
-                    "cpu_busy": {
-                        "server": [b[0] for b in self.busy.get(server, {}).get(name, [])],
-                        "client": [b[1] for b in self.busy.get(server, {}).get(name, [])],
-                    },
+                    "cpu_busy": self.busy.get(server, {}).get(name, {}),
                     "errors": self.errors.get(server, {}).get(name, 0),
                 }
                 for name, metrics in per.items()
@@ -894,9 +922,16 @@ def busy(sample: dict[str, Any]) -> str:
     if "client_cpu_share" not in sample:
         return ""
     return (
-        f"  (cpu busy: server {sample['server_cpu_share']:.0%},"
-        f" client {sample['client_cpu_share']:.0%})"
+        f"  (cpu busy: server {busy_text(sample, 'server')}, client {busy_text(sample, 'client')})"
     )
+
+
+def busy_text(shares: dict[str, Any], side: str) -> str:
+    """How busy a side was, e.g. 93%; with "+20% waiting" when it waited 2% of the
+    window or more for its core while a neighbour had it."""
+    text = f"{shares[side + '_cpu_share']:.0%}"
+    wait = shares.get(side + "_wait_share", 0.0)
+    return text + f" +{wait:.0%} waiting" if wait >= 0.02 else text
 
 
 def start_py_spy(
@@ -1027,15 +1062,17 @@ def format_busy(results: Results, options: Options) -> str:
             continue
         row = [name]
         for server in servers:
-            shares = results.busy[server].get(name)
-            if not shares:
+            rounds = results.busy[server].get(name)
+            if not rounds:
                 row.append("-")
                 continue
-            server_share = statistics.median(s for s, _ in shares)
-            client_share = statistics.median(c for _, c in shares)
-            row.append(f"{server_share:.0%} / {client_share:.0%}")
+            medians = {share: statistics.median(rounds[share]) for share in SHARES}
+            row.append(f"{busy_text(medians, 'server')} / {busy_text(medians, 'client')}")
         rows.append(row)
-    title = "CPU busy (median; server / client, each of its own cores)"
+    title = (
+        "CPU busy (median; server / client, each of its own cores; +waiting: runnable"
+        " while a neighbour had the core)"
+    )
     return "\n".join([title, *aligned(rows), ""])
 
 
