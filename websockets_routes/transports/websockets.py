@@ -49,7 +49,16 @@ except ImportError as exc:  # pragma: no cover - exercised in a subprocess test
         "pip install websockets-routes[websockets]"
     ) from exc
 
-from ..core import Accept, Close, ConnectionClosed, Decision, Request, Respond, RoutedPath
+from ..core import (
+    Accept,
+    Close,
+    ConnectionClosed,
+    Decision,
+    Headers,
+    Request,
+    Respond,
+    RoutedPath,
+)
 from ..core.handshake import resolve_pending, resolve_rest, resolve_start
 from ..core.naming import peer_name, route_name
 from ..core.observe import handshake_route, report_handshake, route_label
@@ -95,7 +104,11 @@ def _remote_address(ws: Any) -> Any:
 def _core_request(target: str, headers: Any, remote_address: Any, method: str = "GET") -> Request:
     # The legacy server reads GET requests only; the new one passes any method on
     # (and rejects what is not GET itself, unless a hook answers first).
-    return Request(method, target, headers.raw_items(), remote_address=remote_address)
+    # websockets parsed the fields into (str, str) pairs already: the core takes them as
+    # they are, without its per-field type checks (decide() still checks their text).
+    return Request(
+        method, target, Headers.of_text(headers.raw_items()), remote_address=remote_address
+    )
 
 
 def _forced_subprotocol(router: Router, decision: Accept, headers: Any) -> Any:
@@ -215,16 +228,21 @@ def _hook(router: Router, connection: Any, request: Any) -> Any:
     None at once when nothing is left to await (no view hook, no HTTP view: the
     usual case, without a coroutine), else a coroutine giving it. websockets takes
     either."""
-    method = getattr(request, "method", "GET")  # websockets < 15 parses GET only
-    core_request = _core_request(request.path, request.headers, _remote_address(connection), method)
+    core_request = _core_request(
+        request.path,
+        request.headers,
+        _remote_address(connection),
+        getattr(request, "method", "GET"),  # websockets < 15 parses GET only
+    )
     if getattr(router, "observer", None) is not None:
-        return _carry_out_later(router, connection, request, _observed(router, core_request))
+        return _carry_out_later(router, connection, core_request, _observed(router, core_request))
     if not resolves_in_steps(router):
-        return _carry_out_later(router, connection, request, router.resolve(core_request))
+        return _carry_out_later(router, connection, core_request, router.resolve(core_request))
     decision = resolve_start(router, core_request)
     if resolve_pending(decision):
-        return _carry_out_later(router, connection, request, resolve_rest(decision, core_request))
-    return _carry_out(router, connection, request, decision)
+        rest = resolve_rest(decision, core_request)
+        return _carry_out_later(router, connection, core_request, rest)
+    return _carry_out(router, connection, core_request, decision)
 
 
 async def _observed(router: Router, request: Request) -> Decision:
@@ -236,22 +254,26 @@ async def _observed(router: Router, request: Request) -> Decision:
 
 
 async def _carry_out_later(
-    router: Router, connection: Any, request: Any, decision: Awaitable[Decision]
+    router: Router, connection: Any, request: Request, decision: Awaitable[Decision]
 ) -> Response | None:
     return _carry_out(router, connection, request, await decision)
 
 
-def _carry_out(router: Router, connection: Any, request: Any, decision: Decision) -> Any:
+def _carry_out(router: Router, connection: Any, request: Request, decision: Decision) -> Any:
+    """What the hook answers websockets for ``decision`` on the core ``request``."""
+    if type(decision) is Accept or isinstance(decision, Accept):  # the usual case first
+        setattr(connection, _STASH, (router, decision.path))
+        if decision.subprotocol is not None or "sec-websocket-protocol" in request.headers:
+            forced = _forced_subprotocol(router, decision, request.headers)
+            if forced is not _UNSET:
+                # Per connection, the way websockets installs its own select_subprotocol
+                # callback: ServerProtocol.process_subprotocol() calls this attribute.
+                connection.protocol.select_subprotocol = lambda offered: forced
+        return None
     if isinstance(decision, Respond):
-        return _response(decision, getattr(request, "method", "GET"))
-    assert isinstance(decision, (Accept, Close))
-    setattr(connection, _STASH, (router, _kept(decision)))
-    if isinstance(decision, Accept):
-        forced = _forced_subprotocol(router, decision, request.headers)
-        if forced is not _UNSET:
-            # Per connection, the way websockets installs its own select_subprotocol
-            # callback: ServerProtocol.process_subprotocol() calls this attribute.
-            connection.protocol.select_subprotocol = lambda offered: forced
+        return _response(decision, request.method)
+    assert isinstance(decision, Close)
+    setattr(connection, _STASH, (router, decision))
     return None
 
 
