@@ -250,6 +250,24 @@ async def test_malformed_handshakes_get_the_engine_answers(serve_routed, install
     assert calls == {"hook": 0, "views": []}
 
 
+@pytest.mark.parametrize("install", INSTALLS)
+async def test_repeated_header_fields_reach_the_view_hook_in_order(serve_routed, install):
+    router = Router()
+
+    @router.route("/tags")
+    class Tags:
+        async def process_request(self, path, headers):
+            path.context["tags"] = (headers.get_all("X-Tag"), headers["x-tag"])
+
+        async def handle(self, ws, path):
+            await ws.send(repr(path.context["tags"]))
+
+    async with serve_routed(router, install) as url:
+        headers = [("X-Tag", "a"), ("x-tag", "b c")]
+        async with connect(f"{url}/tags", additional_headers=headers) as ws:
+            assert await ws.recv() == repr((["a", "b c"], "a, b c"))
+
+
 @pytest.mark.parametrize("install", ["new", "serve", "legacy-protocol"])
 async def test_route_subprotocols_take_effect(serve_routed, install):
     router = Router()
@@ -633,9 +651,7 @@ async def test_converters_and_rate_limits_apply_through_the_hook(serve_routed, i
         assert info.value.response.status_code == 404
 
 
-async def test_a_hook_installed_by_hand_logs_route_options_it_cannot_apply(
-    serve_routed, caplog
-):
+async def test_a_hook_installed_by_hand_logs_route_options_it_cannot_apply(serve_routed, caplog):
     router = Router()
 
     @router.route("/small", max_queue=4)
