@@ -24,7 +24,7 @@ from ...core.connection import State
 from ...core.naming import peer_name
 from ...core.session import Session
 from ...core.websocket import SessionAttributes
-from .sockets import SocketIO
+from .sockets import PlainStream
 
 __all__ = ["Connection", "PongWaiter", "STREAM_ERRORS"]
 
@@ -235,7 +235,7 @@ class Connection(SessionAttributes):
             return None
         data = self.session.conn.send_shared(message, frame)
         stream = self._stream
-        if not self._out and not self._writing and type(stream) is SocketIO:
+        if not self._out and not self._writing and isinstance(stream, PlainStream):
             try:
                 sent = stream.send_now(data)
             except STREAM_ERRORS:
@@ -346,7 +346,10 @@ class Connection(SessionAttributes):
     async def _abort(self) -> None:
         if not self._stream_closed:
             self._stream_closed = True
-            await anyio.aclose_forcefully(self._stream)
+            if isinstance(self._stream, PlainStream):
+                self._stream.abort()
+            else:
+                await anyio.aclose_forcefully(self._stream)
 
     async def _close_stream(self) -> None:
         if not self._stream_closed:

@@ -35,7 +35,7 @@ from ...core.naming import peer_name
 from ...core.options import ACCEPT_RETRY_ERRNOS
 from ...core.server import BaseServer
 from .connection import Connection
-from .sockets import SocketIO, accept_ready
+from .sockets import LoopStream, PlainStream, SocketIO, accept_ready
 
 __all__ = ["Server", "exit_task_group", "serve"]
 
@@ -43,6 +43,8 @@ logger = logging.getLogger("websockets_routes.server")
 
 # Connections taken per wake of a listening socket.
 _ACCEPT_BATCH = 100
+# What asyncio reads into for every LoopStream of the server (copied out at once).
+_READ_BUFFER = 128 * 1024 - 1024
 
 
 class _Timers:
@@ -122,6 +124,7 @@ class Server(BaseServer):
         self._conn_tg: anyio.abc.TaskGroup | None = None
         self._timers: _Timers | None = None
         self._closing = False  # also when closed before it started
+        self._read_buffer: memoryview | None = None  # LoopStream's, on asyncio
         self._idle: anyio.Event | None = None
         self._stop: anyio.Event | None = None
         self._closed: anyio.Event | None = None
@@ -151,6 +154,8 @@ class Server(BaseServer):
             raise RuntimeError("this server was already started")
         self._idle, self._stop, self._closed = anyio.Event(), anyio.Event(), anyio.Event()
         self._timers = _Timers(_clock())
+        if sniffio.current_async_library() == "asyncio":
+            self._read_buffer = memoryview(bytearray(_READ_BUFFER))
         if self.requested_port is not None:
             multi = await anyio.create_tcp_listener(
                 local_host=self.host,
@@ -283,14 +288,17 @@ class Server(BaseServer):
                 self._conn_tg.start_soon(self._handle_socket, sock, address)
 
     async def _handle_socket(self, sock: socket.socket, address: Any) -> None:
-        if self.options.ssl is None:
-            await self.handle_stream(SocketIO(sock), address)
-            return
-        try:
-            stream = await anyio.abc.SocketStream.from_socket(sock)
-        except BaseException:
-            sock.close()
-            raise
+        stream: anyio.abc.ByteStream
+        if self.options.ssl is not None:
+            try:
+                stream = await anyio.abc.SocketStream.from_socket(sock)
+            except BaseException:
+                sock.close()
+                raise
+        elif self._read_buffer is not None:  # on asyncio
+            stream = await LoopStream.accept(sock, self._read_buffer)
+        else:
+            stream = SocketIO(sock)
         await self.handle_stream(stream, address)
 
     def start_stream(
@@ -332,7 +340,7 @@ class Server(BaseServer):
         assert timers is not None and self._conn_tg is not None
         # Closing an anyio stream may drop what it has not sent yet (on asyncio):
         # such connections end TCP at the peer's EOF. A socket's close never does.
-        linger = not isinstance(stream, SocketIO)
+        linger = not isinstance(stream, PlainStream)
         session, actions = self.new_session(remote_address, timers.clock(), linger=linger)
         tcp = stream
         if self.options.ssl is not None:
@@ -363,7 +371,7 @@ class Server(BaseServer):
                 await self._resolve(ws)
             if ws.path is not None:
                 self.connections.add(ws)
-                await self._run_handler(ws, isinstance(stream, SocketIO))
+                await self._run_handler(ws, isinstance(stream, PlainStream))
             await ws.finish()
             return ws.closed_stream(stream)
         finally:
