@@ -177,6 +177,12 @@ class WebSocket(SessionAttributes, asyncio.BufferedProtocol):
                     self._task.cancel()
         return wrote
 
+    def _task_done(self, task: asyncio.Task[None]) -> None:
+        server = self._server
+        server._tasks.discard(task)
+        if self.transport.is_closing() and self._task is task:
+            server._connection_lost(self)
+
     def _hand_over(self, waiter: asyncio.Future[Any], now: float) -> None:
         """Give a waiting recv() its message at once: one look at the queue, not two."""
         if self.session.messages:
@@ -437,13 +443,9 @@ class Server(BaseServer):
         """A task of this server's for ``ws``: ``close()`` waits for it."""
         task = self._loop.create_task(coro)
         self._tasks.add(task)
-        task.add_done_callback(lambda task: self._task_done(task, ws))
+        # A bound method, not a closure: about 200 bytes less for each open connection.
+        task.add_done_callback(ws._task_done)
         return task
-
-    def _task_done(self, task: asyncio.Task[None], ws: WebSocket) -> None:
-        self._tasks.discard(task)
-        if ws.transport.is_closing() and ws._task is task:
-            self._connection_lost(ws)
 
     def __await__(self) -> Generator[Any, None, Server]:
         return self.start().__await__()
