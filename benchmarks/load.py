@@ -55,16 +55,14 @@ import logging
 import os
 import platform
 import resource
-import select
 import shlex
 import shutil
 import signal
-import statistics
 import subprocess
 import sys
 import tempfile
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
@@ -75,9 +73,31 @@ from handshakes import (  # noqa: E402
     HandshakeScript,
     _tcp_socket,
 )
+from load_procs import (  # noqa: E402
+    TREES,
+    BenchError,
+    Pinning,
+    ServerProcess,
+    cpu_ns,  # noqa: F401 - where benchmarks/fanout.py finds it
+    kind_of,
+    launch_server,
+    log_tail,  # noqa: F401 - where benchmarks/fanout.py finds it
+    shares,
+    snapshot,
+    stop_all,
+    wait_ready,
+)
+from load_results import (  # noqa: E402
+    WORKLOADS,
+    Results,
+    Workload,
+    busy,
+    format_busy,
+    format_table,
+    summarize_profiles,
+)
 from servers import HIT_TARGET, HOST, KINDS, Kind, missing_modules  # noqa: E402
 
-SERVERS_PY = os.path.join(os.path.dirname(os.path.abspath(__file__)), "servers.py")
 DEFAULT_SERVERS = [
     "ours",
     "ours-anyio",
@@ -89,38 +109,6 @@ DEFAULT_SERVERS = [
 TRIO_SERVERS = ["ours-anyio-trio", "websockets-trio-router", "trio-websocket"]
 
 
-@dataclass(frozen=True)
-class Workload:
-    name: str
-    kind: str  # "handshake" | "echo" | "idle-mem"
-    concurrency: int = 1
-    size: int = 0
-    text: bool = False
-    unit: str = "/s"
-    higher_is_better: bool = True
-
-
-WORKLOADS: dict[str, Workload] = {
-    w.name: w
-    for w in [
-        Workload("handshake-1", "handshake", 1),
-        Workload("handshake-50", "handshake", 50),
-        Workload("echo32-1", "echo", 1, 32, True),
-        Workload("echo32-50", "echo", 50, 32, True),
-        Workload("echo64k-1", "echo", 1, 65536, False),
-        Workload("echo64k-50", "echo", 50, 65536, False),
-        Workload("idle-mem", "idle-mem", unit=" KiB/conn", higher_is_better=False),
-    ]
-}
-
-# Ratio targets of issue 4 for ours vs websockets' router (memory: at most 1.0x).
-TARGETS = {
-    "handshake": 1.5,
-    "echo32": 1.3,
-    "echo64k": 1.0,
-    "idle-mem": 1.0,
-}
-
 HANDSHAKE_CLIENTS = {
     "epoll": " (handshakes: epoll worker processes)",
     "probe": " (handshakes: HandshakeProbe)",
@@ -128,221 +116,6 @@ HANDSHAKE_CLIENTS = {
 }
 
 log = logging.getLogger("load")
-
-
-class BenchError(Exception):
-    pass
-
-
-# Server processes.
-
-
-@dataclass
-class ServerProcess:
-    name: str
-    proc: subprocess.Popen[bytes]
-    port: int
-    log_path: str
-
-    @property
-    def pid(self) -> int:
-        return self.proc.pid
-
-    def alive(self) -> bool:
-        return self.proc.poll() is None
-
-    def rss_kib(self) -> int:
-        with open(f"/proc/{self.pid}/status") as status:
-            for line in status:
-                if line.startswith("VmRSS:"):
-                    return int(line.split()[1])
-        raise BenchError(f"no VmRSS for {self.name} (pid {self.pid})")
-
-    def cpu_ns(self) -> int:
-        return cpu_ns(self.pid)
-
-    def stop(self, timeout: float = 5.0) -> None:
-        if self.proc.poll() is None:
-            with contextlib.suppress(ProcessLookupError):
-                self.proc.send_signal(signal.SIGTERM)
-            try:
-                self.proc.wait(timeout)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait(timeout)
-        if self.proc.stdin is not None:
-            self.proc.stdin.close()
-        if self.proc.stdout is not None:
-            self.proc.stdout.close()
-
-    def log_tail(self, lines: int = 15) -> str:
-        return log_tail(self.log_path, lines)
-
-
-def cpu_ns(pid: int) -> int:
-    """CPU time used so far by all the threads of process ``pid``, in ns (schedstat)."""
-    return schedstat(pid)[0]
-
-
-def schedstat(pid: int) -> tuple[int, int]:
-    """CPU time used so far by all the threads of process ``pid`` and the time they
-    waited, runnable, for a core (a neighbour had it), in ns."""
-    ran = waited = 0
-    for task in os.listdir(f"/proc/{pid}/task"):
-        with contextlib.suppress(OSError), open(f"/proc/{pid}/task/{task}/schedstat") as f:
-            fields = f.read().split()
-            ran += int(fields[0])
-            waited += int(fields[1])
-    return ran, waited
-
-
-def snapshot(server: ServerProcess, client_pids: list[int]) -> dict[str, float]:
-    """The clock and both sides' schedstat totals, for the ends of a window."""
-    ran, waited = schedstat(server.pid)
-    client = [schedstat(pid) for pid in client_pids]
-    return {
-        "t": time.monotonic(),
-        "server": ran,
-        "server_wait": waited,
-        "client": sum(c[0] for c in client),
-        "client_wait": sum(c[1] for c in client),
-    }
-
-
-def shares(start: dict[str, float], end: dict[str, float], client_cores: int) -> dict[str, float]:
-    """How busy each side was over the window between two snapshots, as a share of its
-    cores; and how long it waited for them while runnable (a side both busy and
-    waiting was slowed by a neighbour, not by the other side)."""
-    elapsed = (end["t"] - start["t"]) * 1e9
-    return {
-        "server_cpu_share": (end["server"] - start["server"]) / elapsed,
-        "server_wait_share": (end["server_wait"] - start["server_wait"]) / elapsed,
-        "client_cpu_share": (end["client"] - start["client"]) / elapsed / client_cores,
-        "client_wait_share": (end["client_wait"] - start["client_wait"]) / elapsed / client_cores,
-    }
-
-
-def log_tail(path: str, lines: int = 15) -> str:
-    """The last lines of a child's log file ("" if it cannot be read)."""
-    try:
-        with open(path, errors="replace") as f:
-            return "".join(f.readlines()[-lines:])
-    except OSError:
-        return ""
-
-
-# "ours@old" is server kind "ours" run from another source tree (--tree old=PATH).
-TREES: dict[str, str] = {}
-
-
-def kind_of(name: str) -> Kind:
-    return KINDS[name.split("@", 1)[0]]
-
-
-def stop_all(servers: list[ServerProcess]) -> None:
-    """SIGTERM every server at once, then wait for each (SIGKILL after 5 s)."""
-    for server in servers:
-        if server.alive():
-            with contextlib.suppress(ProcessLookupError):
-                server.proc.send_signal(signal.SIGTERM)
-    for server in servers:
-        server.stop()
-
-
-class Pinning:
-    """Which cores the client and the servers run on, and how servers get there.
-
-    The servers share one core (one measured at a time, the others idle). The client
-    gets every other usable core (only --client-cpu when given): this process runs on
-    the first, the handshake workers one per core. On 2 cores that is one core each."""
-
-    def __init__(self, client_cpu: int | None, server_cpu: int | None) -> None:
-        self.taskset = shutil.which("taskset")
-        self.note = ""
-        self.client_cpus: list[int] | None = None
-        cpus = sorted(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else []
-        if len(cpus) < 2:
-            self.client_cpu = self.server_cpu = None
-            self.note = f"not pinned: {len(cpus) or 'unknown number of'} usable core(s)"
-            return
-        self.server_cpu = cpus[1] if server_cpu is None else server_cpu
-        if client_cpu is not None:
-            self.client_cpus = [client_cpu]
-        else:
-            self.client_cpus = [cpu for cpu in cpus if cpu != self.server_cpu]
-        self.client_cpu = self.client_cpus[0]
-        how = "taskset" if self.taskset else "sched_setaffinity (no taskset)"
-        self.note = f"client on cpu {self.client_cpu}, servers on cpu {self.server_cpu} via {how}"
-        if len(self.client_cpus) > 1:
-            self.note += f"; handshake workers on cpus {','.join(map(str, self.client_cpus))}"
-
-    def client_procs(self) -> int:
-        """Handshake worker processes by default: one per client core (at most 8)."""
-        return min(8, len(self.client_cpus)) if self.client_cpus else 1
-
-    def pin_self(self) -> None:
-        if self.client_cpu is not None:
-            os.sched_setaffinity(0, {self.client_cpu})
-
-    def server_command(self, argv: list[str]) -> tuple[list[str], Any]:
-        if self.server_cpu is None:
-            return argv, None
-        if self.taskset:
-            return [self.taskset, "-c", str(self.server_cpu), *argv], None
-        cpu = self.server_cpu
-        return argv, lambda: os.sched_setaffinity(0, {cpu})
-
-
-def start_server(
-    name: str, pinning: Pinning, uvloop: bool, routes: int, logdir: str
-) -> ServerProcess:
-    return wait_ready(launch_server(name, pinning, uvloop, routes, logdir))
-
-
-def launch_server(
-    name: str, pinning: Pinning, uvloop: bool, routes: int, logdir: str
-) -> ServerProcess:
-    """Start a server process; wait_ready() then learns its port."""
-    kind, _, tree = name.partition("@")
-    argv = [sys.executable, SERVERS_PY, kind, "--routes", str(routes)]
-    env = None
-    if tree:
-        path = TREES[tree]
-        env = dict(os.environ, PYTHONPATH=os.pathsep.join(
-            [path, *filter(None, [os.environ.get("PYTHONPATH")])]))  # fmt: skip
-    if uvloop and kind_of(name).runtime == "asyncio":
-        argv.append("--uvloop")
-    if os.environ.get("BENCH_CPROFILE_DIR"):
-        argv += ["--cprofile", os.path.join(os.environ["BENCH_CPROFILE_DIR"], f"{name}.prof")]
-    argv, preexec = pinning.server_command(argv)
-    log_path = os.path.join(logdir, f"{name}-{time.monotonic_ns()}.log")
-    with open(log_path, "wb") as log_file:
-        proc = subprocess.Popen(
-            argv,
-            stdin=subprocess.PIPE,
-            stdout=subprocess.PIPE,
-            stderr=log_file,
-            preexec_fn=preexec,  # noqa: PLW1509 - only sets CPU affinity
-            env=env,
-        )
-    return ServerProcess(name, proc, 0, log_path)
-
-
-def wait_ready(server: ServerProcess, timeout: float = 30.0) -> ServerProcess:
-    proc, name = server.proc, server.name
-    assert proc.stdout is not None
-    deadline = time.monotonic() + timeout
-    line = b""
-    while time.monotonic() < deadline and proc.poll() is None:
-        ready, _, _ = select.select([proc.stdout], [], [], 0.2)
-        if ready:
-            line = proc.stdout.readline()
-            break
-    if not line.startswith(b"READY "):
-        server.stop()
-        raise BenchError(f"{name} did not start:\n{server.log_tail()}")
-    server.port = int(line.split()[1])
-    return server
 
 
 # Clients (picows), one listener per connection, callback driven: no task per message,
@@ -737,77 +510,6 @@ class Options:
     cpu: bool = False
 
 
-SHARES = ("server_cpu_share", "server_wait_share", "client_cpu_share", "client_wait_share")
-
-
-@dataclass
-class Results:
-    meta: dict[str, Any]
-    skipped: dict[str, str] = field(default_factory=dict)
-    # server -> workload -> metric ("value" or "cpu", server µs per op) -> per-round values
-    samples: dict[str, dict[str, dict[str, list[float]]]] = field(default_factory=dict)
-    errors: dict[str, dict[str, int]] = field(default_factory=dict)
-    pids: list[int] = field(default_factory=list)  # the servers'
-    client_pids: list[int] = field(default_factory=list)  # the handshake workers'
-    # server -> workload -> share (SHARES) -> per-round values
-    busy: dict[str, dict[str, dict[str, list[float]]]] = field(default_factory=dict)
-
-    def add(self, server: str, workload: str, sample: dict[str, Any]) -> None:
-        metrics = self.samples.setdefault(server, {}).setdefault(workload, {})
-        metrics.setdefault("value", []).append(sample["value"])
-        if sample.get("server_cpu_us_per_op") is not None:
-            metrics.setdefault("cpu", []).append(sample["server_cpu_us_per_op"])
-        if "client_cpu_share" in sample:
-            busy = self.busy.setdefault(server, {}).setdefault(workload, {})
-            for share in SHARES:
-                busy.setdefault(share, []).append(sample[share])
-        if sample.get("errors"):
-            per = self.errors.setdefault(server, {})
-            per[workload] = per.get(workload, 0) + sample["errors"]
-
-    def median(self, server: str, workload: str, metric: str = "value") -> float | None:
-        values = self.samples.get(server, {}).get(workload, {}).get(metric)
-        return statistics.median(values) if values else None
-
-    def ratio(
-        self, server: str, workload: str, baseline: str, metric: str = "value"
-    ) -> float | None:
-        """Median over the baseline's median; for "cpu", baseline over server, so that
-        for every metric but idle memory a ratio above 1 means better than the baseline."""
-        value = self.median(server, workload, metric)
-        base = self.median(baseline, workload, metric)
-        if not value or not base:
-            return None
-        return base / value if metric == "cpu" else value / base
-
-    def to_json(self, baseline: str) -> dict[str, Any]:
-        out: dict[str, Any] = {
-            "meta": self.meta,
-            "skipped": self.skipped,
-            "pids": self.pids,
-            "client_pids": self.client_pids,
-            "results": {},
-        }
-        for server, per in self.samples.items():
-            out["results"][server] = {
-                name: {
-                    "unit": WORKLOADS[name].unit.strip(),
-                    "rounds": metrics["value"],
-                    "median": self.median(server, name),
-                    "ratio": self.ratio(server, name, baseline),
-                    "server_cpu_us_per_op": {
-                        "rounds": metrics.get("cpu", []),
-                        "median": self.median(server, name, "cpu"),
-                        "ratio": self.ratio(server, name, baseline, "cpu"),
-                    },
-                    "cpu_busy": self.busy.get(server, {}).get(name, {}),
-                    "errors": self.errors.get(server, {}).get(name, 0),
-                }
-                for name, metrics in per.items()
-            }
-        return out
-
-
 def applies(kind: Kind, workload: Workload) -> bool:
     return kind.websocket or workload.kind == "echo" or workload.kind == "idle-mem"
 
@@ -917,23 +619,6 @@ async def run(
             clients.stop()
 
 
-def busy(sample: dict[str, Any]) -> str:
-    """How busy each side was: a side near 100% is what set the pace."""
-    if "client_cpu_share" not in sample:
-        return ""
-    return (
-        f"  (cpu busy: server {busy_text(sample, 'server')}, client {busy_text(sample, 'client')})"
-    )
-
-
-def busy_text(shares: dict[str, Any], side: str) -> str:
-    """How busy a side was, e.g. 93%; with "+20% waiting" when it waited 2% of the
-    window or more for its core while a neighbour had it."""
-    text = f"{shares[side + '_cpu_share']:.0%}"
-    wait = shares.get(side + "_wait_share", 0.0)
-    return text + f" +{wait:.0%} waiting" if wait >= 0.02 else text
-
-
 def start_py_spy(
     options: Options, server: ServerProcess, workload: Workload, round_no: int
 ) -> subprocess.Popen[bytes] | None:
@@ -971,116 +656,6 @@ def stop_py_spy(profiler: subprocess.Popen[bytes] | None) -> None:
     except subprocess.TimeoutExpired:
         profiler.kill()
         profiler.wait(5)
-
-
-def summarize_profiles(directory: str, top: int = 25) -> str:
-    """Self and inclusive sample shares per function, from py-spy's collapsed stacks."""
-    lines = []
-    for name in sorted(os.listdir(directory)):
-        if not name.endswith(".txt") or name == "summary.txt":
-            continue
-        own: dict[str, int] = {}
-        inclusive: dict[str, int] = {}
-        total = 0
-        with open(os.path.join(directory, name)) as f:
-            for line in f:
-                stack, _, count_text = line.rstrip("\n").rpartition(" ")
-                if not stack or not count_text.isdigit():
-                    continue
-                count = int(count_text)
-                total += count
-                frames = [frame for frame in stack.split(";") if frame]
-                # Each frame is "function (file:line)": merge lines of one function.
-                functions = [frame.rsplit(":", 1)[0] + ")" if ":" in frame else frame
-                             for frame in frames]  # fmt: skip
-                if functions:
-                    own[functions[-1]] = own.get(functions[-1], 0) + count
-                for function in set(functions):
-                    inclusive[function] = inclusive.get(function, 0) + count
-        if not total:
-            continue
-        lines.append(f"== {name}: {total} samples")
-        lines.append("  self%   incl%  function")
-        for function, count in sorted(own.items(), key=lambda kv: -kv[1])[:top]:
-            share = 100 * count / total
-            lines.append(f"  {share:5.1f}  {100 * inclusive[function] / total:6.1f}  {function}")
-        lines.append("")
-    return "\n".join(lines)
-
-
-def format_table(results: Results, options: Options, metric: str = "value") -> str:
-    """The medians of one metric ("value": throughput, "cpu": server µs per
-    operation), or with "both" each server's µs per operation in a column beside its
-    throughput."""
-    servers = [s for s in options.servers if s in results.samples]
-    metrics = ["value", "cpu"] if metric == "both" else [metric]
-    header = ["workload"]
-    for server in servers:
-        header += [server if m == "value" else f"{server} µs/op" for m in metrics]
-    rows = [header]
-    for name in options.workloads:
-        workload = WORKLOADS[name]
-        if metrics == ["cpu"] and workload.kind == "idle-mem":
-            continue
-        lower = metrics == ["cpu"] or not workload.higher_is_better
-        row = [name + (" (lower=better)" if lower else "")]
-        for server in servers:
-            for m in metrics:
-                value = results.median(server, name, m)
-                if value is None:
-                    row.append("-")
-                    continue
-                ratio = results.ratio(server, name, options.baseline, m)
-                cell = f"{value:.1f}" if value < 100 else f"{value:.0f}"
-                if ratio is not None and server != options.baseline:
-                    cell += f" ({ratio:.2f}x)"
-                row.append(cell)
-        rows.append(row)
-    if metric == "cpu":
-        title = "Server CPU time per operation, µs (median; ratio = baseline µs / server µs)"
-    elif metric == "both":
-        title = (
-            "Throughput and server CPU time per operation (medians): handshakes/s, echo"
-            " round trips/s, idle-mem KiB/connection (lower=better), ratio = server /"
-            " baseline; µs/op of server CPU (lower=better), ratio = baseline / server"
-        )
-    else:
-        title = (
-            "Throughput (median; ratio = server / baseline): handshakes/s, echo round trips/s;"
-            " idle-mem KiB/connection (ratio = server / baseline)"
-        )
-    return "\n".join([title, *aligned(rows), ""])
-
-
-def format_busy(results: Results, options: Options) -> str:
-    """Median busy shares, server / client: the side near 100% set the pace. The
-    client's share is of its cores (all its handshake workers together)."""
-    servers = [s for s in options.servers if s in results.busy]
-    rows = [["workload"] + servers]
-    for name in options.workloads:
-        if not any(name in results.busy[server] for server in servers):
-            continue
-        row = [name]
-        for server in servers:
-            rounds = results.busy[server].get(name)
-            if not rounds:
-                row.append("-")
-                continue
-            medians = {share: statistics.median(rounds[share]) for share in SHARES}
-            row.append(f"{busy_text(medians, 'server')} / {busy_text(medians, 'client')}")
-        rows.append(row)
-    title = (
-        "CPU busy (median; server / client, each of its own cores; +waiting: runnable"
-        " while a neighbour had the core)"
-    )
-    return "\n".join([title, *aligned(rows), ""])
-
-
-def aligned(rows: list[list[str]]) -> list[str]:
-    widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]))]
-    lines = ["  ".join(cell.ljust(widths[i]) for i, cell in enumerate(row)) for row in rows]
-    lines.insert(1, "  ".join("-" * w for w in widths))
-    return lines
 
 
 def raise_nofile(needed: int) -> None:
