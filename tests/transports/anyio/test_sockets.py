@@ -122,7 +122,7 @@ async def test_loop_stream_stops_reading_ahead_of_a_slow_receiver() -> None:
                 tg.start_soon(peer.send, data)
                 transport = ours._transport
                 while transport.is_reading():  # nobody receives: it must stop reading
-                    await anyio.sleep(0.001)
+                    await anyio.wait_all_tasks_blocked()  # the loop reads meanwhile
                 assert await _receive_exactly(ours, len(data)) == data
                 assert transport.is_reading()
     finally:
