@@ -11,6 +11,7 @@ import socket
 from collections.abc import AsyncIterator
 
 import anyio
+import anyio.lowlevel
 import pytest
 
 from websockets_routes.transports.anyio.sockets import LoopStream, PlainStream, SocketIO
@@ -148,3 +149,31 @@ async def test_eof_close_and_abort(pair) -> None:
             await ours.receive()
         with pytest.raises(anyio.ClosedResourceError):
             await ours.send(b"closed")
+
+
+async def test_socket_io_send_lets_other_tasks_run() -> None:
+    # A handler that only sends, to a peer that keeps up, must not keep every other
+    # task (other connections, the timers) waiting, as a trio socket's send does not.
+    accepted, peer_sock = await _connected_pair()
+    ours = SocketIO(accepted)
+    peer = await anyio.abc.SocketStream.from_socket(peer_sock)
+    turns = 0
+
+    async def other_task() -> None:
+        nonlocal turns
+        while True:
+            turns += 1
+            await anyio.lowlevel.checkpoint()
+
+    try:
+        with anyio.fail_after(TIMEOUT):
+            async with anyio.create_task_group() as tg:
+                tg.start_soon(other_task)
+                for _ in range(10):
+                    await ours.send(b"x" * 100)  # the kernel takes each at once
+                assert turns >= 9
+                tg.cancel_scope.cancel()
+            assert await _receive_exactly(peer, 1000) == b"x" * 1000
+    finally:
+        ours.abort()
+        await anyio.aclose_forcefully(peer)

@@ -4,7 +4,9 @@ anyio's socket streams cost, per read, a pause and a resume of reading and an ex
 loop pass on asyncio. Two streams of ours avoid that, each through public API only:
 
 - ``SocketIO`` (trio): reads the socket when it has data and waits with
-  ``anyio.wait_readable``/``wait_writable`` only when it has none.
+  ``anyio.wait_readable``/``wait_writable`` only when it has none; each ``send()``
+  lets other tasks run once, as a trio socket's does, and so does a ``receive()``
+  unless a ``send()`` just did.
 - ``LoopStream`` (asyncio): an ``asyncio.Protocol`` on the transport
   ``loop.connect_accepted_socket()`` makes, so the socket stays registered with the
   loop's selector while it is read; ``wait_readable`` would register and unregister
@@ -51,6 +53,7 @@ class SocketIO(PlainStream):
     def __init__(self, sock: socket.socket) -> None:
         self.sock = sock
         self._closed = False
+        self._yielded = False  # the task let others run since its last receive()
 
     async def receive(self, max_bytes: int = 65536) -> bytes:
         # A cancellation comes while the read waits, never after bytes were taken
@@ -67,22 +70,35 @@ class SocketIO(PlainStream):
                 raise self._error(exc) from exc
             if not data:
                 raise anyio.EndOfStream
-            if not waited:
+            if not waited and not self._yielded:
                 # Bytes were waiting: let other tasks run, as a read that waited did.
                 await anyio.lowlevel.cancel_shielded_checkpoint()
+            self._yielded = False
             return data
 
     async def send(self, item: bytes) -> None:
         view = memoryview(item)
+        waited = False
         while view:
             try:
                 sent = self.sock.send(view)
             except BlockingIOError:
                 await anyio.wait_writable(self.sock)
+                waited = True
                 continue
             except OSError as exc:
                 raise self._error(exc) from exc
             view = view[sent:]
+        if not waited:
+            # A send lets other tasks run, as a trio socket's does: a handler that
+            # only sends cannot keep the others (other connections, the timers)
+            # waiting while the kernel takes its bytes. On one connection it also
+            # shortens the round trip: the peer's answer is often in by the time
+            # the task reads again, so the server's core does not halt for it (a
+            # virtual machine's core wakes slower from a longer halt), and that
+            # read need not let others run again.
+            await anyio.lowlevel.cancel_shielded_checkpoint()
+        self._yielded = True
 
     def send_now(self, data: bytes) -> int:
         try:
