@@ -289,16 +289,20 @@ class Server(BaseServer):
 
     async def _handle_socket(self, sock: socket.socket, address: Any) -> None:
         stream: anyio.abc.ByteStream
-        if self.options.ssl is not None:
-            try:
+        try:
+            if self.options.ssl is not None:
                 stream = await anyio.abc.SocketStream.from_socket(sock)
-            except BaseException:
-                sock.close()
+            elif self._read_buffer is not None:  # on asyncio
+                stream = await LoopStream.accept(sock, self._read_buffer)
+            else:
+                stream = SocketIO(sock)
+        except BaseException as exc:
+            sock.close()
+            if not isinstance(exc, OSError):
                 raise
-        elif self._read_buffer is not None:  # on asyncio
-            stream = await LoopStream.accept(sock, self._read_buffer)
-        else:
-            stream = SocketIO(sock)
+            # The peer left before its stream was made: that connection only is over.
+            logger.info("connection from %s lost at once: %s", peer_name(address), exc)
+            return
         await self.handle_stream(stream, address)
 
     def start_stream(
