@@ -9,7 +9,7 @@ from typing import Any
 from .connection import DEFAULT_MAX_HEADER_BYTES, DEFAULT_MAX_SIZE, ServerConnection
 from .limits import ConnectionLimit, check_max_connections
 
-__all__ = ["ACCEPT_RETRY_ERRNOS", "ServerOptions"]
+__all__ = ["ACCEPT_RETRY_ERRNOS", "READ_SIZE", "ServerOptions"]
 
 
 def _positive_or_none(name: str, value: Any, *, integer: bool = False) -> None:
@@ -97,6 +97,10 @@ class ServerOptions:
         given to every ``Session.carry_out()``."""
         return ConnectionLimit(self.max_connections)
 
+
+# How much a transport reads at once: just under glibc's mmap threshold, so that a
+# buffer of this size (trio allocates one per read) costs no mmap and munmap.
+READ_SIZE = 128 * 1024 - 1024
 
 # accept() failures that pass with time (out of descriptors, buffers or memory): a
 # server waits a little and accepts again, as trio does, instead of stopping.

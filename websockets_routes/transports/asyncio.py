@@ -28,6 +28,7 @@ from ..core import actions as kinds
 from ..core.actions import WAKE_ONLY, Actions
 from ..core.connection import State
 from ..core.drain import ServerShutdown, check_drain
+from ..core.options import READ_SIZE
 from ..core.paths import RoutedPath
 from ..core.server import BaseServer
 from ..core.session import Session
@@ -37,9 +38,6 @@ __all__ = ["serve", "Server", "WebSocket"]
 
 # Attempts at one port for all addresses of the host (see Server._create_server).
 _PORT_TRIES = 20
-# What the loop reads into, shared by a server's connections: every callback copies
-# out what it needs before the next read (just under glibc's mmap threshold).
-_READ_BUFFER = 128 * 1024 - 1024
 # Reads this large go to the session as a view of that buffer: the core copies only
 # what it keeps (a partial frame), not every byte once more.
 _COPY_UNDER = 2048
@@ -379,7 +377,9 @@ class Server(BaseServer):
         self.backlog = backlog
         self._loop: asyncio.AbstractEventLoop = None  # type: ignore[assignment]
         self._server: asyncio.Server | None = None
-        self._read_buffer = memoryview(bytearray(_READ_BUFFER))
+        # What the loop reads into for every connection: each callback copies out what
+        # it needs before the next read.
+        self._read_buffer = memoryview(bytearray(READ_SIZE))
         self._connections: set[WebSocket] = set()
         self._tasks: set[asyncio.Task[None]] = set()
         self._closed: asyncio.Event | None = None

@@ -22,14 +22,13 @@ from ...core import actions as kinds
 from ...core.actions import Actions
 from ...core.connection import State
 from ...core.naming import peer_name
+from ...core.options import READ_SIZE
 from ...core.session import Session
 from ...core.websocket import SessionAttributes
 from .sockets import PlainStream
 
 __all__ = ["Connection", "PongWaiter", "STREAM_ERRORS"]
 
-# Just under glibc's mmap threshold: trio allocates a buffer this size per read.
-_READ_SIZE = 128 * 1024 - 1024
 # How long a handler may stay out of recv() before its connection gets a reader task:
 # pings and a peer's close wait this long at most.
 _READER_AFTER = 0.1
@@ -427,7 +426,7 @@ class Connection(SessionAttributes):
     async def read_once(self) -> None:
         """One read from the stream, and what the session makes of it."""
         try:
-            data = await self._stream.receive(_READ_SIZE)
+            data = await self._stream.receive(READ_SIZE)
         except STREAM_ERRORS:
             actions = self.session.receive_eof(self._clock())
         else:

@@ -32,7 +32,7 @@ from anyio.streams.tls import TLSStream
 from ...core.drain import ServerShutdown, check_drain
 from ...core.errors import handler_error_is_close
 from ...core.naming import peer_name
-from ...core.options import ACCEPT_RETRY_ERRNOS
+from ...core.options import ACCEPT_RETRY_ERRNOS, READ_SIZE
 from ...core.server import BaseServer
 from .connection import Connection
 from .sockets import LoopStream, PlainStream, SocketIO, accept_ready
@@ -43,8 +43,6 @@ logger = logging.getLogger("websockets_routes.server")
 
 # Connections taken per wake of a listening socket.
 _ACCEPT_BATCH = 100
-# What asyncio reads into for every LoopStream of the server (copied out at once).
-_READ_BUFFER = 128 * 1024 - 1024
 
 
 class _Timers:
@@ -155,7 +153,8 @@ class Server(BaseServer):
         self._idle, self._stop, self._closed = anyio.Event(), anyio.Event(), anyio.Event()
         self._timers = _Timers(_clock())
         if sniffio.current_async_library() == "asyncio":
-            self._read_buffer = memoryview(bytearray(_READ_BUFFER))
+            # What asyncio reads into for every LoopStream (copied out at once).
+            self._read_buffer = memoryview(bytearray(READ_SIZE))
         if self.requested_port is not None:
             multi = await anyio.create_tcp_listener(
                 local_host=self.host,
