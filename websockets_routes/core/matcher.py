@@ -450,7 +450,7 @@ class Matcher(Generic[T]):
         if not checked and TARGET_CHARS.fullmatch(text) is None:
             return None
         plan = self._plans[best]
-        _, first, name, slots, extras, _ = plan
+        _, first, name, slots, extras, _ = plan  # _params(), inlined: as _remember() below
         params = {name: segments[first]} if first else {}
         if slots is not None:
             for i, name in slots:

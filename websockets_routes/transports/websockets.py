@@ -261,7 +261,7 @@ async def _carry_out_later(
 
 def _carry_out(router: Router, connection: Any, request: Request, decision: Decision) -> Any:
     """What the hook answers websockets for ``decision`` on the core ``request``."""
-    if type(decision) is Accept or isinstance(decision, Accept):  # the usual case first
+    if isinstance(decision, Accept):  # the usual case first
         setattr(connection, _STASH, (router, decision.path))
         if decision.subprotocol is not None or "sec-websocket-protocol" in request.headers:
             forced = _forced_subprotocol(router, decision, request.headers)

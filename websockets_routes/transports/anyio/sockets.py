@@ -7,7 +7,7 @@ loop pass on asyncio. Two streams of ours avoid that, each through public API on
   ``anyio.wait_readable``/``wait_writable`` only when it has none; each ``send()``
   lets other tasks run once, as a trio socket's does, and so does a ``receive()``
   unless a ``send()`` just did.
-- ``LoopStream`` (asyncio): an ``asyncio.Protocol`` on the transport
+- ``LoopStream`` (asyncio): an ``asyncio.BufferedProtocol`` on the transport
   ``loop.connect_accepted_socket()`` makes, so the socket stays registered with the
   loop's selector while it is read; ``wait_readable`` would register and unregister
   it, and pass through the loop once more, on every wait.
@@ -165,13 +165,10 @@ class LoopStream(PlainStream, asyncio.BufferedProtocol):
 
     @classmethod
     async def accept(cls, sock: socket.socket, buffer: memoryview) -> LoopStream:
-        """The stream of ``sock``, a connection ``accept()`` gave (closed on failure)."""
+        """The stream of ``sock``, a connection ``accept()`` gave; on failure the caller
+        still owns ``sock``."""
         stream = cls(buffer)
-        try:
-            await stream._loop.connect_accepted_socket(lambda: stream, sock)
-        except BaseException:
-            sock.close()
-            raise
+        await stream._loop.connect_accepted_socket(lambda: stream, sock)
         return stream
 
     # asyncio.Protocol
