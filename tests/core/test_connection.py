@@ -29,7 +29,7 @@ from tests.transports.helpers import (
 from websockets_routes.core import Close, ConnectionClosed, Respond, Router
 from websockets_routes.core.connection import ServerConnection, State
 from websockets_routes.core.events import Closed, Message, Ping, Pong, RequestReceived
-from websockets_routes.core.frames import FrameReader
+from websockets_routes.core.frames import SEPARATE_PAYLOAD_FROM, FrameReader
 from websockets_routes.core.http11 import parse_plain_head
 
 router = Router()
@@ -468,10 +468,39 @@ def test_send_frames(size):
     assert parse_frames(conn.send_pong(b"q")) == [(0x8A, 1, b"q")]
 
 
+@pytest.mark.parametrize("offer_deflate", [False, True])
+def test_send_parts_join_into_the_frame_send_gives(offer_deflate):
+    # Two connections in the same state (compression context included): one sends
+    # each message whole, the other in parts.
+    extra = [("Sec-WebSocket-Extensions", "permessage-deflate")] if offer_deflate else []
+    (whole, _), (parted, _) = opened(extra), opened(extra)
+    sizes = [0, 125, 126, 65535, 65536, 70_000]
+    messages = [os.urandom(n) for n in sizes] + ["é" * (n // 2) for n in sizes] + ["ab" * 40_000]
+    messages += [bytearray(os.urandom(70_000)), memoryview(os.urandom(70_000))]
+    assert (parted.extensions is not None) is offer_deflate
+    apart = 0
+    for message in messages:
+        head, tail = parted.send_parts(message)
+        assert head + tail == whole.send(message)
+        ((_, n, payload),) = parse_frames(head + tail)
+        if type(message) in (bytes, str) and n >= SEPARATE_PAYLOAD_FROM:
+            assert tail == payload  # the header alone is the head
+            apart += 1
+        else:
+            assert tail == b""  # one whole frame
+    assert apart == (3 if offer_deflate else 7)  # repeated text compresses to little
+    assert parted.messages_out == whole.messages_out == len(messages)
+    parted.close()
+    with pytest.raises(ConnectionClosed):
+        parted.send_parts(b"x" * 70_000)
+
+
 def test_send_rejects_other_types_and_big_pings():
     conn, _ = opened()
     with pytest.raises(TypeError):
         conn.send(42)  # type: ignore[arg-type]
+    with pytest.raises(TypeError):
+        conn.send_parts(42)  # type: ignore[arg-type]
     with pytest.raises(ValueError):
         conn.send_ping(b"x" * 126)
 

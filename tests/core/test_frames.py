@@ -20,10 +20,12 @@ from tests.transports.helpers import frame
 from websockets_routes.core.deflate import NO_LIMIT
 from websockets_routes.core.events import Message, Ping, Pong
 from websockets_routes.core.frames import (
+    SEPARATE_PAYLOAD_FROM,
     CloseReceived,
     Failure,
     FrameReader,
     encode_frame,
+    frame_parts,
     parse_close,
 )
 
@@ -301,3 +303,19 @@ def test_encode_frame_lengths() -> None:
         out = encode_frame(0x82, b"a" * n)
         assert out.endswith(b"a" * n) and out[0] == 0x82
         assert len(out) - n == (2 if n < 126 else 4 if n < 65536 else 10)
+
+
+@pytest.mark.parametrize("b0", [0x81, 0x82, 0xC1, 0xC2])
+@pytest.mark.parametrize(
+    "n",
+    [0, 125, 126, SEPARATE_PAYLOAD_FROM - 1, SEPARATE_PAYLOAD_FROM, 65535, 65536, 70_000],
+)
+def test_frame_parts_are_the_frame(b0: int, n: int) -> None:
+    payload = bytes(range(256)) * (n // 256) + bytes(n % 256)
+    head, tail = frame_parts(b0, payload)
+    assert head + tail == encode_frame(b0, payload)
+    if n >= SEPARATE_PAYLOAD_FROM:
+        assert tail is payload  # written as it is, never copied
+        assert len(head) == (4 if n < 65536 else 10)
+    else:
+        assert tail == b""

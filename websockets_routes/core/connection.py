@@ -60,7 +60,11 @@ API (every method is synchronous and cheap):
   (either), ``send_ping(payload=b"") -> bytes``, ``send_pong(payload=b"") -> bytes``,
   ``close(code=1000, reason="") -> bytes``: return the frame to write at once. Sending
   data or pings needs state OPEN, else ``ConnectionClosed`` is raised; ``close()``
-  outside OPEN returns ``b""``.
+  outside OPEN returns ``b""``. ``send_parts(data) -> (head, tail)``: ``send(data)``
+  as two buffers to write in that order, for a transport that can write both at once
+  (``writelines``): from ``core.frames.SEPARATE_PAYLOAD_FROM`` bytes on, a ``str`` or
+  ``bytes`` message's payload is the tail, not copied into its frame; otherwise the
+  tail is ``b""``.
 
 Events (``core.events``): ``RequestReceived(request)``, ``Message(data)`` (a whole
 message, ``str`` or ``bytes``), ``Ping(payload)`` (pong already queued), ``Pong(payload)``,
@@ -89,7 +93,7 @@ from .decisions import Accept, Close, Respond, check_close_code
 from .deflate import MIN_COMPRESS, NO_LIMIT, Deflate, negotiate_deflate
 from .errors import ConnectionClosed
 from .events import Closed, Event, Message, Ping, RequestReceived
-from .frames import CloseReceived, FrameReader, close_payload, encode_frame
+from .frames import CloseReceived, FrameReader, close_payload, encode_frame, frame_parts
 from .http import Request
 from .http11 import BadRequest, RequestReader, plain_response, switching_protocols
 
@@ -404,6 +408,26 @@ class ServerConnection:
         if isinstance(data, str):
             return self.send_text(data)
         raise TypeError(f"a message is str or bytes-like, not {type(data).__name__}")
+
+    def send_parts(self, data: str | bytes | bytearray | memoryview) -> tuple[bytes, bytes]:
+        """``send(data)`` as ``(head, tail)``, to write in that order: for a ``str`` or
+        ``bytes`` message whose payload (compressed, if negotiated) is at least
+        ``SEPARATE_PAYLOAD_FROM`` bytes, the frame's header and that payload, uncopied;
+        else the whole frame and ``b""``. A bytearray or memoryview always goes into
+        one frame: its owner may change it before a tail left unsent is written."""
+        if type(data) is str:
+            b0, payload = 0x81, data.encode("utf-8")
+        elif type(data) is bytes:
+            b0, payload = 0x82, data
+        else:
+            return self.send(data), b""
+        if self.state is not OPEN:
+            raise self._not_open()
+        self.messages_out += 1
+        deflate = self._deflate
+        if deflate is not None and len(payload) >= MIN_COMPRESS:
+            return frame_parts(b0 | 0x40, deflate.compress(payload))
+        return frame_parts(b0, payload)
 
     def send_shared(self, data: str | bytes | bytearray | memoryview, frame: bytes) -> bytes:
         """What to write for ``data`` when ``frame`` is its uncompressed frame, built

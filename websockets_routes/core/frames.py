@@ -1,6 +1,8 @@
 """WebSocket frames (RFC 6455 section 5): building the server's, reading the client's.
 
 - ``encode_frame(b0, payload)``: an unmasked frame with first byte ``b0``;
+  ``frame_parts(b0, payload)``: the same frame as ``(head, tail)``, the payload itself
+  as the tail from ``SEPARATE_PAYLOAD_FROM`` bytes on (see below);
   ``close_payload(code, reason)``, ``truncate_reason(reason)``.
 - ``parse_close(payload) -> (code, reason)``: a close frame's payload, ``ParseFailed``
   (as wsproto words it) for a bad one.
@@ -48,9 +50,11 @@ __all__ = [
     "Failure",
     "FrameReader",
     "VALID_CLOSE_CODES",
+    "SEPARATE_PAYLOAD_FROM",
     "close_payload",
     "message_frame",
     "encode_frame",
+    "frame_parts",
     "parse_close",
     "truncate_reason",
 ]
@@ -72,6 +76,27 @@ def encode_frame(b0: int, payload: bytes | bytearray | memoryview) -> bytes:
     if n < 65536:
         return _PACK_H(b0, 126, n) + payload
     return _PACK_Q(b0, 127, n) + payload
+
+
+# From this payload size on, frame_parts() leaves the payload out of its frame: a
+# transport that writes several buffers at once (writelines: one vectored write on
+# uvloop, and on asyncio from Python 3.12) then sends it without the copy that joining
+# it to its header costs (64 KiB: one more 64 KiB block to allocate, fill and free).
+# Below it, one joined frame is cheaper than a second buffer to hand around.
+SEPARATE_PAYLOAD_FROM = 16384
+
+
+def frame_parts(b0: int, payload: bytes) -> tuple[bytes, bytes]:
+    """``encode_frame(b0, payload)`` as ``(head, tail)``, ``head + tail`` being that
+    frame: the header and ``payload`` itself (not copied) for a payload of
+    ``SEPARATE_PAYLOAD_FROM`` bytes or more, else the whole frame and ``b""``.
+    ``payload`` is ``bytes``: what is handed on unsent must not change."""
+    n = len(payload)
+    if n < SEPARATE_PAYLOAD_FROM:
+        return encode_frame(b0, payload), b""
+    if n < 65536:
+        return _PACK_H(b0, 126, n), payload
+    return _PACK_Q(b0, 127, n), payload
 
 
 def message_frame(message: str | bytes | bytearray | memoryview) -> bytes:

@@ -1,0 +1,99 @@
+"""Large messages from the asyncio server arrive as sent, on asyncio's own loop and on
+uvloop, over TCP and TLS, with and without permessage-deflate.
+
+A payload of ``core.frames.SEPARATE_PAYLOAD_FROM`` bytes or more leaves after its
+header as a second buffer (``transport.writelines``), so these send more than the
+socket buffers hold: part of what is written waits in the loop's transport.
+"""
+
+from __future__ import annotations
+
+import random
+import ssl
+import subprocess
+from typing import Any
+
+import anyio
+import pytest
+from websockets.asyncio.client import connect
+
+from websockets_routes import Router
+from websockets_routes.core.frames import SEPARATE_PAYLOAD_FROM
+from websockets_routes.transports.asyncio import serve
+
+pytestmark = pytest.mark.anyio
+
+LOOPS = [
+    pytest.param("asyncio", id="asyncio"),
+    pytest.param(("asyncio", {"use_uvloop": True}), id="uvloop"),
+]
+
+
+def messages() -> list[str | bytes]:
+    """Each length class around the split, as bytes and as text, different every time."""
+    rng = random.Random(18)
+    out: list[str | bytes] = []
+    for n in (125, SEPARATE_PAYLOAD_FROM - 1, SEPARATE_PAYLOAD_FROM, 65535, 65536, 300_000):
+        out.append(rng.randbytes(n))
+        out.append("".join(rng.choices("aé€😀", k=n // 2)))
+    return out * 2
+
+
+MESSAGES = messages()
+BEFORE = b"before" * 20_000
+
+
+def burst_router() -> Router:
+    router = Router()
+
+    @router.route("/burst")
+    async def burst(ws: Any, path: Any) -> None:
+        for message in MESSAGES:
+            await ws.send(message)
+        buffer = bytearray(BEFORE)
+        await ws.send(buffer)
+        buffer[:] = b"after!" * 20_000  # the caller's buffer is theirs again at once
+        async for _ in ws:
+            pass
+
+    return router
+
+
+@pytest.fixture(scope="module")
+def tls_contexts(tmp_path_factory: Any) -> tuple[ssl.SSLContext, ssl.SSLContext]:
+    directory = tmp_path_factory.mktemp("tls")
+    cert, key = directory / "cert.pem", directory / "key.pem"
+    subprocess.run(
+        [
+            "openssl", "req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1",
+            "-nodes", "-keyout", str(key), "-out", str(cert), "-days", "1",
+            "-subj", "/CN=localhost", "-addext", "subjectAltName=IP:127.0.0.1",
+        ],
+        check=True,
+        capture_output=True,
+    )  # fmt: skip
+    server = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    server.load_cert_chain(cert, key)
+    return server, ssl.create_default_context(cafile=str(cert))
+
+
+@pytest.mark.parametrize("anyio_backend", LOOPS)
+@pytest.mark.parametrize("compression", [None, "deflate"])
+@pytest.mark.parametrize("tls", [False, True], ids=["tcp", "tls"])
+async def test_large_messages_arrive_intact(
+    anyio_backend: Any, compression: str | None, tls: bool, tls_contexts: Any
+) -> None:
+    server_ssl, client_ssl = tls_contexts if tls else (None, None)
+    scheme = "wss" if tls else "ws"
+    with anyio.fail_after(20):
+        async with serve(burst_router(), "127.0.0.1", 0, ssl=server_ssl) as server:
+            async with connect(
+                f"{scheme}://127.0.0.1:{server.port}/burst",
+                proxy=None,
+                ssl=client_ssl,
+                compression=compression,
+                max_size=None,
+            ) as ws:
+                for expected in MESSAGES:
+                    assert await ws.recv() == expected
+                assert await ws.recv() == BEFORE
