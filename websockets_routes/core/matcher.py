@@ -87,10 +87,9 @@ class _Node:
         # match leads here (the root: 0), else -1: where the regex of a route alone
         # below this node starts reading the target.
         self.offset = offset
-        # For a node with one route below (_ALONE): (bound fullmatch of the regex of
-        # that route's rest, its regex segments to check; see _rest_regex()), made when
-        # the walk first stops here; None until then; _REFUSED when the route has static
-        # text such a regex cannot take.
+        # For a node with one route below (_ALONE): what reads that route's rest and
+        # params (see _compile_rest()), made when the walk first stops here; None until
+        # then; _REFUSED when the route has static text such a regex cannot take.
         self.rest: tuple[Any, ...] | None = None
 
 
@@ -185,9 +184,10 @@ def _retune(node: _Node) -> None:
 def _rest_regex(segments: tuple[Segment, ...], depth: int) -> tuple[str, Any] | None:
     """The regex source that matches a valid target from ``segments`` (the rest of a
     template, from split-path index ``depth``) on, exactly when its undecoded segments
-    match them, except for regex segments; and ``(index, fullmatch)`` of those, for the
-    caller to check (None if none). None when static text has characters such a regex
-    cannot take as they stand ("%", "?", what no valid target has).
+    match them, except for regex segments; and ``(index, fullmatch, groups)`` of those,
+    for the caller to check and read (None if none). A tail's value is the regex's group
+    1. None when static text has characters such a regex cannot take as they stand
+    ("%", "?", what no valid target has).
 
     A segment's own regex is not put inside this one, where it could match across a
     "/": this one takes its segment whole, and the segment's regex checks it.
@@ -205,11 +205,14 @@ def _rest_regex(segments: tuple[Segment, ...], depth: int) -> tuple[str, Any] | 
         elif kind == "pattern":
             assert seg.regex is not None
             parts.append(f"/{_PCHAR}*")
-            checks.append((index, seg.regex.fullmatch))
+            # A whole-segment param is read from the split path with the plain ones.
+            groups = () if seg.whole else seg.groups()
+            checks.append((index, seg.regex.fullmatch, groups))
         else:  # a tail: the rest of the path, slashes included
             if not _CLEAN.fullmatch(seg.text):
                 return None
-            parts.append("/" + re.escape(seg.text) + (_TAIL_NONEMPTY if seg.nonempty else _TAIL))
+            tail = _TAIL_NONEMPTY if seg.nonempty else _TAIL
+            parts.append("/" + re.escape(seg.text) + "(" + tail + ")")
     return "".join(parts) + _QUERY, tuple(checks) or None
 
 
@@ -412,7 +415,6 @@ class Matcher(Generic[T]):
             static = self._static_by_path.get(path)
             recent = self._recent_paths
         segments = path.split("/")  # segments[0] is the "" before the leading "/"
-        checked = not is_target  # whether the characters need no (more) checking
         if static is None:
             # Walk down while each node has one way on. A node with a single route below
             # hands the rest of the target to that route's regex; a node with more ways
@@ -424,39 +426,54 @@ class Matcher(Generic[T]):
                     return None
                 if node.kind > 1:  # _MIXED or _ALONE
                     if node.kind == 3:  # _ALONE
-                        rest = node.rest or self._compile_rest(node)
+                        rest: Any = node.rest or self._compile_rest(node)
                         # The regex also checks the target's characters, query included;
                         # a path with characters it refuses takes the search.
-                        if rest and rest[0](text, node.offset) is not None:
-                            if rest[1] is not None:
-                                for i, fullmatch in rest[1]:
-                                    if fullmatch(segments[i]) is None:
+                        found = rest[0](text, rest[1]) if rest else None
+                        if found is not None:
+                            # The params, as _params() reads them, with what the regex
+                            # matched: the regex segments' groups and the tail.
+                            _, _, plan, first, name, slots, checks, tail = rest
+                            params = {name: segments[first]} if first else {}
+                            if slots is not None:
+                                for i, name in slots:
+                                    params[name] = segments[i]
+                            if checks is not None:
+                                for i, fullmatch, groups in checks:
+                                    found_segment = fullmatch(segments[i])
+                                    if found_segment is None:
                                         return None
-                            best = node.lowest
-                            checked = True
+                                    for group, name in groups:
+                                        params[name] = found_segment.group(group)
+                            if tail is not None:
+                                params[tail] = found.group(1)
                             break
                     best = _search(node, segments, node.depth, _NEVER)
                     if best == _NEVER:
                         return None
+                    plan = None
                     break
             else:
                 best = node.end
                 if best == _NEVER:
                     return None
+                plan = None
         else:
             best = static[0]
             if not static[1] and self._root.lowest < best:
                 best = _search(self._root, segments, 1, best)
-        if not checked and TARGET_CHARS.fullmatch(text) is None:
-            return None
-        plan = self._plans[best]
-        _, first, name, slots, extras, _ = plan  # _params(), inlined: as _remember() below
-        params = {name: segments[first]} if first else {}
-        if slots is not None:
-            for i, name in slots:
-                params[name] = segments[i]
-        if extras is not None:
-            _extract(extras, params, segments)
+            plan = None
+        if plan is None:
+            if is_target and TARGET_CHARS.fullmatch(text) is None:
+                return None
+            plan = self._plans[best]
+            _, first, name, slots, extras, _ = plan  # _params(), inlined: as _remember()
+            params = {name: segments[first]} if first else {}
+            if slots is not None:
+                for i, name in slots:
+                    params[name] = segments[i]
+            if extras is not None:
+                _extract(extras, params, segments)
         if not params:  # a static route
             return plan, params
         wait = self._wait  # _remember(), inlined: this runs for every new target
@@ -514,10 +531,14 @@ class Matcher(Generic[T]):
         recent[key] = plan, params.copy()
 
     def _compile_rest(self, node: _Node) -> tuple[Any, ...] | None:
-        """``node.rest`` of a node with one route below it; None (and the node no longer
+        """``node.rest`` of a node with one route below it: (bound fullmatch of the
+        regex of the route's rest, where it starts reading the target, the route's plan,
+        its first slot, name and other slots, its regex segments (index, fullmatch,
+        groups) or None, the name of its tail or None). None (and the node no longer
         _ALONE) when that route's rest cannot be one regex."""
         index = node.lowest
-        built = _rest_regex(self._entries[index][0].segments[node.depth - 1 :], node.depth)
+        template = self._entries[index][0]
+        built = _rest_regex(template.segments[node.depth - 1 :], node.depth)
         if built is None:
             node.rest = _REFUSED
             _retune(node)
@@ -526,7 +547,10 @@ class Matcher(Generic[T]):
         fullmatch = self._rests.get(source)
         if fullmatch is None:
             fullmatch = self._rests[source] = re.compile(source).fullmatch
-        rest = node.rest = (fullmatch, checks)
+        plan = self._plans[index]
+        last = template.segments[-1]
+        tail = last.names[0] if last.kind == "tail" else None
+        rest = node.rest = (fullmatch, node.offset, plan, plan[1], plan[2], plan[3], checks, tail)
         return rest
 
 

@@ -72,6 +72,12 @@ class Segment:
             return None
         return {name: found.group(f"_p{i}") for i, name in enumerate(self.names)}
 
+    def groups(self) -> tuple[tuple[int, str], ...]:
+        """(group number in ``regex``, name) of each param of a pattern segment."""
+        assert self.regex is not None
+        index = self.regex.groupindex
+        return tuple((index[f"_p{k}"], name) for k, name in enumerate(self.names))
+
     def match_tail(self, rest: str) -> dict[str, str] | None:
         """Params captured from the decoded rest of a path, for a tail segment."""
         if not rest.startswith(self.text):
@@ -131,10 +137,7 @@ class Template:
                 extras.append((i, None, ((len(seg.text), seg.names[0]),)))
             else:
                 assert seg.regex is not None
-                groups = tuple(
-                    (seg.regex.groupindex[f"_p{k}"], name) for k, name in enumerate(seg.names)
-                )
-                extras.append((i, seg.regex.fullmatch, groups))
+                extras.append((i, seg.regex.fullmatch, seg.groups()))
         set_ = object.__setattr__
         set_(self, "is_static", not slots and not extras)
         set_(self, "has_tail", bool(extras) and extras[-1][1] is None)
