@@ -492,6 +492,7 @@ def bench_decide(table: Sequence[Spec], budget: float, rounds: int) -> dict[str,
 
 
 OURS_LOOKUP = "ours lookup()"
+OURS_LOOKUP_NEW = "ours lookup(), new targets"
 # Peers also timed on targets never asked for before, and the name of that column.
 NEW_TARGETS = {"ours": "ours, new targets", "werkzeug bound": "werkzeug bound, new targets"}
 OURS_GC = "ours, gc on"
@@ -514,7 +515,8 @@ def run(
     ``budget`` is the CPU seconds each router gets per size, over ``rounds`` turns.
     Besides ``ours`` (``Router.match(target)``), ``ours lookup()`` times
     ``Router.lookup(path)``: path in, (route, params) out, the same job as the peers'
-    calls, without checking the target or building the RoutedPath.
+    calls, without checking the target or building the RoutedPath; ``ours lookup(), new
+    targets`` does it on the new targets below.
 
     The sample of targets comes round again and again, so ``ours`` finds its dynamic
     targets among those it matched recently; ``ours, new targets`` (and ``werkzeug
@@ -557,6 +559,8 @@ def run(
                 paths[fresh_columns[name]] = [path for path, _ in fresh]
             if name == "ours":
                 fns[OURS_LOOKUP] = find.lookup  # type: ignore[attr-defined]
+                fns[OURS_LOOKUP_NEW] = builder(table).lookup  # type: ignore[attr-defined]
+                paths[OURS_LOOKUP_NEW] = [path for path, _ in fresh]
         for name in fns:
             paths.setdefault(name, [path for path, _ in sample])
         match_ns[n] = interleaved(fns, paths, budget * len(fns), rounds)
@@ -583,6 +587,7 @@ def targets(results: dict[str, Any]) -> list[tuple[str, bool, str]]:
         ("ours", "werkzeug bound"),
         (NEW_TARGETS["ours"], NEW_TARGETS["werkzeug bound"]),
         (OURS_LOOKUP, "werkzeug bound"),
+        (OURS_LOOKUP_NEW, NEW_TARGETS["werkzeug bound"]),
     ]
     for n in (1000, 10000):
         for ours, peer in pairs:

@@ -69,7 +69,9 @@ def test_run_and_report_on_a_tiny_table() -> None:
     bench = load()
     results = bench.run([10], budget=0.002, hits=5, rounds=1)
     figures = results["match"][10]
-    assert set(figures) == {*bench.PEERS, bench.OURS_LOOKUP, *bench.NEW_TARGETS.values()}
+    assert set(figures) == {
+        *bench.PEERS, bench.OURS_LOOKUP, bench.OURS_LOOKUP_NEW, *bench.NEW_TARGETS.values()
+    }
     assert all(ns > 0 for ns in figures.values())
     assert set(results["decide"]) == {"match", "decide", "request+decide"}
     out = io.StringIO()
