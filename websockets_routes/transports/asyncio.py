@@ -21,6 +21,7 @@ from __future__ import annotations
 import asyncio
 import errno
 import socket
+import sys
 from collections.abc import Generator
 from typing import Any
 
@@ -293,13 +294,15 @@ class WebSocket(SessionAttributes, asyncio.BufferedProtocol):
 
     async def send(self, message: str | bytes | bytearray | memoryview) -> None:
         """Send a text (``str``) or binary (bytes-like) message."""
-        head, tail = self.session.conn.send_parts(message)  # the driver's: no policy
-        if tail:
-            # A large payload goes out as it is, after its header: one vectored write
-            # on uvloop (and asyncio from 3.12), no copy of it into a joined frame.
-            self.transport.writelines((head, tail))
+        conn = self.session.conn  # the driver's send: no policy
+        if self._server._write_parts:
+            head, tail = conn.send_parts(message)
+            if tail:  # a large payload: written as it is, after its header
+                self.transport.writelines((head, tail))
+            else:
+                self.transport.write(head)
         else:
-            self.transport.write(head)
+            self.transport.write(conn.send(message))
         if self._write_paused:
             await self._drain()
 
@@ -386,6 +389,14 @@ class Server(BaseServer):
         # What the loop reads into for every connection: each callback copies out what
         # it needs before the next read.
         self._read_buffer = memoryview(bytearray(READ_SIZE))
+        # Whether send() hands a large message's header and payload to the transport
+        # apart (writelines), set by start(): on uvloop over plain TCP, whose writelines
+        # is one vectored write, the payload is not copied into a joined frame. Not on
+        # asyncio's own loop: up to 3.11 its writelines joins them anyway, and 3.12 and
+        # 3.13 releases before CPython's fixes skip write flow control in it
+        # (gh-127655) or fail once the connection is lost (gh-136234). Not over TLS:
+        # encrypting copies the payload anyway, and the header would be a TLS record.
+        self._write_parts = False
         self._connections: set[WebSocket] = set()
         self._tasks: set[asyncio.Task[None]] = set()
         self._closed: asyncio.Event | None = None
@@ -403,6 +414,10 @@ class Server(BaseServer):
 
     async def _start(self) -> None:
         self._loop = asyncio.get_running_loop()
+        uvloop = sys.modules.get("uvloop")  # imported by whoever made a uvloop loop
+        self._write_parts = (
+            uvloop is not None and isinstance(self._loop, uvloop.Loop) and self.options.ssl is None
+        )
         self._closed = asyncio.Event()
         kwargs: dict[str, Any] = {"ssl": self.options.ssl, "backlog": self.backlog}
         if self.options.ssl is not None and self.options.open_timeout is not None:

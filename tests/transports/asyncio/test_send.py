@@ -1,9 +1,10 @@
 """Large messages from the asyncio server arrive as sent, on asyncio's own loop and on
-uvloop, over TCP and TLS, with and without permessage-deflate.
+uvloop, over TCP and TLS, with and without permessage-deflate, and a handler that
+sends them faster than the client reads waits for it.
 
-A payload of ``core.frames.SEPARATE_PAYLOAD_FROM`` bytes or more leaves after its
-header as a second buffer (``transport.writelines``), so these send more than the
-socket buffers hold: part of what is written waits in the loop's transport.
+On uvloop over TCP, a payload of ``core.frames.SEPARATE_PAYLOAD_FROM`` bytes or more
+leaves after its header as a second buffer (``transport.writelines``); these tests
+send more than the socket buffers hold, so part of it waits in the loop's transport.
 """
 
 from __future__ import annotations
@@ -97,3 +98,31 @@ async def test_large_messages_arrive_intact(
                 for expected in MESSAGES:
                     assert await ws.recv() == expected
                 assert await ws.recv() == BEFORE
+
+
+@pytest.mark.parametrize("anyio_backend", LOOPS)
+async def test_a_sender_waits_for_a_slow_reader(anyio_backend: Any) -> None:
+    router = Router()
+    message = random.Random(1).randbytes(65536)
+    count = 200  # 12.8 MiB: far more than the socket buffers and the client's queue
+    backlog: list[int] = []  # bytes the transport still held after each send
+
+    @router.route("/flood")
+    async def flood(ws: Any, path: Any) -> None:
+        for _ in range(count):
+            await ws.send(message)
+            backlog.append(ws.transport.get_write_buffer_size())
+        async for _ in ws:
+            pass
+
+    with anyio.fail_after(20):
+        async with serve(router, "127.0.0.1", 0) as server:
+            async with connect(
+                f"ws://127.0.0.1:{server.port}/flood", proxy=None, max_queue=4
+            ) as ws:
+                await anyio.wait_all_tasks_blocked()  # the client reads nothing meanwhile
+                assert 0 < len(backlog) < count  # the handler waits in send()
+                for _ in range(count):
+                    assert await ws.recv() == message
+    # Past asyncio's high-water mark (64 KiB) a send waits until the transport drains.
+    assert len(backlog) == count and max(backlog) <= 65536
