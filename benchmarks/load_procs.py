@@ -1,6 +1,7 @@
 """The server processes of ``benchmarks/load.py`` and what it reads of them: start-up
 (``benchmarks/servers.py KIND``, ``READY <port>`` on stdout), pinning to cores, CPU time
-and run-queue waits from ``/proc/PID/task/*/schedstat``, the end of a child's log."""
+and run-queue waits from ``/proc/PID/task/*/schedstat``, minor page faults from
+``/proc/PID/stat``, the end of a child's log."""
 
 from __future__ import annotations
 
@@ -88,14 +89,26 @@ def schedstat(pid: int) -> tuple[int, int]:
     return ran, waited
 
 
+def minor_faults(pid: int) -> int:
+    """Minor page faults of process ``pid`` so far, all its threads (``minflt``, the
+    10th field of ``/proc/PID/stat``): pages the kernel mapped in on first touch, e.g.
+    when the C library grows its heap again after giving the top of it back."""
+    with open(f"/proc/{pid}/stat") as f:
+        # The command name (field 2) is in parentheses and may hold spaces.
+        fields = f.read().rpartition(")")[2].split()
+    return int(fields[7])  # fields[0] is field 3, the state
+
+
 def snapshot(server: ServerProcess, client_pids: list[int]) -> dict[str, float]:
-    """The clock and both sides' schedstat totals, for the ends of a window."""
+    """The clock, both sides' schedstat totals and the server's minor page faults,
+    for the ends of a window."""
     ran, waited = schedstat(server.pid)
     client = [schedstat(pid) for pid in client_pids]
     return {
         "t": time.monotonic(),
         "server": ran,
         "server_wait": waited,
+        "server_minflt": minor_faults(server.pid),
         "client": sum(c[0] for c in client),
         "client_wait": sum(c[1] for c in client),
     }

@@ -49,7 +49,8 @@ SHARES = ("server_cpu_share", "server_wait_share", "client_cpu_share", "client_w
 class Results:
     meta: dict[str, Any]
     skipped: dict[str, str] = field(default_factory=dict)
-    # server -> workload -> metric ("value" or "cpu", server µs per op) -> per-round values
+    # server -> workload -> metric ("value"; "cpu", server µs per op; "faults", server
+    # minor page faults per op) -> per-round values
     samples: dict[str, dict[str, dict[str, list[float]]]] = field(default_factory=dict)
     errors: dict[str, dict[str, int]] = field(default_factory=dict)
     pids: list[int] = field(default_factory=list)  # the servers'
@@ -62,6 +63,8 @@ class Results:
         metrics.setdefault("value", []).append(sample["value"])
         if sample.get("server_cpu_us_per_op") is not None:
             metrics.setdefault("cpu", []).append(sample["server_cpu_us_per_op"])
+        if sample.get("server_minflt_per_op") is not None:
+            metrics.setdefault("faults", []).append(sample["server_minflt_per_op"])
         if "client_cpu_share" in sample:
             busy = self.busy.setdefault(server, {}).setdefault(workload, {})
             for share in SHARES:
@@ -105,6 +108,10 @@ class Results:
                         "median": self.median(server, name, "cpu"),
                         "ratio": self.ratio(server, name, baseline, "cpu"),
                     },
+                    "server_minflt_per_op": {
+                        "rounds": metrics.get("faults", []),
+                        "median": self.median(server, name, "faults"),
+                    },
                     "cpu_busy": self.busy.get(server, {}).get(name, {}),
                     "errors": self.errors.get(server, {}).get(name, 0),
                 }
@@ -114,11 +121,15 @@ class Results:
 
 
 def busy(sample: dict[str, Any]) -> str:
-    """How busy each side was: a side near 100% is what set the pace."""
+    """How busy each side was (a side near 100% is what set the pace), and the server's
+    minor page faults per operation (the state its heap was in for this round)."""
     if "client_cpu_share" not in sample:
         return ""
+    faults = sample.get("server_minflt_per_op")
     return (
-        f"  (cpu busy: server {busy_text(sample, 'server')}, client {busy_text(sample, 'client')})"
+        f"  (cpu busy: server {busy_text(sample, 'server')}, client {busy_text(sample, 'client')}"
+        + ("" if faults is None else f"; server {faults:.1f} page faults/op")
+        + ")"
     )
 
 
@@ -165,17 +176,22 @@ def summarize_profiles(directory: str, top: int = 25) -> str:
     return "\n".join(lines)
 
 
+# Minor page faults per operation at which a round counts as run with the server's heap
+# moving: a 64 KiB echo in the slow state takes 9-25, in the fast one under 1.
+FAULTY = 1.0
+
+HEADINGS = {"value": "", "cpu": " µs/op", "faults": " flt/op"}
+
+
 def format_table(results: Results, options: Any, metric: str = "value") -> str:
     """The medians of one metric ("value": throughput, "cpu": server µs per
-    operation), or with "both" each server's µs per operation in a column beside its
-    throughput."""
+    operation), or with "both" each server's µs per operation and minor page faults
+    per operation in columns beside its throughput."""
     servers = [s for s in options.servers if s in results.samples]
-    metrics = ["value", "cpu"] if metric == "both" else [metric]
+    metrics = ["value", "cpu", "faults"] if metric == "both" else [metric]
     header = ["workload"]
     for server in servers:
-        header += [
-            f"{server} µs/op" if metric == "both" and m == "cpu" else server for m in metrics
-        ]
+        header += [server + (HEADINGS[m] if metric == "both" else "") for m in metrics]
     rows = [header]
     for name in options.workloads:
         workload = WORKLOADS[name]
@@ -189,6 +205,9 @@ def format_table(results: Results, options: Any, metric: str = "value") -> str:
                 if value is None:
                     row.append("-")
                     continue
+                if m == "faults":
+                    row.append(faults_cell(results.samples[server][name]["faults"]))
+                    continue
                 ratio = results.ratio(server, name, options.baseline, m)
                 cell = f"{value:.1f}" if value < 100 else f"{value:.0f}"
                 if ratio is not None and server != options.baseline:
@@ -201,7 +220,9 @@ def format_table(results: Results, options: Any, metric: str = "value") -> str:
         title = (
             "Throughput and server CPU time per operation (medians): handshakes/s, echo"
             " round trips/s, idle-mem KiB/connection (lower=better), ratio = server /"
-            " baseline; µs/op of server CPU (lower=better), ratio = baseline / server"
+            " baseline; µs/op of server CPU (lower=better), ratio = baseline / server;"
+            ' flt/op: the server\'s minor page faults per operation ("2/5 >=1": 2 rounds'
+            " of 5 took 1 or more, the others fewer)"
         )
     else:
         title = (
@@ -209,6 +230,17 @@ def format_table(results: Results, options: Any, metric: str = "value") -> str:
             " idle-mem KiB/connection (ratio = server / baseline)"
         )
     return "\n".join([title, *aligned(rows), ""])
+
+
+def faults_cell(rounds: list[float]) -> str:
+    """The median of the rounds' page faults per operation; when some rounds took
+    many and others few, how many of them took many (e.g. "0.0 (2/5 >=1)"): the
+    heap's state changed between rounds, and the throughput median mixes both."""
+    cell = f"{statistics.median(rounds):.1f}"
+    faulty = sum(value >= FAULTY for value in rounds)
+    if 0 < faulty < len(rounds):
+        cell += f" ({faulty}/{len(rounds)} >={FAULTY:g})"
+    return cell
 
 
 def format_busy(results: Results, options: Any) -> str:

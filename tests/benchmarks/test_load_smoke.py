@@ -76,6 +76,9 @@ def test_quick_run_measures_every_workload_and_stops_every_server(tmp_path: Path
         assert result["ratio"] == 1.0, name
     for name in ALL_WORKLOADS[:-1]:
         assert results["websockets"][name]["server_cpu_us_per_op"]["median"] > 0, name
+        # The server's minor page faults per operation: the state of its heap.
+        faults = results["websockets"][name]["server_minflt_per_op"]
+        assert len(faults["rounds"]) == 1 and faults["median"] >= 0, name
         # How busy each side was, and how long each waited for a core.
         busy = results["websockets"][name]["cpu_busy"]
         assert busy["server_cpu_share"][0] > 0 and busy["client_cpu_share"][0] > 0, name
@@ -87,23 +90,28 @@ def test_quick_run_measures_every_workload_and_stops_every_server(tmp_path: Path
     assert raw["ratio"] == pytest.approx(raw["median"] / base["median"])
     assert "echo64k-50" in done.stdout and "idle-mem" in done.stdout
 
-    # --cpu: each server's CPU per operation in a column beside its throughput, and
-    # how busy each side was.
+    # --cpu: each server's CPU and page faults per operation in columns beside its
+    # throughput, and how busy each side was.
     header = next(line for line in done.stdout.splitlines() if line.startswith("workload"))
     assert header.split() == [
         "workload",
         "websockets",
         "websockets",
         "µs/op",
+        "websockets",
+        "flt/op",
         "raw",
         "raw",
         "µs/op",
+        "raw",
+        "flt/op",
     ]
     assert "CPU busy (median; server / client" in done.stdout
     handshake_row = next(
         line for line in done.stdout.splitlines() if line.startswith("handshake-50")
     )
-    assert len(handshake_row.split()) == 5  # name, rate, µs/op, and "-" "-" for raw
+    # name, rate, µs/op, flt/op, and "-" "-" "-" for raw
+    assert len(handshake_row.split()) == 7
 
     # One long-lived process per server plus a fresh one per idle-mem measurement,
     # and none of them outlives the run.
@@ -241,3 +249,29 @@ def test_the_epoll_client_counts_only_real_handshakes_and_gives_up_on_a_stuck_se
 
     stalled = asyncio.run(drive(silent, 3, stall=0.5))
     assert stalled["count"] == 0 and "no progress" in stalled["error"]
+
+
+def test_the_cpu_table_says_in_how_many_rounds_a_server_took_page_faults() -> None:
+    """A round whose server took many page faults per operation ran in the slow state
+    of its heap: the table gives the median and, when the rounds differ, how many."""
+    from types import SimpleNamespace
+
+    from load_results import Results, format_table
+
+    results = Results(meta={})
+    rounds = {"ours-hook": [0.0, 18.0, 0.1, 24.5, 0.0], "websockets-router": [0.0] * 5}
+    for server, faults in rounds.items():
+        for value in faults:
+            sample = {"value": 1000.0, "server_cpu_us_per_op": 50.0, "errors": 0}
+            results.add(server, "echo64k-1", {**sample, "server_minflt_per_op": value})
+    options = SimpleNamespace(
+        servers=list(rounds), workloads=["echo64k-1"], baseline="websockets-router"
+    )
+    row = next(
+        line for line in format_table(results, options, "both").splitlines()
+        if line.startswith("echo64k-1")
+    )  # fmt: skip
+    assert "0.1 (2/5 >=1)" in row
+    assert row.rstrip().endswith("  0.0")  # websockets' router: every round below 1
+    report = results.to_json("websockets-router")["results"]["ours-hook"]["echo64k-1"]
+    assert report["server_minflt_per_op"] == {"rounds": rounds["ours-hook"], "median": 0.1}
