@@ -93,7 +93,14 @@ from .decisions import Accept, Close, Respond, check_close_code
 from .deflate import MIN_COMPRESS, NO_LIMIT, Deflate, negotiate_deflate
 from .errors import ConnectionClosed
 from .events import Closed, Event, Message, Ping, RequestReceived
-from .frames import CloseReceived, FrameReader, close_payload, encode_frame, frame_parts
+from .frames import (
+    SEPARATE_PAYLOAD_FROM,
+    CloseReceived,
+    FrameReader,
+    close_payload,
+    encode_frame,
+    frame_parts,
+)
 from .http import Request
 from .http11 import BadRequest, RequestReader, plain_response, switching_protocols
 
@@ -427,6 +434,8 @@ class ServerConnection:
         deflate = self._deflate
         if deflate is not None and len(payload) >= MIN_COMPRESS:
             return frame_parts(b0 | 0x40, deflate.compress(payload))
+        if len(payload) < SEPARATE_PAYLOAD_FROM:  # most messages: no second call
+            return encode_frame(b0, payload), b""
         return frame_parts(b0, payload)
 
     def send_shared(self, data: str | bytes | bytearray | memoryview, frame: bytes) -> bytes:
