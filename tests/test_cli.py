@@ -390,26 +390,6 @@ def test_sigterm_repeats_never_cut_a_drain_a_second_ctrl_c_does(
             assert trace not in server.stderr, server.stderr
 
 
-@pytest.fixture(scope="module")
-def tls_files(tmp_path_factory: pytest.TempPathFactory) -> tuple[str, str]:
-    import shutil
-
-    if shutil.which("openssl") is None:
-        pytest.skip("needs the openssl command")
-    directory = tmp_path_factory.mktemp("tls")
-    cert, key = directory / "cert.pem", directory / "key.pem"
-    subprocess.run(
-        [
-            "openssl", "req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1",
-            "-nodes", "-keyout", str(key), "-out", str(cert), "-days", "1",
-            "-subj", "/CN=localhost", "-addext", "subjectAltName=IP:127.0.0.1,DNS:localhost",
-        ],
-        check=True,
-        capture_output=True,
-    )  # fmt: skip
-    return str(cert), str(key)
-
-
 @pytest.mark.parametrize("transport", ["asyncio", "trio", "websockets"])
 def test_serve_tls(app_env: dict[str, str], tls_files: tuple[str, str], transport: str) -> None:
     import ssl

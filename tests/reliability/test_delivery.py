@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import ssl
 import struct
-import subprocess
 
 import anyio
 import pytest
@@ -92,25 +91,6 @@ async def test_every_message_from_the_handler_reaches_a_slow_client_before_the_c
 # TLS
 
 
-@pytest.fixture(scope="module")
-def tls_context(tmp_path_factory) -> ssl.SSLContext:
-    directory = tmp_path_factory.mktemp("tls")
-    cert, key = directory / "cert.pem", directory / "key.pem"
-    subprocess.run(
-        [
-            "openssl", "req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1",
-            "-nodes", "-keyout", str(key), "-out", str(cert), "-days", "1",
-            "-subj", "/CN=localhost", "-addext", "subjectAltName=IP:127.0.0.1",
-        ],
-        check=True,
-        capture_output=True,
-    )  # fmt: skip
-    context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
-    context.load_cert_chain(cert, key)
-    context.client_context = ssl.create_default_context(cafile=str(cert))  # type: ignore[attr-defined]
-    return context
-
-
 async def tls_echo_works(port: int, client_context: ssl.SSLContext) -> None:
     stream = await anyio.connect_tcp(
         "127.0.0.1", port, ssl_context=client_context, tls_standard_compatible=False
@@ -127,10 +107,11 @@ async def tls_echo_works(port: int, client_context: ssl.SSLContext) -> None:
     "sent", [b"", b"\x16\x03\x01\x00\xa5\x01\x00"], ids=["nothing", "half-hello"]
 )
 async def test_tls_handshake_never_finished_is_dropped_at_open_timeout(
-    serve_router, tls_context, sent
+    serve_router, tls_contexts, sent
 ):
     open_timeout = 0.3
-    async with serve_router(echo_router(), ssl=tls_context, open_timeout=open_timeout) as server:
+    server_context, client_context = tls_contexts
+    async with serve_router(echo_router(), ssl=server_context, open_timeout=open_timeout) as server:
         async with await Sock.connect(server.port) as client:
             if sent:
                 await client.send(sent)
@@ -138,4 +119,4 @@ async def test_tls_handshake_never_finished_is_dropped_at_open_timeout(
             with anyio.fail_after(open_timeout + 1):
                 await client.read_to_eof()
             assert anyio.current_time() - start >= open_timeout * 0.8
-        await tls_echo_works(server.port, tls_context.client_context)
+        await tls_echo_works(server.port, client_context)

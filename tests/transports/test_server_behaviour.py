@@ -11,9 +11,7 @@ from __future__ import annotations
 import json
 import logging
 import os
-import ssl
 import struct
-import subprocess
 
 import anyio
 import pytest
@@ -683,27 +681,8 @@ async def test_send_waits_while_the_peer_does_not_read(serve_router):
 # TLS
 
 
-@pytest.fixture(scope="session")
-def tls_files(tmp_path_factory):
-    directory = tmp_path_factory.mktemp("tls")
-    cert, key = directory / "cert.pem", directory / "key.pem"
-    subprocess.run(
-        [
-            "openssl", "req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1",
-            "-nodes", "-keyout", str(key), "-out", str(cert), "-days", "1",
-            "-subj", "/CN=localhost", "-addext", "subjectAltName=IP:127.0.0.1,DNS:localhost",
-        ],
-        check=True,
-        capture_output=True,
-    )  # fmt: skip
-    return cert, key
-
-
-async def test_tls(serve_router, connect, tls_files):
-    cert, key = tls_files
-    server_ctx = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
-    server_ctx.load_cert_chain(cert, key)
-    client_ctx = ssl.create_default_context(cafile=str(cert))
+async def test_tls(serve_router, connect, tls_contexts):
+    server_ctx, client_ctx = tls_contexts
     with anyio.fail_after(TIMEOUT):
         async with serve_router(make_router(), ssl=server_ctx) as server:
             async with connect(server, "/echo", ssl=client_ctx) as ws:

@@ -6,7 +6,6 @@ object's details. Shared behaviour is in tests/transports (parametrized over it)
 from __future__ import annotations
 
 import gc
-import ssl
 import sys
 import weakref
 
@@ -204,24 +203,8 @@ async def test_one_timer_task_pings_every_connection():
     assert seen == [1011] * 5
 
 
-async def tls_contexts(tmp_path) -> tuple[ssl.SSLContext, ssl.SSLContext]:
-    """A server context with a fresh self-signed certificate for 127.0.0.1, and a
-    client context that trusts it."""
-    cert, key = tmp_path / "cert.pem", tmp_path / "key.pem"
-    await anyio.run_process(
-        [
-            "openssl", "req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1",
-            "-nodes", "-keyout", str(key), "-out", str(cert), "-days", "1",
-            "-subj", "/CN=localhost", "-addext", "subjectAltName=IP:127.0.0.1",
-        ],
-    )  # fmt: skip
-    server_ctx = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
-    server_ctx.load_cert_chain(cert, key)
-    return server_ctx, ssl.create_default_context(cafile=str(cert))
-
-
-async def test_tls_with_concurrent_send_and_receive(connect, tmp_path):
-    server_ctx, client_ctx = await tls_contexts(tmp_path)
+async def test_tls_with_concurrent_send_and_receive(connect, tls_contexts):
+    server_ctx, client_ctx = tls_contexts
     router = Router()
     count = 200
 
@@ -255,14 +238,14 @@ async def test_tls_with_concurrent_send_and_receive(connect, tmp_path):
 
 
 async def test_tls_connections_are_read_by_a_reader_task_from_the_start(
-    connect, tmp_path, monkeypatch
+    connect, tls_contexts, monkeypatch
 ):
     """A TLS read may write TLS records of its own, so a TLS connection is never read
     in the handler's recv() (which a timeout may cancel half-way): its reader task
     runs from the start, and answers a ping while the handler is busy elsewhere,
     long before a look at the handler would start it."""
     monkeypatch.setattr(anyio_connection, "_READER_AFTER", 5.0)
-    server_ctx, client_ctx = await tls_contexts(tmp_path)
+    server_ctx, client_ctx = tls_contexts
     release = anyio.Event()
     router = Router()
 

@@ -10,8 +10,6 @@ send more than the socket buffers hold, so part of it waits in the loop's transp
 from __future__ import annotations
 
 import random
-import ssl
-import subprocess
 from typing import Any
 
 import anyio
@@ -60,22 +58,7 @@ def burst_router() -> Router:
     return router
 
 
-@pytest.fixture(scope="module")
-def tls_contexts(tmp_path_factory: Any) -> tuple[ssl.SSLContext, ssl.SSLContext]:
-    directory = tmp_path_factory.mktemp("tls")
-    cert, key = directory / "cert.pem", directory / "key.pem"
-    subprocess.run(
-        [
-            "openssl", "req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1",
-            "-nodes", "-keyout", str(key), "-out", str(cert), "-days", "1",
-            "-subj", "/CN=localhost", "-addext", "subjectAltName=IP:127.0.0.1",
-        ],
-        check=True,
-        capture_output=True,
-    )  # fmt: skip
-    server = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
-    server.load_cert_chain(cert, key)
-    return server, ssl.create_default_context(cafile=str(cert))
+
 
 
 @pytest.mark.parametrize("anyio_backend", LOOPS)
