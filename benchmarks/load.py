@@ -41,7 +41,9 @@ each message (its ``mmap`` threshold is still below that size) or gives the top 
 heap back and takes it again. Which state a process lands in follows from its heap's
 history, not from the code a message runs; the table says in how many rounds a server
 was in the faulting one, so a ratio between two servers in different states reads as
-what it is.
+what it is. glibc's ``MALLOC_*`` variables in load.py's environment reach every server
+(``MALLOC_MMAP_THRESHOLD_=1048576`` keeps those buffers in the heap, and
+``MALLOC_TRIM_THRESHOLD_=67108864`` keeps the heap's top); the report names them.
 
 Workloads:
   handshake-C  connect, receive the server's "hello", close; handshakes/s with C clients
@@ -868,6 +870,9 @@ def main(argv: list[str] | None = None) -> int:
         "routes": options.routes,
         "baseline": options.baseline,
         "servers": {name: kind_of(name).note for name in options.servers},
+        # glibc's heap settings (MALLOC_TRIM_THRESHOLD_...), which the servers inherit:
+        # they decide whether large messages take page faults (the flt/op column).
+        "malloc_env": {k: v for k, v in os.environ.items() if k.startswith("MALLOC_")},
     }
 
     running: list[ServerProcess] = []
@@ -903,6 +908,8 @@ def main(argv: list[str] | None = None) -> int:
     table += (
         f"{results.meta['servers_loop']}, trio servers on trio; client {results.meta['client']}"
     )
+    if results.meta["malloc_env"]:
+        table += "; " + " ".join(f"{k}={v}" for k, v in sorted(results.meta["malloc_env"].items()))
 
     if args.json == "-":
         json.dump(results.to_json(options.baseline), sys.stdout, indent=2)

@@ -29,7 +29,9 @@ ALL_WORKLOADS = [
 ]
 
 
-def run_load(*args: str, timeout: float = 60) -> subprocess.CompletedProcess[str]:
+def run_load(
+    *args: str, timeout: float = 60, env: dict[str, str] | None = None
+) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
         [sys.executable, str(BENCH / "load.py"), *args],
         capture_output=True,
@@ -37,6 +39,7 @@ def run_load(*args: str, timeout: float = 60) -> subprocess.CompletedProcess[str
         timeout=timeout,
         stdin=subprocess.DEVNULL,
         cwd=ROOT,
+        env=env,
     )
 
 
@@ -62,11 +65,18 @@ def test_quick_run_measures_every_workload_and_stops_every_server(tmp_path: Path
         "2",
         "--json",
         str(out),
+        # glibc's heap settings, which the servers inherit, are part of the report.
+        env={
+            **{k: v for k, v in os.environ.items() if not k.startswith("MALLOC_")},
+            "MALLOC_TRIM_THRESHOLD_": "67108864",
+        },
     )
     assert done.returncode == 0, done.stderr
     report = json.loads(out.read_text())
     results = report["results"]
     assert "epoll worker processes" in report["meta"]["client"]
+    assert report["meta"]["malloc_env"] == {"MALLOC_TRIM_THRESHOLD_": "67108864"}
+    assert done.stdout.rstrip().endswith("MALLOC_TRIM_THRESHOLD_=67108864")
 
     # A WebSocket server gets every workload, each with a positive rate and no error.
     assert sorted(results["websockets"]) == sorted(ALL_WORKLOADS)
